@@ -1,0 +1,38 @@
+"""anyfc — fully-connected neural networks written once against the Python Array API
+standard, trained unchanged on NumPy, CuPy, PyTorch, JAX, Dask and array-api-strict.
+
+>>> import anyfc
+>>> model = anyfc.Sequential([anyfc.Dense(4, 8, seed=0), anyfc.Dense(8, 3, "identity", seed=1)])
+>>> model.predict([[0.0, 1.0, 2.0, 3.0]]).shape
+(1, 3)
+"""
+
+from . import activations, initializers, losses, optimizers
+from ._backend import (
+    BACKENDS,
+    available_backends,
+    get_backend,
+    set_backend,
+    to_backend,
+    to_numpy,
+)
+from .layers import Dense
+from .model import History, Sequential
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "Dense",
+    "History",
+    "Sequential",
+    "activations",
+    "available_backends",
+    "get_backend",
+    "initializers",
+    "losses",
+    "optimizers",
+    "set_backend",
+    "to_backend",
+    "to_numpy",
+]

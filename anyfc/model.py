@@ -1,0 +1,331 @@
+"""``Sequential``: a stack of layers with a loss, mini-batch training and a history.
+
+Training loop, per mini-batch (the article's procedure, for a whole network):
+
+    y = layers[-1](... layers[0](x))            forward, keeping what backward needs
+    E = loss(y, t)
+    g = ∂E/∂y;  g = layer.backward(g) for each layer from the top down
+    optimizer.step(layers)                      p ← p - η·(update from ∂E/∂p)
+
+The model's arrays never leave its backend and device during training: the loss and
+accuracy of an epoch are summed on the device and read once at the epoch's end.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+from . import _backend, losses, optimizers
+from .layers import Dense
+
+Array = Any
+
+
+class History(dict):  # type: ignore[type-arg]
+    """Per-epoch metrics returned by ``fit``: ``history["loss"]``, ``["accuracy"]``,
+    ``["val_loss"]``, ``["val_accuracy"]`` (accuracy for classification losses)."""
+
+    @property
+    def epochs(self) -> int:
+        return len(self.get("loss", []))
+
+
+class Sequential:
+    """Layers applied one after the other, trained against ``loss``.
+
+    Parameters
+    ----------
+    layers : the layers, input first; each ``n_out`` must equal the next ``n_in``.
+    loss : ``"softmax_cross_entropy"`` (default; the last layer gives logits),
+        ``"binary_cross_entropy"`` (logits too) or ``"mean_squared_error"``.
+    backend, device, dtype : where the model lives; the layers are moved there.
+        ``None`` keeps the first layer's.
+
+    >>> from anyfc import Dense, Sequential
+    >>> model = Sequential([Dense(64, 32, seed=0), Dense(32, 10, "identity", seed=1)])
+    >>> model.backend, model.n_in, model.n_out
+    ('numpy', 64, 10)
+    """
+
+    def __init__(
+        self,
+        layers: Iterable[Dense],
+        loss: str | losses.Loss = "softmax_cross_entropy",
+        *,
+        backend: str | ModuleType | None = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        self.layers = list(layers)
+        if not self.layers:
+            raise ValueError("Sequential needs at least one layer")
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Dense):
+                raise TypeError(f"layer {i} is a {type(layer).__name__}, not an anyfc.Dense")
+        for i, (below, above) in enumerate(zip(self.layers, self.layers[1:])):
+            if below.n_out != above.n_in:
+                raise ValueError(
+                    f"layer sizes do not chain: layer {i} gives {below.n_out} outputs but "
+                    f"layer {i + 1} takes {above.n_in} inputs"
+                )
+        self.loss = losses.get(loss)
+        self.optimizer: optimizers.Optimizer | None = None
+        first = self.layers[0]
+        if backend is None and device is None:
+            device = first.device
+        self.to(first.backend if backend is None else backend, device,
+                first.dtype if dtype is None else dtype)
+
+    # ------------------------------------------------------------ where it lives
+
+    @property
+    def xp(self) -> ModuleType:
+        return self.layers[0].xp
+
+    @property
+    def backend(self) -> str:
+        return self.layers[0].backend
+
+    @property
+    def device(self) -> Any:
+        return self.layers[0].device
+
+    @property
+    def dtype(self) -> Any:
+        return self.layers[0].dtype
+
+    @property
+    def n_in(self) -> int:
+        return self.layers[0].n_in
+
+    @property
+    def n_out(self) -> int:
+        return self.layers[-1].n_out
+
+    def to(self, backend: str | ModuleType | None = None, device: Any = None,
+           dtype: Any = None) -> Sequential:
+        """Move every layer to ``backend``/``device``/``dtype``; returns ``self``."""
+        xp = _backend.get_namespace(self.backend if backend is None else backend)
+        dev = _backend.resolve_device(xp, device)
+        dt = _backend.resolve_dtype(xp, self.dtype if dtype is None else dtype)
+        for layer in self.layers:
+            if layer.xp is not xp or layer.device != dev or layer.dtype != dt:
+                layer.to(xp, dev, dt)
+        return self
+
+    # ------------------------------------------------------------ the math
+
+    def forward(self, x: Array) -> Array:
+        """The network's raw output (logits for the classification losses)."""
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_y: Array) -> None:
+        """Back-propagate ``∂E/∂y`` through every layer, top down, setting their
+        gradients (the first layer computes no ``∂E/∂x``: nobody needs it)."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            grad_y = self.layers[i].backward(grad_y, need_grad_x=i > 0)
+
+    def train_step(self, x: Array, t: Array, optimizer: optimizers.Optimizer) -> Array:
+        """One mini-batch: forward, loss, backward, update. Returns the loss (0-d)."""
+        e = self.loss.forward(self.forward(x), t)
+        self.backward(self.loss.backward())
+        optimizer.step(self.layers)
+        return e
+
+    # ------------------------------------------------------------ data
+
+    def _inputs(self, X: Any, what: str = "X") -> Array:
+        """``X`` as a 2-D float array on the model's backend and device (one transfer)."""
+        _backend.check_numeric(X, what)
+        X = _backend.to_backend(X, self.xp, self.device, self.dtype)
+        if X.ndim != 2:
+            raise ValueError(f"{what} must be 2-D (samples × features), got shape {tuple(X.shape)}")
+        if X.shape[1] != self.n_in:
+            raise ValueError(
+                f"{what} has {X.shape[1]} features per row but the first layer takes "
+                f"{self.n_in} (n_in)"
+            )
+        if X.shape[0] == 0:
+            raise ValueError(f"{what} is empty (0 rows)")
+        return X
+
+    def _targets(self, y: Any, n: int, what: str = "y") -> Array:
+        """Targets on the model's device: integer labels stay integers for the
+        softmax loss, everything else becomes the model's float dtype."""
+        kind = _backend.check_numeric(y, what)
+        labels = isinstance(self.loss, losses.SoftmaxCrossEntropy) and kind != "real floating"
+        t = _backend.to_backend(y, self.xp, self.device, None if labels else self.dtype)
+        if t.shape[0] != n:
+            raise ValueError(f"X has {n} rows but {what} has {t.shape[0]}")
+        return t
+
+    # ------------------------------------------------------------ training
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        epochs: int = 1,
+        batch_size: int = 32,
+        optimizer: optimizers.Optimizer | str | None = None,
+        validation_data: tuple[Any, Any] | None = None,
+        shuffle: bool = True,
+        seed: int | None = None,
+        verbose: int = 1,
+    ) -> History:
+        """Train for ``epochs`` passes over ``(X, y)`` in mini-batches.
+
+        ``X`` and ``y`` may be arrays of any supported library (or nested lists); they
+        are moved to the model's backend and device once. ``optimizer`` defaults to the
+        one this model last trained with, else ``Adam()``. ``seed`` fixes the shuffling.
+        Returns a ``History`` of per-epoch loss (and accuracy, and ``val_`` metrics).
+        """
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        opt = optimizers.get(optimizer if optimizer is not None else self.optimizer)
+        X = self._inputs(X)
+        t = self._targets(y, X.shape[0])
+        val = None
+        if validation_data is not None:
+            X_val = self._inputs(validation_data[0], "validation X")
+            val = (X_val, self._targets(validation_data[1], X_val.shape[0], "validation y"))
+        self.optimizer = opt
+        xp, n = self.xp, X.shape[0]
+        rng = _backend.host_rng(seed)
+        history = History(loss=[])
+        if self.loss.classification:
+            history["accuracy"] = []
+        if val is not None:
+            history.update({"val_" + k: [] for k in list(history)})
+        bar = _Progress(verbose, epochs, math.ceil(n / batch_size))
+        for epoch in range(1, epochs + 1):
+            bar.start(epoch)
+            order = None
+            if shuffle:
+                order = _backend.from_host(rng.permutation(n), xp, self.device, None)
+            total = correct = 0.0
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)  # the standard leaves overshoot undefined
+                if order is None:
+                    xb, tb = X[start:stop, ...], t[start:stop, ...]
+                else:
+                    idx = order[start:stop]
+                    xb, tb = xp.take(X, idx, axis=0), xp.take(t, idx, axis=0)
+                e = self.train_step(xb, tb, opt)
+                total = total + e * xb.shape[0]
+                if self.loss.classification:
+                    hits, _ = self.loss.n_correct(xp, self.layers[-1].y, tb)
+                    correct = correct + hits
+                total, correct = _backend.materialize([total, correct])
+                bar.batch()
+            metrics = {"loss": _backend.to_float(total) / n}
+            if self.loss.classification:
+                metrics["accuracy"] = _backend.to_float(correct) / _count(self.loss, n, self.n_out)
+            if not math.isfinite(metrics["loss"]):
+                raise FloatingPointError(
+                    f"training diverged in epoch {epoch}: the loss is {metrics['loss']}; "
+                    f"try a lower learning rate (the optimizer has lr={opt.lr})"
+                )
+            if val is not None:
+                metrics.update({"val_" + k: v for k, v in self._evaluate(*val).items()})
+            for key, value in metrics.items():
+                history[key].append(value)
+            bar.end(metrics)
+        self._forget()
+        return history
+
+    def _forget(self) -> None:
+        """Drop the activations kept for backward (they can be large)."""
+        for layer in self.layers:
+            layer.x = layer.y = None
+
+    # ------------------------------------------------------------ inference
+
+    def _batches(self, X: Array, batch_size: int | None) -> Iterable[Array]:
+        n = X.shape[0]
+        step = n if batch_size is None else batch_size
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        for start in range(0, n, step):
+            yield X[start:min(start + step, n), ...]
+
+    def predict(self, X: Any, *, batch_size: int | None = 1024) -> Array:
+        """Class probabilities (softmax or sigmoid) for the classification losses, the
+        raw output for MSE; on the model's backend and device."""
+        X = self._inputs(X)
+        xp = self.xp
+        out = [self.loss.output(xp, self.forward(xb)) for xb in self._batches(X, batch_size)]
+        self._forget()
+        return out[0] if len(out) == 1 else xp.concat(out, axis=0)
+
+    def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 1024) -> dict[str, float]:
+        """``{"loss": ..., "accuracy": ...}`` (accuracy for classification losses)."""
+        X = self._inputs(X)
+        return self._evaluate(X, self._targets(y, X.shape[0]), batch_size)
+
+    def _evaluate(self, X: Array, t: Array, batch_size: int | None = 1024) -> dict[str, float]:
+        xp, n = self.xp, X.shape[0]
+        total = correct = 0.0
+        for start, xb in zip(range(0, n, batch_size or n), self._batches(X, batch_size)):
+            tb = t[start:start + xb.shape[0], ...]
+            yb = self.forward(xb)
+            total = total + self.loss.forward(yb, tb) * xb.shape[0]
+            if self.loss.classification:
+                correct = correct + self.loss.n_correct(xp, yb, tb)[0]
+        self._forget()
+        metrics = {"loss": _backend.to_float(total) / n}
+        if self.loss.classification:
+            metrics["accuracy"] = _backend.to_float(correct) / _count(self.loss, n, self.n_out)
+        return metrics
+
+    def __repr__(self) -> str:
+        inner = ",\n    ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([\n    {inner}\n], loss={self.loss.name!r})"
+
+
+def _count(loss: losses.Loss, n: int, n_out: int) -> int:
+    """How many predictions ``n_correct`` counts over ``n`` samples."""
+    return n * n_out if isinstance(loss, losses.BinaryCrossEntropy) else n
+
+
+class _Progress:
+    """A one-line progress bar per epoch (verbose=1), or one line per epoch
+    (verbose=2, or verbose=1 when the output is not a terminal). It never reads
+    the device: the loss is shown when the epoch ends."""
+
+    def __init__(self, verbose: int, epochs: int, n_batches: int) -> None:
+        self.verbose, self.epochs, self.n_batches = verbose, epochs, n_batches
+        self.live = verbose == 1 and sys.stdout.isatty()
+
+    def start(self, epoch: int) -> None:
+        self.epoch, self.done, self.t0, self.shown = epoch, 0, time.perf_counter(), 0.0
+
+    def batch(self) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if self.live and (now - self.shown > 0.1 or self.done == self.n_batches):
+            self.shown = now
+            width = 30
+            filled = width * self.done // self.n_batches
+            sys.stdout.write(
+                f"\rEpoch {self.epoch}/{self.epochs} [{'=' * filled}{'.' * (width - filled)}] "
+                f"{self.done}/{self.n_batches}")
+            sys.stdout.flush()
+
+    def end(self, metrics: dict[str, float]) -> None:
+        if not self.verbose:
+            return
+        text = " - ".join(f"{k}: {v:.4f}" for k, v in metrics.items())
+        lead = "\r" if self.live else ""
+        seconds = time.perf_counter() - self.t0
+        print(f"{lead}Epoch {self.epoch}/{self.epochs} - {seconds:.2f}s - {text}" + " " * 10)

@@ -1,0 +1,223 @@
+"""Gradient-descent optimizers, written once against the Array API.
+
+An optimizer updates every parameter ``p`` of every layer from its gradient ``g``
+(``layer.grad_w`` for ``layer.w``, ...). It never holds the parameters themselves —
+only per-parameter state such as a velocity — and writes the new value back to the
+layer, so it works with immutable arrays (JAX), where an update makes a new array, and
+updates in place where the library allows it (NumPy, CuPy, torch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from . import _backend
+
+Array = Any
+State = dict[str, Array]
+
+
+def _check(name: str, value: float, low: float = 0.0, high: float = math.inf,
+           low_open: bool = False, high_open: bool = True) -> float:
+    """``value`` as a float, or a ValueError naming the hyper-parameter."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high)
+    if not ok:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ValueError(f"{name} must be a finite number in {lo}{low}, {high}{hi}, got {value!r}")
+    return float(value)
+
+
+def _slot(xp: ModuleType, state: State, key: str, p: Array) -> Array:
+    """``state[key]``, created as zeros like ``p`` on first use."""
+    value = state.get(key)
+    return xp.zeros_like(p) if value is None else value
+
+
+class Optimizer:
+    """Base class. Subclasses implement ``update(xp, p, g, state) -> new p``."""
+
+    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
+        self.lr = _check("lr", lr, low_open=True)
+        self.weight_decay = _check("weight_decay", weight_decay)
+        self.t = 0  # number of steps taken
+        self.state: dict[str, State] = {}  # "layer_index.param_name" -> state
+
+    def step(self, layers: Sequence[Any]) -> None:
+        """Update every parameter of ``layers`` from its gradient (after ``backward``)."""
+        self.t += 1
+        for i, layer in enumerate(layers):
+            for name in layer.param_names:
+                p, g = getattr(layer, name), getattr(layer, "grad_" + name)
+                if g is None:
+                    raise RuntimeError(f"layer {i} has no grad_{name}: call backward first")
+                state = self.state.setdefault(f"{i}.{name}", {})
+                setattr(layer, name, self.update(_backend.namespace_of(p), p, g, state))
+        self._materialize(layers)
+
+    def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
+        raise NotImplementedError
+
+    def _materialize(self, layers: Sequence[Any]) -> None:
+        """For lazy arrays (Dask): compute parameters and state now, in one go, so the
+        graph does not grow from step to step. Eager arrays are left alone."""
+        first = getattr(layers[0], layers[0].param_names[0])
+        if not _backend.is_lazy(first):
+            return
+        slots = [(layer, name, None) for layer in layers for name in layer.param_names]
+        slots += [(state, key, True) for state in self.state.values() for key in state]
+        values = _backend.materialize(
+            [getattr(c, k) if s is None else c[k] for c, k, s in slots])
+        for (container, key, is_state), value in zip(slots, values):
+            if is_state:
+                container[key] = value
+            else:
+                setattr(container, key, value)
+
+    def config(self) -> dict[str, Any]:
+        """The hyper-parameters, enough to build the same optimizer again."""
+        return {k: v for k, v in vars(self).items() if k not in ("t", "state")}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum and L2 weight decay:
+
+        g ← g + λ·p                       (weight_decay λ)
+        v ← μ·v + g                       (momentum μ)
+        p ← p - η·v                       (or p - η·(g + μ·v) with nesterov)
+
+    With ``momentum=0`` this is the article's ``p -= η·g``.
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        self.momentum = _check("momentum", momentum, 0.0, 1.0)
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.nesterov = bool(nesterov)
+
+    def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            v = state["v"] = _backend.scale_add_(
+                _slot(xp, state, "v", p), self.momentum, g)
+            g = g + self.momentum * v if self.nesterov else v
+        return _backend.subtract_(p, self.lr * g)
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad: per-coordinate steps shrink with the sum of squared gradients:
+
+        h ← h + g²;   p ← p - η·g / (√h + ε)
+    """
+
+    def __init__(self, lr: float = 0.01, eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        self.eps = _check("eps", eps, low_open=True)
+
+    def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        h = state["h"] = _backend.scale_add_(_slot(xp, state, "h", p), 1.0, g * g)
+        return _backend.subtract_(p, self.lr * g / (xp.sqrt(h) + self.eps))
+
+
+class RMSProp(Optimizer):
+    """RMSProp: like AdaGrad with an exponential moving average of g²:
+
+        h ← ρ·h + (1-ρ)·g²;   p ← p - η·g / (√h + ε)
+    """
+
+    def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        self.rho = _check("rho", rho, 0.0, 1.0)
+        self.eps = _check("eps", eps, low_open=True)
+
+    def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        h = state["h"] = _backend.scale_add_(
+            _slot(xp, state, "h", p), self.rho, g * g, 1.0 - self.rho)
+        return _backend.subtract_(p, self.lr * g / (xp.sqrt(h) + self.eps))
+
+
+class Adam(Optimizer):
+    """Adam, with bias-corrected moment estimates (step t = 1, 2, ...):
+
+        m ← β₁·m + (1-β₁)·g;   v ← β₂·v + (1-β₂)·g²
+        p ← p - η · (m / (1-β₁ᵗ)) / (√(v / (1-β₂ᵗ)) + ε)
+
+    ``weight_decay`` adds ``λ·p`` to the gradient (L2); see ``AdamW`` for the
+    decoupled form.
+    """
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        self.beta1 = _check("beta1", beta1, 0.0, 1.0)
+        self.beta2 = _check("beta2", beta2, 0.0, 1.0)
+        self.eps = _check("eps", eps, low_open=True)
+
+    def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        return self._adam_step(xp, p, g, state)
+
+    def _adam_step(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
+        b1, b2 = self.beta1, self.beta2
+        m = state["m"] = _backend.scale_add_(_slot(xp, state, "m", p), b1, g, 1.0 - b1)
+        v = state["v"] = _backend.scale_add_(
+            _slot(xp, state, "v", p), b2, g * g, 1.0 - b2)
+        step_size = self.lr / (1.0 - b1**self.t)
+        denom = xp.sqrt(v) / math.sqrt(1.0 - b2**self.t) + self.eps
+        return _backend.subtract_(p, step_size * m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter):
+
+        p ← p - η·λ·p, then the Adam step on the undecayed gradient.
+    """
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.01) -> None:
+        super().__init__(lr, beta1, beta2, eps, weight_decay)
+
+    def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
+        if self.weight_decay:
+            p = _backend.subtract_(p, (self.lr * self.weight_decay) * p)
+        return self._adam_step(xp, p, g, state)
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW,
+}
+
+
+def get(optimizer: str | Optimizer | None) -> Optimizer:
+    """An optimizer from a name (with default hyper-parameters) or itself; ``None``
+    gives ``Adam()``.
+
+    >>> get("sgd")
+    SGD(lr=0.01, weight_decay=0.0, momentum=0.0, nesterov=False)
+    """
+    if optimizer is None:
+        return Adam()
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
+        raise ValueError(
+            f"unknown optimizer {optimizer!r}; valid optimizers are {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[optimizer.lower()]()

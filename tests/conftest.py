@@ -1,0 +1,180 @@
+"""The backend matrix: every test that takes the ``bk`` fixture runs once per backend id.
+
+Ids: numpy, array_api_strict, array_api_strict:device1 (a stand-in for a GPU: mixing
+devices or converting to NumPy raises), torch, torch:cuda, jax, dask, cupy. A backend
+that is not installed, or has no device here, is skipped with the reason shown.
+``ANYFC_TEST_BACKENDS=numpy,cupy`` selects a subset; naming one that cannot run here is
+an error, not a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+import anyfc
+from anyfc import _backend
+
+ALL_IDS = (
+    "numpy",
+    "array_api_strict",
+    "array_api_strict:device1",
+    "torch",
+    "torch:cuda",
+    "jax",
+    "dask",
+    "cupy",
+)
+CPU_IDS = ("numpy", "array_api_strict", "array_api_strict:device1", "torch", "jax", "dask")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One cell of the matrix: a backend name and a device (``None``: its default)."""
+
+    id: str
+    name: str
+    device_name: str | None
+
+    @property
+    def xp(self) -> ModuleType:
+        return _backend.get_namespace(self.name)
+
+    @property
+    def device(self) -> Any:
+        return _backend.resolve_device(self.xp, self.device_name)
+
+    def asarray(self, a: Any, dtype: str | None = "float64") -> Any:
+        """A host array (or list) on this backend and device."""
+        return anyfc.to_backend(np.asarray(a), self.name, self.device_name, dtype)
+
+    def dense(self, *args: Any, **kwargs: Any) -> anyfc.Dense:
+        kwargs.setdefault("dtype", "float64")
+        return anyfc.Dense(*args, backend=self.name, device=self.device_name, **kwargs)
+
+    @property
+    def is_lazy(self) -> bool:
+        return self.name == "dask"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def _why_unavailable(test_id: str) -> str | None:
+    """``None`` if ``test_id`` can run here, else the reason it cannot."""
+    name, _, device = test_id.partition(":")
+    try:
+        _backend.get_namespace(name)
+    except ImportError as exc:
+        return str(exc)
+    if name == "cupy" and name not in anyfc.available_backends():
+        return "cupy is installed but no CUDA device is usable"
+    if test_id == "torch:cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "torch has no CUDA device here"
+    del device
+    return None
+
+
+def _selected() -> tuple[list[str], dict[str, str]]:
+    """The ids to run and, for the others, why each is skipped."""
+    wanted = os.environ.get("ANYFC_TEST_BACKENDS", "").strip()
+    if wanted:
+        ids = [w.strip() for w in wanted.split(",") if w.strip()]
+        unknown = [i for i in ids if i not in ALL_IDS]
+        if unknown:
+            raise pytest.UsageError(
+                f"ANYFC_TEST_BACKENDS names unknown ids {unknown}; valid: {', '.join(ALL_IDS)}")
+        missing = {i: r for i in ids if (r := _why_unavailable(i))}
+        if missing:
+            raise pytest.UsageError(
+                "ANYFC_TEST_BACKENDS asks for backends that cannot run here: "
+                + "; ".join(f"{i}: {r}" for i, r in missing.items()))
+        return ids, {}
+    skips = {i: r for i in ALL_IDS if (r := _why_unavailable(i))}
+    return list(ALL_IDS), skips
+
+
+SELECTED: list[str] = []
+SKIPPED: dict[str, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    SELECTED[:], skipped = _selected()
+    SKIPPED.update(skipped)
+
+
+def _backend_params(ids: tuple[str, ...] = ALL_IDS) -> list[Any]:
+    params = []
+    for test_id in SELECTED:
+        if test_id not in ids:
+            continue
+        name, _, device = test_id.partition(":")
+        marks = [pytest.mark.skip(reason=SKIPPED[test_id])] if test_id in SKIPPED else []
+        params.append(pytest.param(Backend(test_id, name, device or None), id=test_id,
+                                   marks=marks))
+    return params
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "bk" in metafunc.fixturenames:
+        metafunc.parametrize("bk", _backend_params())
+    if "cpu_bk" in metafunc.fixturenames:
+        metafunc.parametrize("cpu_bk", _backend_params(CPU_IDS))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    run = [i for i in SELECTED if i not in SKIPPED]
+    lines = [f"anyfc backends run: {', '.join(run)}"]
+    lines += [f"anyfc backend skipped: {i} ({r})" for i, r in SKIPPED.items()]
+    return lines
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def numeric_grad(f: Any, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central finite differences ``(f(x + ε e_i) - f(x - ε e_i)) / 2ε`` of a scalar
+    function of a float64 host array."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        up = f(x)
+        x[i] = old - eps
+        down = f(x)
+        x[i] = old
+        grad[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def rel_error(a: Any, b: Any) -> float:
+    """``‖a - b‖ / (‖a‖ + ‖b‖)``, 0 when both are 0."""
+    a, b = anyfc.to_numpy(a).astype(np.float64), anyfc.to_numpy(b).astype(np.float64)
+    den = np.linalg.norm(a) + np.linalg.norm(b)
+    return 0.0 if den == 0 else float(np.linalg.norm(a - b) / den)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's 8×8 digits, scaled to [0, 1], split 75/25 (stratified)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
+    return X_train, X_test, y_train, y_test

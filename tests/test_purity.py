@@ -1,0 +1,34 @@
+"""The math modules are written once: they import no array library and branch on no
+backend name. Everything backend-specific lives in anyfc/_backend.py."""
+
+import ast
+import pathlib
+
+import pytest
+
+MATH = ["activations", "initializers", "layers", "losses", "optimizers", "model"]
+LIBRARIES = {"numpy", "cupy", "torch", "jax", "dask", "array_api_strict", "array_api_compat"}
+BACKEND_NAMES = {"numpy", "cupy", "torch", "jax", "dask", "array_api_strict"}
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "anyfc"
+
+
+@pytest.mark.parametrize("module", MATH)
+def test_math_module_imports_no_array_library(module):
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & LIBRARIES, f"{module}.py imports {imported & LIBRARIES}"
+
+
+@pytest.mark.parametrize("module", MATH)
+def test_math_module_compares_no_backend_name(module):
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for side in [node.left, *node.comparators]:
+                if isinstance(side, ast.Constant) and side.value in BACKEND_NAMES:
+                    pytest.fail(f"{module}.py:{node.lineno} compares against {side.value!r}")
