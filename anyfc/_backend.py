@@ -193,13 +193,14 @@ def check_numeric(a: Any, what: str = "input") -> str:
                 return kind
         raise TypeError(f"{what} has dtype {a.dtype}; anyfc needs real numbers")
     try:
-        kind = np.asarray(a).dtype
+        host_dtype = np.asarray(a).dtype
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
         raise TypeError(f"{what} is not a rectangular array of numbers ({exc})") from exc
     names = {"f": "real floating", "i": "integral", "u": "integral", "b": "bool"}
-    if kind.kind not in names:
-        raise TypeError(f"{what} has dtype {kind} ({type(a).__name__}); anyfc needs real numbers")
-    return names[kind.kind]
+    if host_dtype.kind not in names:
+        raise TypeError(
+            f"{what} has dtype {host_dtype} ({type(a).__name__}); anyfc needs real numbers")
+    return names[host_dtype.kind]
 
 
 def device_of(x: Array) -> Device:
@@ -317,25 +318,28 @@ def from_host(a: Any, xp: ModuleType, device: Device, dtype: Any) -> Array:
 
 
 def to_numpy(a: Any) -> np.ndarray:
-    """A NumPy copy of any array (an explicit, synchronising host transfer).
+    """A NumPy copy of any array: an explicit, synchronising host transfer. Always a
+    copy, so later in-place parameter updates never show through it.
 
     >>> to_numpy([1, 2])
     array([1, 2])
     """
+    return np.array(_host_view(a), copy=True)
+
+
+def _host_view(a: Any) -> Any:
+    """``a`` as a host array, sharing memory where the library allows."""
     if not is_array(a) or array_api_compat.is_numpy_array(a):
-        return np.asarray(a)
+        return a
     if array_api_compat.is_cupy_array(a):
         return a.get()
     if array_api_compat.is_torch_array(a):
         return a.detach().cpu().resolve_conj().numpy()
     if array_api_compat.is_dask_array(a):
-        return to_numpy(a.compute())
-    if array_api_compat.is_jax_array(a):
-        return np.asarray(a)
-    xp = namespace_of(a)
-    if backend_name(xp) == "array_api_strict":
-        return np.asarray(a.to_device(xp.Device("CPU_DEVICE")))
-    return np.asarray(a)
+        return _host_view(a.compute())
+    if backend_name(namespace_of(a)) == "array_api_strict":
+        return a.to_device(namespace_of(a).Device("CPU_DEVICE"))
+    return a  # jax and others implement __array__
 
 
 def _transfer(a: Array, xp: ModuleType, device: Device) -> Array:
@@ -350,7 +354,7 @@ def _transfer(a: Array, xp: ModuleType, device: Device) -> Array:
         except (TypeError, ValueError, RuntimeError, BufferError, NotImplementedError,
                 AttributeError):
             pass  # the two libraries cannot share this array: go through the host
-    return xp.asarray(to_numpy(a), device=device)
+    return xp.asarray(np.asarray(_host_view(a)), device=device)
 
 
 def to_backend(

@@ -69,10 +69,11 @@ class Optimizer:
         first = getattr(layers[0], layers[0].param_names[0])
         if not _backend.is_lazy(first):
             return
-        slots = [(layer, name, None) for layer in layers for name in layer.param_names]
+        slots: list[tuple[Any, str, bool]] = [
+            (layer, name, False) for layer in layers for name in layer.param_names]
         slots += [(state, key, True) for state in self.state.values() for key in state]
         values = _backend.materialize(
-            [getattr(c, k) if s is None else c[k] for c, k, s in slots])
+            [c[k] if is_state else getattr(c, k) for c, k, is_state in slots])
         for (container, key, is_state), value in zip(slots, values):
             if is_state:
                 container[key] = value
@@ -201,7 +202,7 @@ class AdamW(Adam):
         return self._adam_step(xp, p, g, state)
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {
+OPTIMIZERS: dict[str, type[SGD] | type[AdaGrad] | type[RMSProp] | type[Adam]] = {
     "sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW,
 }
 

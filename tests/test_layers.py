@@ -1,0 +1,134 @@
+"""Dense: forward against NumPy from the equations, backward against finite differences,
+initialisation identical on every backend, dtype/device kept."""
+
+import numpy as np
+import pytest
+from conftest import numeric_grad, rel_error
+
+import anyfc
+from anyfc import _backend, initializers
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu", "identity"])
+def test_forward_matches_the_equations(bk, activation, rng):
+    layer = bk.dense(5, 3, activation, seed=0)
+    x = rng.standard_normal((4, 5))
+    w, b = anyfc.to_numpy(layer.w), anyfc.to_numpy(layer.b)
+    u = x @ w + b  # U = X·W + B
+    f = {"relu": lambda u: np.maximum(u, 0), "tanh": np.tanh,
+         "sigmoid": lambda u: 1 / (1 + np.exp(-u)),
+         "leaky_relu": lambda u: np.where(u > 0, u, 0.01 * u), "identity": lambda u: u}
+    y = layer.forward(bk.asarray(x))
+    np.testing.assert_allclose(anyfc.to_numpy(y), f[activation](u), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu", "identity"])
+def test_backward_matches_finite_differences(bk, activation, rng):
+    layer = bk.dense(5, 3, activation, seed=1)
+    x, r = rng.standard_normal((4, 5)), rng.standard_normal((4, 3))
+    w0, b0 = anyfc.to_numpy(layer.w), anyfc.to_numpy(layer.b)
+
+    def energy(x_host=x, w_host=w0, b_host=b0):  # E = Σ r ⊙ y
+        layer.w, layer.b = bk.asarray(w_host), bk.asarray(b_host)
+        return float(np.sum(r * anyfc.to_numpy(layer.forward(bk.asarray(x_host)))))
+
+    num_x = numeric_grad(lambda v: energy(x_host=v), x)
+    num_w = numeric_grad(lambda v: energy(w_host=v), w0)
+    num_b = numeric_grad(lambda v: energy(b_host=v), b0)
+    energy()
+    grad_x = layer.backward(bk.asarray(r))
+    assert rel_error(layer.grad_w, num_w) < 1e-6  # ∂E/∂W = Xᵀ·Δ
+    assert rel_error(layer.grad_b, num_b) < 1e-6  # ∂E/∂b = Σ_rows Δ
+    assert rel_error(grad_x, num_x) < 1e-6  # ∂E/∂X = Δ·Wᵀ
+
+
+def test_first_layer_can_skip_grad_x(bk, rng):
+    layer = bk.dense(4, 2, seed=0)
+    layer.forward(bk.asarray(rng.standard_normal((3, 4))))
+    assert layer.backward(bk.asarray(np.ones((3, 2))), need_grad_x=False) is None
+    assert layer.grad_w is not None and layer.grad_b is not None
+
+
+def test_same_seed_same_weights_on_every_backend(bk):
+    reference = anyfc.Dense(7, 5, seed=42, backend="numpy", dtype="float64")
+    layer = bk.dense(7, 5, seed=42)
+    np.testing.assert_array_equal(anyfc.to_numpy(layer.w), anyfc.to_numpy(reference.w))
+    np.testing.assert_array_equal(anyfc.to_numpy(layer.b), np.zeros(5))
+    other = bk.dense(7, 5, seed=43)
+    assert not np.array_equal(anyfc.to_numpy(other.w), anyfc.to_numpy(layer.w))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_outputs_keep_dtype_backend_and_device(bk, dtype, rng):
+    layer = bk.dense(3, 2, dtype=dtype, seed=0)
+    x = bk.asarray(rng.standard_normal((4, 3)), dtype)
+    y = layer.forward(x)
+    gx = layer.backward(y)
+    for a in (layer.w, layer.b, y, gx, layer.grad_w, layer.grad_b):
+        assert _backend.namespace_of(a) is bk.xp
+        assert a.dtype == getattr(bk.xp, dtype)
+        assert _backend.device_of(a) == bk.device
+    layer.update(0.1)
+    assert layer.w.dtype == getattr(bk.xp, dtype) and _backend.device_of(layer.w) == bk.device
+
+
+def test_update_is_plain_gradient_descent(bk, rng):
+    layer = bk.dense(3, 2, seed=0)
+    layer.forward(bk.asarray(rng.standard_normal((4, 3))))
+    layer.backward(bk.asarray(rng.standard_normal((4, 2))))
+    w, gw = anyfc.to_numpy(layer.w), anyfc.to_numpy(layer.grad_w)
+    b, gb = anyfc.to_numpy(layer.b), anyfc.to_numpy(layer.grad_b)
+    layer.update(0.5)
+    np.testing.assert_allclose(anyfc.to_numpy(layer.w), w - 0.5 * gw)
+    np.testing.assert_allclose(anyfc.to_numpy(layer.b), b - 0.5 * gb)
+
+
+@pytest.mark.parametrize("name,variance", [
+    ("he", lambda i, o: 2 / i), ("he_uniform", lambda i, o: 2 / i),
+    ("xavier", lambda i, o: 2 / (i + o)), ("xavier_uniform", lambda i, o: 2 / (i + o))])
+def test_initializer_variance(name, variance):
+    w = initializers.get(name)(np.random.default_rng(0), 400, 300)
+    assert w.shape == (400, 300)
+    np.testing.assert_allclose(w.var(), variance(400, 300), rtol=0.03)
+    assert abs(w.mean()) < 0.01
+
+
+def test_default_initializer_follows_activation():
+    assert anyfc.Dense(2, 2, "relu").init == "he"
+    assert anyfc.Dense(2, 2, "tanh").init == "xavier"
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "4"])
+def test_sizes_must_be_positive_integers(bad):
+    with pytest.raises(ValueError, match="n_in"):
+        anyfc.Dense(bad, 3)
+
+
+def test_forward_rejects_wrong_feature_count(bk):
+    layer = bk.dense(4, 2, seed=0)
+    with pytest.raises(ValueError, match="4 features.*shape \\(3, 5\\)"):
+        layer.forward(bk.asarray(np.ones((3, 5))))
+
+
+def test_forward_rejects_another_library():
+    import array_api_strict as strict
+
+    layer = anyfc.Dense(2, 2, backend="numpy")
+    with pytest.raises(TypeError, match="array_api_strict.*numpy arrays"):
+        layer.forward(strict.ones((1, 2)))
+
+
+def test_forward_rejects_another_device():
+    import array_api_strict as strict
+
+    layer = anyfc.Dense(2, 2, backend="array_api_strict", device="device1")
+    with pytest.raises(TypeError, match="device"):
+        layer.forward(strict.ones((1, 2), dtype=strict.float32))
+
+
+def test_reassigned_parameters_are_used(bk):
+    layer = bk.dense(2, 1, "identity", seed=0)
+    layer.w = bk.asarray([[2.0], [3.0]])
+    layer.b = bk.asarray([1.0])
+    y = layer.forward(bk.asarray([[1.0, 1.0]]))
+    np.testing.assert_allclose(anyfc.to_numpy(y), [[6.0]])

@@ -1,0 +1,102 @@
+"""Optimizers: each reduces the loss on every backend (mutable and immutable arrays),
+and each update matches its equation computed in NumPy."""
+
+import math
+
+import numpy as np
+import pytest
+
+import anyfc
+from anyfc import optimizers
+
+ALL = {
+    "sgd": lambda: optimizers.SGD(lr=0.1),
+    "sgd_momentum": lambda: optimizers.SGD(lr=0.05, momentum=0.9),
+    "sgd_nesterov": lambda: optimizers.SGD(lr=0.05, momentum=0.9, nesterov=True),
+    "sgd_decay": lambda: optimizers.SGD(lr=0.1, weight_decay=1e-3),
+    "adagrad": lambda: optimizers.AdaGrad(lr=0.1),
+    "rmsprop": lambda: optimizers.RMSProp(lr=0.01),
+    "adam": lambda: optimizers.Adam(lr=0.01),
+    "adamw": lambda: optimizers.AdamW(lr=0.01),
+}
+
+
+def _problem(bk, rng):
+    X = rng.standard_normal((64, 5))
+    y = (X @ rng.standard_normal(5) > 0).astype(np.int64)
+    model = anyfc.Sequential(
+        [bk.dense(5, 8, seed=0), bk.dense(8, 2, "identity", seed=1)], dtype="float64")
+    return model, X, y
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_every_optimizer_reduces_the_loss(bk, name, rng):
+    model, X, y = _problem(bk, rng)
+    before = model.evaluate(X, y)["loss"]
+    history = model.fit(X, y, epochs=5, batch_size=16, optimizer=ALL[name](), verbose=0, seed=0)
+    assert history["loss"][-1] < history["loss"][0]
+    assert model.evaluate(X, y)["loss"] < 0.8 * before
+
+
+def _reference_steps(name, p, grads, hp):
+    """The same updates, in NumPy, straight from each optimizer's equations."""
+    state = {"v": np.zeros_like(p), "h": np.zeros_like(p), "m": np.zeros_like(p)}
+    for t, g in enumerate(grads, start=1):
+        if name == "SGD":
+            g = g + hp["weight_decay"] * p
+            state["v"] = hp["momentum"] * state["v"] + g
+            p = p - hp["lr"] * state["v"]
+        elif name == "AdaGrad":
+            state["h"] = state["h"] + g * g
+            p = p - hp["lr"] * g / (np.sqrt(state["h"]) + hp["eps"])
+        elif name == "RMSProp":
+            state["h"] = hp["rho"] * state["h"] + (1 - hp["rho"]) * g * g
+            p = p - hp["lr"] * g / (np.sqrt(state["h"]) + hp["eps"])
+        else:
+            if name == "AdamW":
+                p = p - hp["lr"] * hp["weight_decay"] * p
+            b1, b2 = hp["beta1"], hp["beta2"]
+            state["m"] = b1 * state["m"] + (1 - b1) * g
+            state["v"] = b2 * state["v"] + (1 - b2) * g * g
+            m_hat, v_hat = state["m"] / (1 - b1**t), state["v"] / (1 - b2**t)
+            p = p - hp["lr"] * m_hat / (np.sqrt(v_hat) + hp["eps"])
+    return p
+
+
+@pytest.mark.parametrize("opt", [
+    optimizers.SGD(lr=0.1, momentum=0.9, weight_decay=0.01), optimizers.AdaGrad(lr=0.1),
+    optimizers.RMSProp(lr=0.1), optimizers.Adam(lr=0.1), optimizers.AdamW(lr=0.1)],
+    ids=lambda o: type(o).__name__)
+def test_update_matches_its_equation(bk, opt, rng):
+    layer = bk.dense(3, 2, seed=0)
+    p0 = anyfc.to_numpy(layer.w)
+    grads = [rng.standard_normal((3, 2)) for _ in range(3)]
+    opt = type(opt)(**opt.config())  # fresh state for each backend
+    for g in grads:
+        layer.grad_w, layer.grad_b = bk.asarray(g), bk.asarray(np.zeros(2))
+        opt.step([layer])
+    expected = _reference_steps(type(opt).__name__, p0, grads, opt.config())
+    np.testing.assert_allclose(anyfc.to_numpy(layer.w), expected, rtol=1e-10, atol=1e-12)
+    assert opt.t == 3
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"lr": -1}, "lr"), ({"lr": 0}, "lr"), ({"lr": math.nan}, "lr"), ({"lr": math.inf}, "lr"),
+    ({"momentum": 1.5}, "momentum"), ({"weight_decay": -0.1}, "weight_decay"),
+    ({"momentum": 0.0, "nesterov": True}, "nesterov")])
+def test_bad_hyper_parameters_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        optimizers.SGD(**kwargs)
+
+
+def test_step_before_backward_is_an_error():
+    layer = anyfc.Dense(2, 2)
+    with pytest.raises(RuntimeError, match="backward"):
+        optimizers.SGD().step([layer])
+
+
+def test_get_by_name_and_default():
+    assert isinstance(optimizers.get("rmsprop"), optimizers.RMSProp)
+    assert isinstance(optimizers.get(None), optimizers.Adam)
+    with pytest.raises(ValueError, match="adamw"):
+        optimizers.get("lbfgs")
