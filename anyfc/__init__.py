@@ -16,6 +16,8 @@ from ._backend import (
     to_backend,
     to_numpy,
 )
+from ._info import info
+from .io import load
 from .layers import Dense
 from .model import History, Sequential
 
@@ -29,7 +31,9 @@ __all__ = [
     "activations",
     "available_backends",
     "get_backend",
+    "info",
     "initializers",
+    "load",
     "losses",
     "optimizers",
     "set_backend",

@@ -109,14 +109,55 @@ class Sequential:
 
     def to(self, backend: str | ModuleType | None = None, device: Any = None,
            dtype: Any = None) -> Sequential:
-        """Move every layer to ``backend``/``device``/``dtype``; returns ``self``."""
+        """Move every layer, and the optimizer's state, to ``backend``/``device``/
+        ``dtype`` (``None``: same backend, its default device, same dtype); returns
+        ``self``. Arrays go through DLPack where both libraries support it, else
+        through the host — once, here, never per step."""
         xp = _backend.get_namespace(self.backend if backend is None else backend)
         dev = _backend.resolve_device(xp, device)
         dt = _backend.resolve_dtype(xp, self.dtype if dtype is None else dtype)
         for layer in self.layers:
             if layer.xp is not xp or layer.device != dev or layer.dtype != dt:
                 layer.to(xp, dev, dt)
+        if self.optimizer is not None:
+            self.optimizer.to(xp, dev, dt)
         return self
+
+    # ------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Array]:
+        """The parameters by name (``"layers.0.w"``, ``"layers.0.b"``, ...), as arrays
+        of the model's backend (not copies: copy them before training on)."""
+        return {f"layers.{i}.{name}": getattr(layer, name)
+                for i, layer in enumerate(self.layers) for name in layer.param_names}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Set every parameter from ``state_dict`` (arrays of any library), checking
+        names and shapes first, so a mismatch leaves the model unchanged."""
+        expected = self.state_dict()
+        missing = sorted(set(expected) - set(state_dict))
+        extra = sorted(set(state_dict) - set(expected))
+        if missing or extra:
+            raise ValueError(f"state_dict does not match the model: missing {missing}, "
+                             f"unexpected {extra}")
+        for key, current in expected.items():
+            shape = tuple(getattr(state_dict[key], "shape", ()))
+            if shape != tuple(current.shape):
+                raise ValueError(f"{key} has shape {shape}, but the model's is "
+                                 f"{tuple(current.shape)}")
+            _backend.check_numeric(state_dict[key], key)
+        for key in expected:
+            _, i, name = key.split(".")
+            value = _backend.to_backend(state_dict[key], self.xp, self.device, self.dtype)
+            if value is state_dict[key]:  # never alias the caller's array: we update in place
+                value = self.xp.asarray(value, copy=True)
+            setattr(self.layers[int(i)], name, value)
+
+    def save(self, path: str) -> None:
+        """Save architecture, weights and optimizer state to ``path`` (see anyfc.io)."""
+        from . import io
+
+        io.save(self, path)
 
     # ------------------------------------------------------------ the math
 

@@ -80,6 +80,38 @@ class Optimizer:
             else:
                 setattr(container, key, value)
 
+    def to(self, backend: Any, device: Any = None, dtype: Any = None) -> Optimizer:
+        """Move every state array (velocities, moments) like ``Sequential.to``."""
+        for state in self.state.values():
+            for key, value in state.items():
+                state[key] = _backend.to_backend(value, backend, device, dtype)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"t": steps, "state.<layer>.<param>.<slot>": array, ...}``."""
+        out: dict[str, Any] = {"t": self.t}
+        for slot, state in self.state.items():
+            for key, value in state.items():
+                out[f"state.{slot}.{key}"] = value
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any], backend: Any = None,
+                        device: Any = None, dtype: Any = None) -> None:
+        """Restore ``state_dict()``'s output, moving arrays to ``backend``/``device``."""
+        t = state_dict.get("t", 0)
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+            raise ValueError(f"optimizer state has an invalid step count t={t!r}")
+        new_state: dict[str, State] = {}
+        for name, value in state_dict.items():
+            if name == "t":
+                continue
+            parts = name.split(".")
+            if len(parts) != 4 or parts[0] != "state":
+                raise ValueError(f"unexpected optimizer state entry {name!r}")
+            new_state.setdefault(f"{parts[1]}.{parts[2]}", {})[parts[3]] = (
+                _backend.to_backend(value, backend, device, dtype))
+        self.t, self.state = int(t), new_state
+
     def config(self) -> dict[str, Any]:
         """The hyper-parameters, enough to build the same optimizer again."""
         return {k: v for k, v in vars(self).items() if k not in ("t", "state")}
