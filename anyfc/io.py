@@ -69,7 +69,7 @@ def save(model: Sequential, path: str | os.PathLike[str]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".anyfc-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
