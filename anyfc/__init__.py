@@ -13,6 +13,7 @@ from ._backend import (
     available_backends,
     get_backend,
     set_backend,
+    synchronize,
     to_backend,
     to_numpy,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "losses",
     "optimizers",
     "set_backend",
+    "synchronize",
     "to_backend",
     "to_numpy",
 ]

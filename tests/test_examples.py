@@ -1,0 +1,59 @@
+"""Smoke tests: every example runs, with few epochs, on the CPU backends, and says what
+a user wants to see."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _flags(bk):
+    if bk.is_lazy:
+        pytest.skip("dask trains these too, but slowly; test_model covers dask training")
+    flags = ["--backend", bk.name]
+    return flags + (["--device", bk.device_name] if bk.device_name else [])
+
+
+def test_train_digits(cpu_bk, tmp_path, capsys):
+    accuracy = _load("train_digits").main(
+        _flags(cpu_bk) + ["--epochs", "8", "--quiet", "--plot", str(tmp_path / "c.png")])
+    out = capsys.readouterr().out
+    assert "held-out accuracy" in out and "confusion matrix" in out
+    assert accuracy > 0.9
+    assert (tmp_path / "c.png").stat().st_size > 1000 or "matplotlib" not in out
+
+
+def test_from_scratch(cpu_bk, capsys):
+    accuracy = _load("from_scratch").main(_flags(cpu_bk) + ["--epochs", "5"])
+    assert accuracy > 0.85
+    assert "held-out accuracy" in capsys.readouterr().out
+
+
+def test_regression(cpu_bk, capsys):
+    r2 = _load("regression").main(_flags(cpu_bk) + ["--epochs", "40"])
+    assert r2 > 0.2  # well above predicting the mean (R² = 0)
+    assert "least squares" in capsys.readouterr().out
+
+
+def test_portable_checkpoint(cpu_bk, capsys):
+    worst = _load("portable_checkpoint").main(
+        _flags(cpu_bk) + ["--epochs", "2", "--to", "numpy,array_api_strict"])
+    assert worst < 1e-5
+    assert capsys.readouterr().out.count("same classes: True") == 2
+
+
+def test_gpu_speedup_without_a_gpu_exits_cleanly(capsys):
+    module = _load("gpu_speedup")
+    if module.gpu_targets(None, None):
+        pytest.skip("this machine has a GPU; the example really runs here")
+    assert module.main([]) == {}
+    assert "no GPU backend" in capsys.readouterr().out
