@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
-from . import _backend, losses, optimizers
+from . import _backend, _validation, losses, optimizers
 from .layers import Dense
 
 Array = Any
@@ -183,29 +183,13 @@ class Sequential:
     # ------------------------------------------------------------ data
 
     def _inputs(self, X: Any, what: str = "X") -> Array:
-        """``X`` as a 2-D float array on the model's backend and device (one transfer)."""
-        _backend.check_numeric(X, what)
-        X = _backend.to_backend(X, self.xp, self.device, self.dtype)
-        if X.ndim != 2:
-            raise ValueError(f"{what} must be 2-D (samples × features), got shape {tuple(X.shape)}")
-        if X.shape[1] != self.n_in:
-            raise ValueError(
-                f"{what} has {X.shape[1]} features per row but the first layer takes "
-                f"{self.n_in} (n_in)"
-            )
-        if X.shape[0] == 0:
-            raise ValueError(f"{what} is empty (0 rows)")
-        return X
+        """``X`` checked and moved to the model's backend/device/dtype (one transfer)."""
+        return _validation.inputs(X, self.xp, self.device, self.dtype, self.n_in, what)
 
     def _targets(self, y: Any, n: int, what: str = "y") -> Array:
-        """Targets on the model's device: integer labels stay integers for the
-        softmax loss, everything else becomes the model's float dtype."""
-        kind = _backend.check_numeric(y, what)
-        labels = isinstance(self.loss, losses.SoftmaxCrossEntropy) and kind != "real floating"
-        t = _backend.to_backend(y, self.xp, self.device, None if labels else self.dtype)
-        if t.shape[0] != n:
-            raise ValueError(f"X has {n} rows but {what} has {t.shape[0]}")
-        return t
+        """``y`` checked against the loss and moved to the model's device."""
+        return _validation.targets(y, self.loss, self.xp, self.device, self.dtype, n,
+                                   self.n_out, what)
 
     # ------------------------------------------------------------ training
 
@@ -251,6 +235,7 @@ class Sequential:
         bar = _Progress(verbose, epochs, math.ceil(n / batch_size))
         for epoch in range(1, epochs + 1):
             bar.start(epoch)
+            snapshot = self._snapshot()
             order = None
             if shuffle:
                 order = _backend.from_host(rng.permutation(n), xp, self.device, None)
@@ -273,9 +258,11 @@ class Sequential:
             if self.loss.classification:
                 metrics["accuracy"] = _backend.to_float(correct) / _count(self.loss, n, self.n_out)
             if not math.isfinite(metrics["loss"]):
+                self._restore(snapshot)
                 raise FloatingPointError(
                     f"training diverged in epoch {epoch}: the loss is {metrics['loss']}; "
-                    f"try a lower learning rate (the optimizer has lr={opt.lr})"
+                    f"try a lower learning rate (the optimizer has lr={opt.lr}). The model "
+                    f"keeps its weights from before epoch {epoch}."
                 )
             if val is not None:
                 metrics.update({"val_" + k: v for k, v in self._evaluate(*val).items()})
@@ -284,6 +271,25 @@ class Sequential:
             bar.end(metrics)
         self._forget()
         return history
+
+    def _snapshot(self) -> dict[str, Any]:
+        """Copies of the parameters and optimizer state (taken once per epoch, so a
+        diverged epoch can be undone without a check per batch)."""
+        xp = self.xp
+        params = {k: xp.asarray(v, copy=True) for k, v in self.state_dict().items()}
+        opt = self.optimizer
+        state = {} if opt is None else {
+            slot: {k: xp.asarray(v, copy=True) for k, v in values.items()}
+            for slot, values in opt.state.items()}
+        return {"params": params, "state": state, "t": None if opt is None else opt.t}
+
+    def _restore(self, snapshot: dict[str, Any]) -> None:
+        for key, value in snapshot["params"].items():
+            _, i, name = key.split(".")
+            setattr(self.layers[int(i)], name, value)
+        if self.optimizer is not None:
+            self.optimizer.state, self.optimizer.t = snapshot["state"], snapshot["t"]
+        self._forget()
 
     def _forget(self) -> None:
         """Drop the activations kept for backward (they can be large)."""

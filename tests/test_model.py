@@ -79,7 +79,7 @@ def test_inputs_from_other_libraries_are_moved_once(bk, source, rng):
         Xo, yo = X.tolist(), y.tolist()
     else:
         pytest.importorskip(source)
-        Xo, yo = anyfc.to_backend(X, source), anyfc.to_backend(y, source)
+        Xo, yo = anyfc.to_backend(X, source, dtype="float64"), anyfc.to_backend(y, source)
     got = model.predict(Xo)
     assert _backend.namespace_of(got) is bk.xp and _backend.device_of(got) == bk.device
     np.testing.assert_allclose(anyfc.to_numpy(got), expected, rtol=1e-12)

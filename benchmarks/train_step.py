@@ -1,0 +1,317 @@
+"""Time one SGD training step of an MLP: anyfc on each backend, the article's plain-NumPy
+layer code, and torch.nn + autograd + torch.optim — same shapes, same batches, same
+optimizer, float32.
+
+    python benchmarks/train_step.py                      # every CPU contender
+    python benchmarks/train_step.py --backend cupy       # GPU: anyfc on CuPy vs torch-cuda
+    python benchmarks/train_step.py --cases b32,b1024 --procs 5
+
+Each contender runs in its own process (BLAS thread pools of different libraries must not
+share one), ``--procs`` times; each process times ``--rounds`` rounds of steps and reports
+its median. The table gives the median over processes, the ratio to torch.nn, the
+achieved GFLOP/s against a GEMM of the same shape on the same library (the limit), and
+the peak memory the training added to the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+CASES = {  # name -> (layer sizes, batch size, steps per round)
+    "b32": ([784, 256, 256, 10], 32, 200),
+    "b128": ([784, 256, 256, 10], 128, 100),
+    "b1024": ([784, 256, 256, 10], 1024, 20),
+    "wide": ([4096, 4096, 4096, 10], 256, 4),
+}
+CPU_CONTENDERS = ["anyfc:numpy", "anyfc:torch", "anyfc:jax", "plain_numpy", "torch.nn"]
+GPU_CONTENDERS = {"cupy": ["anyfc:cupy", "torch.nn:cuda"], "torch": ["anyfc:torch:cuda",
+                                                                    "torch.nn:cuda"]}
+LR = 0.01
+
+
+def step_flops(sizes: list[int], batch: int) -> float:
+    """Matrix-product FLOPs of one step: forward X·W, backward Xᵀ·Δ and Δ·Wᵀ (none for
+    the first layer, whose ∂E/∂X nobody needs)."""
+    total = 0.0
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        products = 2 if i == 0 else 3
+        total += products * 2.0 * batch * n_in * n_out
+    return total
+
+
+def make_data(sizes: list[int], batch: int, n_batches: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((batch * n_batches, sizes[0]), dtype=np.float32)
+    y = rng.integers(0, sizes[-1], batch * n_batches)
+    return X, y
+
+
+# ---------------------------------------------------------------- contenders
+
+
+class PlainNumpy:
+    """The article's layer code as written there: np.dot, a ReLU derivative built with
+    np.where(u <= 0, 0, 1) (an int64 array, which promotes float32 to float64)."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        rng = np.random.default_rng(0)
+        self.w = [(rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32)
+                  for a, b in zip(sizes, sizes[1:])]
+        self.b = [np.zeros(b, dtype=np.float32) for b in sizes[1:]]
+
+    def step(self, x: np.ndarray, t: np.ndarray) -> None:
+        xs, us = [], []
+        for i, (w, b) in enumerate(zip(self.w, self.b)):
+            xs.append(x)
+            u = np.dot(x, w) + b
+            us.append(u)
+            x = u if i == len(self.w) - 1 else np.where(u <= 0, 0, u)
+        p = np.exp(x - x.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        onehot = np.eye(p.shape[1], dtype=np.float32)[t]
+        delta = (p - onehot) / len(t)
+        for i in range(len(self.w) - 1, -1, -1):
+            if i < len(self.w) - 1:
+                delta = delta * np.where(us[i] <= 0, 0, 1)
+            grad_w = np.dot(xs[i].T, delta)
+            grad_b = np.sum(delta, axis=0)
+            if i > 0:
+                delta = np.dot(delta, self.w[i].T)
+            self.w[i] -= LR * grad_w
+            self.b[i] -= LR * grad_b
+
+    def sync(self) -> None:
+        pass
+
+
+class AnyfcContender:
+    def __init__(self, sizes: list[int], backend: str, device: str | None) -> None:
+        import anyfc
+
+        self.anyfc = anyfc
+        layers = [anyfc.Dense(a, b, "relu" if i < len(sizes) - 2 else "identity", seed=i)
+                  for i, (a, b) in enumerate(zip(sizes, sizes[1:]))]
+        self.model = anyfc.Sequential(layers, backend=backend, device=device, dtype="float32")
+        self.opt = anyfc.optimizers.SGD(lr=LR)
+
+    def put(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+        m = self.model
+        return (self.anyfc.to_backend(X, m.xp, m.device, m.dtype),
+                self.anyfc.to_backend(y, m.xp, m.device))
+
+    def step(self, x: Any, t: Any) -> None:
+        self.model.train_step(x, t, self.opt)
+
+    def sync(self) -> None:
+        self.anyfc.synchronize(self.model.layers[-1].w)
+
+
+class TorchNN:
+    def __init__(self, sizes: list[int], device: str) -> None:
+        import torch
+
+        self.torch = torch
+        torch.manual_seed(0)
+        mods: list[Any] = []
+        for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+            mods.append(torch.nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                mods.append(torch.nn.ReLU())
+        self.device = device
+        self.net = torch.nn.Sequential(*mods).to(device)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=LR)
+        self.loss = torch.nn.CrossEntropyLoss()
+
+    def put(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+        return (self.torch.from_numpy(X).to(self.device),
+                self.torch.from_numpy(y).to(self.device))
+
+    def step(self, x: Any, t: Any) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.loss(self.net(x), t).backward()
+        self.opt.step()
+
+    def sync(self) -> None:
+        if self.device != "cpu":
+            self.torch.cuda.synchronize()
+
+
+def build(contender: str, sizes: list[int]) -> Any:
+    if contender == "plain_numpy":
+        return PlainNumpy(sizes)
+    if contender.startswith("torch.nn"):
+        return TorchNN(sizes, "cuda" if contender.endswith(":cuda") else "cpu")
+    _, backend, *device = contender.split(":")
+    return AnyfcContender(sizes, backend, device[0] if device else None)
+
+
+def gemm_limit(contender: str, sizes: list[int], batch: int) -> float:
+    """GFLOP/s of the forward GEMM of the largest layer, on the contender's library."""
+    a, b = max(zip(sizes, sizes[1:]), key=lambda s: s[0] * s[1])
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((batch, a), dtype=np.float32)
+    w = rng.standard_normal((a, b), dtype=np.float32)
+    if contender in ("plain_numpy", "anyfc:numpy"):
+        matmul, sync = (lambda: x @ w), (lambda: None)
+    elif "torch" in contender:
+        import torch
+
+        dev = "cuda" if contender.endswith("cuda") else "cpu"
+        xt, wt = torch.from_numpy(x).to(dev), torch.from_numpy(w).to(dev)
+        matmul = lambda: xt @ wt  # noqa: E731
+        sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    elif contender == "anyfc:jax":
+        import jax.numpy as jnp
+
+        xj, wj = jnp.asarray(x), jnp.asarray(w)
+        matmul, sync = (lambda: (xj @ wj).block_until_ready()), (lambda: None)
+    elif contender == "anyfc:cupy":
+        import cupy
+
+        xc, wc = cupy.asarray(x), cupy.asarray(w)
+        matmul, sync = (lambda: xc @ wc), cupy.cuda.get_current_stream().synchronize
+    else:
+        return float("nan")
+    for _ in range(3):
+        matmul()
+    sync()
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 0.3:
+        matmul()
+        reps += 1
+    sync()
+    return 2.0 * batch * a * b * reps / (time.perf_counter() - start) / 1e9
+
+
+def _peak_device_bytes(contender: str) -> float:
+    if "cupy" in contender:
+        import cupy
+
+        return float(cupy.get_default_memory_pool().total_bytes())
+    if contender.endswith("cuda"):
+        import torch
+
+        return float(torch.cuda.max_memory_allocated())
+    return float("nan")
+
+
+def worker(contender: str, case: str, rounds: int) -> dict[str, Any]:
+    """Runs in its own process: median seconds per step over ``rounds`` rounds."""
+    sizes, batch, steps = CASES[case]
+    runner = build(contender, sizes)
+    X, y = make_data(sizes, batch, 8)
+    batches = [runner.put(X[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
+               for i in range(8)] if hasattr(runner, "put") else [
+        (X[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(8)]
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for i in range(max(3, steps // 10)):  # warm-up (JIT, allocator, BLAS threads)
+        runner.step(*batches[i % 8])
+    runner.sync()
+    per_step = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for i in range(steps):
+            runner.step(*batches[i % 8])
+        runner.sync()
+        per_step.append((time.perf_counter() - start) / steps)
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": statistics.median(per_step), "gemm_gflops": gemm_limit(contender, sizes,
+                                                                             batch),
+            "rss_added_mb": (rss_after - rss_before) / 1024,
+            "rss_peak_mb": rss_after / 1024, "device_mb": _peak_device_bytes(contender) / 2**20}
+
+
+def available(contender: str) -> bool:
+    import importlib.util
+
+    lib = {"torch.nn": "torch", "plain_numpy": "numpy"}.get(contender.split(":")[0])
+    if lib is None:
+        lib = contender.split(":")[1]
+    return importlib.util.find_spec(lib) is not None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default=None,
+                        help="cupy or torch for the GPU comparison; default: CPU contenders")
+    parser.add_argument("--device", default=None, help="ignored (GPU 0 is used)")
+    parser.add_argument("--contenders", default=None, help="comma list (default: all here)")
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--procs", type=int, default=3, help="processes per contender")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--worker", nargs=2, metavar=("CONTENDER", "CASE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.rounds)))
+        return
+    if args.contenders:
+        contenders = args.contenders.split(",")
+    elif args.backend in GPU_CONTENDERS:
+        contenders = GPU_CONTENDERS[args.backend]
+    else:
+        contenders = CPU_CONTENDERS
+    contenders = [c for c in contenders if available(c)]
+    if args.backend in GPU_CONTENDERS:
+        import anyfc
+
+        if "cupy" in contenders[0] and "cupy" not in anyfc.available_backends():
+            print("no usable CuPy GPU here: nothing to benchmark")
+            return
+    results: dict[str, dict[str, Any]] = {}
+    for case in args.cases.split(","):
+        for contender in contenders:
+            runs = []
+            for _ in range(args.procs):
+                cmd = [sys.executable, __file__, "--worker", contender, case,
+                       "--rounds", str(args.rounds)]
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+                if proc.returncode != 0:
+                    print(f"{contender} {case} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                    break
+                runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            if runs:
+                results[f"{case}|{contender}"] = {
+                    k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                results[f"{case}|{contender}"]["all_ms"] = [r["seconds"] * 1e3 for r in runs]
+    print_table(results, contenders, args.cases.split(","))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def print_table(results: dict[str, dict[str, Any]], contenders: list[str],
+                cases: list[str]) -> None:
+    base_name = next((c for c in contenders if c.startswith("torch.nn")), None)
+    print("| case | contender | ms/step (median) | vs torch.nn | GFLOP/s | GEMM GFLOP/s "
+          "| % of GEMM | peak RSS added (MB) | device MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for case in cases:
+        sizes, batch, _ = CASES[case]
+        flops = step_flops(sizes, batch)
+        base = results.get(f"{case}|{base_name}")
+        for contender in contenders:
+            r = results.get(f"{case}|{contender}")
+            if r is None:
+                continue
+            ratio = r["seconds"] / base["seconds"] if base else float("nan")
+            gflops = flops / r["seconds"] / 1e9
+            shape = "-".join(map(str, sizes))
+            print(f"| {shape} b{batch} | {contender} | {r['seconds'] * 1e3:.3f} | {ratio:.2f}x | "
+                  f"{gflops:.0f} | {r['gemm_gflops']:.0f} | {100 * gflops / r['gemm_gflops']:.0f}% "
+                  f"| {r['rss_added_mb']:.1f} | {r['device_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
