@@ -24,7 +24,7 @@ def _holds(xp: ModuleType, condition: Array) -> bool:
 def _first_rows(bad: Array, limit: int = 3) -> list[int]:
     """Indices of the first rows where a boolean array (1-D or 2-D) is true — only
     called on the error path, so it may read the whole mask on the host."""
-    mask = _backend.to_numpy(bad)
+    mask: Any = _backend.to_numpy(bad)
     rows = mask.any(axis=1) if mask.ndim == 2 else mask
     return [int(i) for i in rows.nonzero()[0][:limit]]
 
