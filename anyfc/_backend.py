@@ -422,6 +422,18 @@ def materialize(arrays: Sequence[Array]) -> list[Array]:
     return list(arrays)
 
 
+def compile_step(xp: ModuleType, fn: Any) -> Any:
+    """``fn`` compiled for ``xp`` where that pays: ``jax.jit`` for JAX (its arrays are
+    immutable, and XLA fuses the element-wise work into few kernels; the parameters
+    and optimizer state, arguments 0 and 1, are donated so they update in place).
+    ``None`` for the other libraries, which run the same Python code eagerly."""
+    if backend_name(xp) != "jax":
+        return None
+    import jax
+
+    return jax.jit(fn, donate_argnums=(0, 1))
+
+
 def synchronize(x: Array) -> None:
     """Wait until the device work producing ``x`` has finished (for timing)."""
     if array_api_compat.is_cupy_array(x):

@@ -38,9 +38,9 @@ class Identity(Activation):
 class ReLU(Activation):
     """``f(u) = max(u, 0)``;  ``f'(u) = 1 if u > 0 else 0``.
 
-    The derivative is applied with ``where``, so no integer or boolean mask is ever
-    multiplied into the float data (that would promote float32 to float64 in NumPy
-    and is an error in array-api-strict).
+    The derivative is the mask ``y > 0`` cast to the data's float dtype and multiplied
+    in: never an integer mask (that would promote float32 to float64 in NumPy), and not
+    ``where``, which is several times slower on the unpredictable signs of real data.
     """
 
     name = "relu"
@@ -49,27 +49,29 @@ class ReLU(Activation):
         return xp.maximum(u, 0.0)
 
     def backward(self, xp: ModuleType, y: Array, grad_y: Array) -> Array:
-        return xp.where(y > 0, grad_y, 0.0)
+        return grad_y * xp.astype(y > 0, grad_y.dtype)
 
 
 class LeakyReLU(Activation):
     """``f(u) = u if u > 0 else α·u``;  ``f'(u) = 1 if u > 0 else α`` (α = 0.01).
 
-    With α ≥ 0, ``u > 0`` exactly when ``y > 0``, so the derivative reads ``y``.
+    With 0 ≤ α ≤ 1, ``f(u) = max(u, α·u)``, and ``u > 0`` exactly when ``y > 0``, so
+    the derivative ``α + (1 - α)·[y > 0]`` reads ``y``.
     """
 
     name = "leaky_relu"
 
     def __init__(self, alpha: float = 0.01) -> None:
-        if not alpha >= 0:
-            raise ValueError(f"leaky_relu needs alpha >= 0, got {alpha!r}")
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"leaky_relu needs 0 <= alpha <= 1, got {alpha!r}")
         self.alpha = float(alpha)
 
     def forward(self, xp: ModuleType, u: Array) -> Array:
-        return xp.where(u > 0, u, self.alpha * u)
+        return xp.maximum(u, self.alpha * u)
 
     def backward(self, xp: ModuleType, y: Array, grad_y: Array) -> Array:
-        return xp.where(y > 0, grad_y, self.alpha * grad_y)
+        slope = xp.astype(y > 0, grad_y.dtype) * (1.0 - self.alpha) + self.alpha
+        return grad_y * slope
 
     def __repr__(self) -> str:
         return f"LeakyReLU(alpha={self.alpha})"

@@ -174,11 +174,57 @@ class Sequential:
             grad_y = self.layers[i].backward(grad_y, need_grad_x=i > 0)
 
     def train_step(self, x: Array, t: Array, optimizer: optimizers.Optimizer) -> Array:
-        """One mini-batch: forward, loss, backward, update. Returns the loss (0-d)."""
+        """One mini-batch: forward, loss, backward, update. Returns the loss (0-d).
+
+        Where the backend compiles (JAX), the same code is traced once per optimizer
+        and batch shape and then runs as one compiled function.
+        """
+        compiled = self._compiled_step(optimizer)
+        if compiled is None:
+            return self._step(x, t, optimizer)
+        params, state, e, y = compiled(self._params(), optimizer.state, optimizer.t + 1, x, t)
+        self._set_params(params)
+        optimizer.state, optimizer.t = state, optimizer.t + 1
+        self._forget()
+        self.layers[-1].y = y  # the output, for the accuracy fit reports
+        return e
+
+    def _step(self, x: Array, t: Array, optimizer: optimizers.Optimizer) -> Array:
         e = self.loss.forward(self.forward(x), t)
         self.backward(self.loss.backward())
         optimizer.step(self.layers)
         return e
+
+    def _params(self) -> list[Array]:
+        return [getattr(layer, name) for layer in self.layers for name in layer.param_names]
+
+    def _set_params(self, values: list[Array]) -> None:
+        slots = [(layer, name) for layer in self.layers for name in layer.param_names]
+        for (layer, name), value in zip(slots, values):
+            setattr(layer, name, value)
+
+    def _compiled_step(self, optimizer: optimizers.Optimizer) -> Any:
+        """``_step`` as a pure function of (parameters, optimizer state, step count,
+        x, t), compiled by the backend; ``None`` where the backend runs eagerly."""
+        cache = getattr(self, "_compiled", None)
+        if cache is not None and cache[0] is optimizer and cache[1] is self.xp:
+            return cache[2]
+
+        def pure(params: list[Array], state: dict[str, Any], step: Any, x: Array,
+                 t: Array) -> tuple[list[Array], dict[str, Any], Array, Array]:
+            saved = (self._params(), optimizer.state, optimizer.t)
+            try:
+                self._set_params(params)
+                optimizer.state, optimizer.t = dict(state), step - 1
+                e = self._step(x, t, optimizer)
+                return self._params(), optimizer.state, e, self.layers[-1].y
+            finally:  # tracing must leave no traced values behind in the model
+                self._set_params(saved[0])
+                optimizer.state, optimizer.t = saved[1], saved[2]
+                self._forget()
+
+        self._compiled = (optimizer, self.xp, _backend.compile_step(self.xp, pure))
+        return self._compiled[2]
 
     # ------------------------------------------------------------ data
 

@@ -214,7 +214,7 @@ class Adam(Optimizer):
         v = state["v"] = _backend.scale_add_(
             _slot(xp, state, "v", p), b2, g * g, 1.0 - b2)
         step_size = self.lr / (1.0 - b1**self.t)
-        denom = xp.sqrt(v) / math.sqrt(1.0 - b2**self.t) + self.eps
+        denom = xp.sqrt(v) / (1.0 - b2**self.t) ** 0.5 + self.eps  # t may be traced (JAX)
         return _backend.subtract_(p, step_size * m / denom)
 
 
