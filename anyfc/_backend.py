@@ -230,7 +230,10 @@ def resolve_device(xp: ModuleType, device: Device | None = None) -> Device:
 
         if device is None:
             return torch.device("cpu")
-        return torch.device(device) if not isinstance(device, torch.device) else device
+        dev = torch.device(device) if not isinstance(device, torch.device) else device
+        if dev.type == "cuda" and dev.index is None:  # arrays report "cuda:0", not "cuda"
+            dev = torch.device("cuda", torch.cuda.current_device())
+        return dev
     if name == "cupy":
         import cupy
 
@@ -395,6 +398,44 @@ def subtract_(p: Array, step: Array) -> Array:
         p -= step
         return p
     return p - step
+
+
+_CHUNK = 1 << 18  # elements per block of a NumPy update: 1 MiB of float32
+
+
+def subtract_scaled_(p: Array, a: float, g: Array) -> Array:
+    """``p - a·g``, in place when the library allows it, without a temporary the size of
+    ``p`` where that can be avoided (returns the updated array; callers rebind).
+
+    A temporary as large as a 4096×4096 weight matrix costs more than the update itself:
+    glibc maps every allocation over 32 MiB fresh from the kernel, page by page. So
+    torch uses its fused ``sub_(g, alpha=a)``, NumPy updates in blocks of rows whose
+    temporaries malloc recycles, and immutable arrays (JAX) get ``p - a·g``.
+    """
+    if not array_api_compat.is_writeable_array(p):
+        return p - a * g
+    if array_api_compat.is_torch_array(p):
+        return p.sub_(g, alpha=a)
+    if array_api_compat.is_numpy_array(p) and p.ndim == 2 and p.size > _CHUNK:
+        rows = max(1, _CHUNK // p.shape[1])
+        for i in range(0, p.shape[0], rows):
+            p[i:i + rows] -= a * g[i:i + rows]
+        return p
+    p -= a * g
+    return p
+
+
+def matmul(a: Array, b: Array, out: Array | None = None) -> Array:
+    """``a @ b``, written into ``out`` (the previous result of the same product) when the
+    library can, so a weight gradient reuses its buffer instead of allocating a new one
+    every step."""
+    if (out is not None and array_api_compat.is_writeable_array(out)
+            and type(out) is type(a) and out.dtype == a.dtype
+            and tuple(out.shape) == (a.shape[0], b.shape[1])
+            and (array_api_compat.is_numpy_array(out) or array_api_compat.is_cupy_array(out)
+                 or array_api_compat.is_torch_array(out))):
+        return namespace_of(a).matmul(a, b, out=out)
+    return a @ b
 
 
 def scale_add_(x: Array, a: float, y: Array, b: float = 1.0) -> Array:

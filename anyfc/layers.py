@@ -41,7 +41,8 @@ class Dense:
         backend.
 
     ``w`` and ``b`` are plain attributes and may be reassigned. After ``backward``,
-    ``grad_w`` and ``grad_b`` hold ``∂E/∂W`` and ``∂E/∂b``.
+    ``grad_w`` and ``grad_b`` hold ``∂E/∂W`` and ``∂E/∂b``; the next ``backward`` writes
+    ``grad_w`` into the same buffer where the library allows it (copy it to keep it).
 
     >>> layer = Dense(3, 2, seed=0, backend="numpy")
     >>> import numpy as np
@@ -155,7 +156,7 @@ class Dense:
                 f"forward output), got {tuple(grad_y.shape)}"
             )
         delta = self.activation.backward(self.xp, self.y, grad_y)
-        self.grad_w = self.x.T @ delta
+        self.grad_w = _backend.matmul(self.x.T, delta, out=self.grad_w)  # reuses its buffer
         self.grad_b = self.xp.sum(delta, axis=0)
         return delta @ self.w.T if need_grad_x else None
 
@@ -166,8 +167,8 @@ class Dense:
         """
         if self.grad_w is None or self.grad_b is None:
             raise RuntimeError("Dense.update called before backward")
-        self.w = _backend.subtract_(self.w, eta * self.grad_w)
-        self.b = _backend.subtract_(self.b, eta * self.grad_b)
+        self.w = _backend.subtract_scaled_(self.w, eta, self.grad_w)
+        self.b = _backend.subtract_scaled_(self.b, eta, self.grad_b)
         self.w, self.b = _backend.materialize([self.w, self.b])
 
     def __repr__(self) -> str:

@@ -146,7 +146,7 @@ class SGD(Optimizer):
             v = state["v"] = _backend.scale_add_(
                 _slot(xp, state, "v", p), self.momentum, g)
             g = g + self.momentum * v if self.nesterov else v
-        return _backend.subtract_(p, self.lr * g)
+        return _backend.subtract_scaled_(p, self.lr, g)
 
 
 class AdaGrad(Optimizer):

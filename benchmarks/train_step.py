@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # share the GPU politely
+
 CASES = {  # name -> (layer sizes, batch size, steps per round)
     "b32": ([784, 256, 256, 10], 32, 200),
     "b128": ([784, 256, 256, 10], 128, 100),
@@ -34,8 +36,10 @@ CASES = {  # name -> (layer sizes, batch size, steps per round)
     "wide": ([4096, 4096, 4096, 10], 256, 4),
 }
 CPU_CONTENDERS = ["anyfc:numpy", "anyfc:torch", "anyfc:jax", "plain_numpy", "torch.nn"]
-GPU_CONTENDERS = {"cupy": ["anyfc:cupy", "torch.nn:cuda"], "torch": ["anyfc:torch:cuda",
-                                                                    "torch.nn:cuda"]}
+GPU_CONTENDERS = {  # --backend: anyfc on that GPU backend (and the others), vs torch-cuda
+    "cupy": ["anyfc:cupy", "anyfc:torch:cuda", "anyfc:jax", "torch.nn:cuda"],
+    "torch": ["anyfc:torch:cuda", "torch.nn:cuda"],
+}
 LR = 0.01
 
 
@@ -225,8 +229,10 @@ def worker(contender: str, case: str, rounds: int) -> dict[str, Any]:
         runner.sync()
         per_step.append((time.perf_counter() - start) / steps)
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": statistics.median(per_step), "gemm_gflops": gemm_limit(contender, sizes,
-                                                                             batch),
+    device = str(runner.model.device) if hasattr(runner, "model") else (
+        getattr(runner, "device", "cpu"))
+    return {"device": device, "seconds": statistics.median(per_step),
+            "gemm_gflops": gemm_limit(contender, sizes, batch),
             "rss_added_mb": (rss_after - rss_before) / 1024,
             "rss_peak_mb": rss_after / 1024, "device_mb": _peak_device_bytes(contender) / 2**20}
 
@@ -247,7 +253,8 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="ignored (GPU 0 is used)")
     parser.add_argument("--contenders", default=None, help="comma list (default: all here)")
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--procs", type=int, default=3, help="processes per contender")
+    parser.add_argument("--procs", type=int, default=None,
+                        help="processes per contender (default 3 on CPU, 2 on GPU)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--worker", nargs=2, metavar=("CONTENDER", "CASE"), help=argparse.SUPPRESS)
@@ -263,6 +270,8 @@ def main() -> None:
     else:
         contenders = CPU_CONTENDERS
     contenders = [c for c in contenders if available(c)]
+    if args.procs is None:
+        args.procs = 2 if args.backend in GPU_CONTENDERS else 3
     if args.backend in GPU_CONTENDERS:
         import anyfc
 
@@ -283,7 +292,8 @@ def main() -> None:
                 runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             if runs:
                 results[f"{case}|{contender}"] = {
-                    k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                    k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "device"}
+                results[f"{case}|{contender}"]["device"] = runs[0]["device"]
                 results[f"{case}|{contender}"]["all_ms"] = [r["seconds"] * 1e3 for r in runs]
     print_table(results, contenders, args.cases.split(","))
     if args.json:
@@ -294,9 +304,9 @@ def main() -> None:
 def print_table(results: dict[str, dict[str, Any]], contenders: list[str],
                 cases: list[str]) -> None:
     base_name = next((c for c in contenders if c.startswith("torch.nn")), None)
-    print("| case | contender | ms/step (median) | vs torch.nn | GFLOP/s | GEMM GFLOP/s "
+    print("| case | contender | device | ms/step (median) | vs torch.nn | GFLOP/s | GEMM GFLOP/s "
           "| % of GEMM | peak RSS added (MB) | device MB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for case in cases:
         sizes, batch, _ = CASES[case]
         flops = step_flops(sizes, batch)
@@ -308,7 +318,8 @@ def print_table(results: dict[str, dict[str, Any]], contenders: list[str],
             ratio = r["seconds"] / base["seconds"] if base else float("nan")
             gflops = flops / r["seconds"] / 1e9
             shape = "-".join(map(str, sizes))
-            print(f"| {shape} b{batch} | {contender} | {r['seconds'] * 1e3:.3f} | {ratio:.2f}x | "
+            print(f"| {shape} b{batch} | {contender} | {r['device']} | {r['seconds'] * 1e3:.3f} "
+                  f"| {ratio:.2f}x | "
                   f"{gflops:.0f} | {r['gemm_gflops']:.0f} | {100 * gflops / r['gemm_gflops']:.0f}% "
                   f"| {r['rss_added_mb']:.1f} | {r['device_mb']:.0f} |")
 
