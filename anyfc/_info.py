@@ -21,8 +21,8 @@ def _devices(name: str) -> list[str]:
 
         out = []
         for i in range(cupy.cuda.runtime.getDeviceCount()):
-            props = cupy.cuda.runtime.getDeviceProperties(i)
-            out.append(f"cuda:{i} ({props['name'].decode()})")
+            name = cupy.cuda.runtime.getDeviceProperties(i)["name"]
+            out.append(f"cuda:{i} ({name.decode() if isinstance(name, bytes) else name})")
         return out
     if name == "torch":
         import torch
