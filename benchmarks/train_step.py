@@ -35,10 +35,11 @@ CASES = {  # name -> (layer sizes, batch size, steps per round)
     "b1024": ([784, 256, 256, 10], 1024, 20),
     "wide": ([4096, 4096, 4096, 10], 256, 4),
 }
-CPU_CONTENDERS = ["anyfc:numpy", "anyfc:torch", "anyfc:jax", "plain_numpy", "torch.nn"]
+# torch.nn, the baseline, runs first in each case: rows print as they finish, with ratios.
+CPU_CONTENDERS = ["torch.nn", "anyfc:numpy", "anyfc:torch", "anyfc:jax", "plain_numpy"]
 GPU_CONTENDERS = {  # --backend: anyfc on that GPU backend (and the others), vs torch-cuda
-    "cupy": ["anyfc:cupy", "anyfc:torch:cuda", "anyfc:jax", "torch.nn:cuda"],
-    "torch": ["anyfc:torch:cuda", "torch.nn:cuda"],
+    "cupy": ["torch.nn:cuda", "anyfc:cupy", "anyfc:torch:cuda", "anyfc:jax"],
+    "torch": ["torch.nn:cuda", "anyfc:torch:cuda"],
 }
 LR = 0.01
 
@@ -178,7 +179,13 @@ def gemm_limit(contender: str, sizes: list[int], batch: int) -> float:
         import jax.numpy as jnp
 
         xj, wj = jnp.asarray(x), jnp.asarray(w)
-        matmul, sync = (lambda: (xj @ wj).block_until_ready()), (lambda: None)
+        last: list[Any] = [None]
+
+        def matmul() -> None:
+            last[0] = xj @ wj  # dispatched asynchronously, like the others
+
+        def sync() -> None:
+            last[0].block_until_ready()
     elif contender == "anyfc:cupy":
         import cupy
 
@@ -254,7 +261,7 @@ def main() -> None:
     parser.add_argument("--contenders", default=None, help="comma list (default: all here)")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--procs", type=int, default=None,
-                        help="processes per contender (default 3 on CPU, 2 on GPU)")
+                        help="processes per contender (default 3 on CPU, 1 on a GPU)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--worker", nargs=2, metavar=("CONTENDER", "CASE"), help=argparse.SUPPRESS)
@@ -271,7 +278,7 @@ def main() -> None:
         contenders = CPU_CONTENDERS
     contenders = [c for c in contenders if available(c)]
     if args.procs is None:
-        args.procs = 2 if args.backend in GPU_CONTENDERS else 3
+        args.procs = 1 if args.backend in GPU_CONTENDERS else 3
     if args.backend in GPU_CONTENDERS:
         import anyfc
 
@@ -279,6 +286,7 @@ def main() -> None:
             print("no usable CuPy GPU here: nothing to benchmark")
             return
     results: dict[str, dict[str, Any]] = {}
+    print_header()
     for case in args.cases.split(","):
         for contender in contenders:
             runs = []
@@ -291,37 +299,35 @@ def main() -> None:
                     break
                 runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             if runs:
-                results[f"{case}|{contender}"] = {
-                    k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "device"}
-                results[f"{case}|{contender}"]["device"] = runs[0]["device"]
-                results[f"{case}|{contender}"]["all_ms"] = [r["seconds"] * 1e3 for r in runs]
-    print_table(results, contenders, args.cases.split(","))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+                row = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "device"}
+                row.update(device=runs[0]["device"], all_ms=[r["seconds"] * 1e3 for r in runs])
+                results[f"{case}|{contender}"] = row
+                print_row(results, contenders, case, contender)  # as soon as it is known
+                if args.json:
+                    with open(args.json, "w") as f:
+                        json.dump(results, f, indent=1)
 
 
-def print_table(results: dict[str, dict[str, Any]], contenders: list[str],
-                cases: list[str]) -> None:
-    base_name = next((c for c in contenders if c.startswith("torch.nn")), None)
+def print_header() -> None:
     print("| case | contender | device | ms/step (median) | vs torch.nn | GFLOP/s | GEMM GFLOP/s "
-          "| % of GEMM | peak RSS added (MB) | device MB |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for case in cases:
-        sizes, batch, _ = CASES[case]
-        flops = step_flops(sizes, batch)
-        base = results.get(f"{case}|{base_name}")
-        for contender in contenders:
-            r = results.get(f"{case}|{contender}")
-            if r is None:
-                continue
-            ratio = r["seconds"] / base["seconds"] if base else float("nan")
-            gflops = flops / r["seconds"] / 1e9
-            shape = "-".join(map(str, sizes))
-            print(f"| {shape} b{batch} | {contender} | {r['device']} | {r['seconds'] * 1e3:.3f} "
-                  f"| {ratio:.2f}x | "
-                  f"{gflops:.0f} | {r['gemm_gflops']:.0f} | {100 * gflops / r['gemm_gflops']:.0f}% "
-                  f"| {r['rss_added_mb']:.1f} | {r['device_mb']:.0f} |")
+          "| % of GEMM | peak RSS added (MB) | device MB |", flush=True)
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+
+
+def print_row(results: dict[str, dict[str, Any]], contenders: list[str], case: str,
+              contender: str) -> None:
+    """One table row; the ratio is to torch.nn, which each case runs first."""
+    base_name = next((c for c in contenders if c.startswith("torch.nn")), None)
+    sizes, batch, _ = CASES[case]
+    r = results[f"{case}|{contender}"]
+    base = results.get(f"{case}|{base_name}")
+    ratio = r["seconds"] / base["seconds"] if base else float("nan")
+    gflops = step_flops(sizes, batch) / r["seconds"] / 1e9
+    shape = "-".join(map(str, sizes))
+    print(f"| {shape} b{batch} | {contender} | {r['device']} | {r['seconds'] * 1e3:.3f} "
+          f"| {ratio:.2f}x | {gflops:.0f} | {r['gemm_gflops']:.0f} "
+          f"| {100 * gflops / r['gemm_gflops']:.0f}% | {r['rss_added_mb']:.1f} "
+          f"| {r['device_mb']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
