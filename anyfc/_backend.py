@@ -365,9 +365,11 @@ def to_backend(
     backend: str | ModuleType | None = None,
     device: Device | None = None,
     dtype: Any = None,
+    copy: bool = False,
 ) -> Array:
     """``a`` (an array of any library, or a nested list) as an array of ``backend`` on
-    ``device``; floating data is cast to ``dtype`` when one is given.
+    ``device``; floating data is cast to ``dtype`` when one is given. With ``copy``, the
+    result never shares memory with ``a`` (else it may, as DLPack transfers do).
 
     >>> to_backend([1.0, 2.0], "numpy", dtype="float32").dtype
     dtype('float32')
@@ -383,6 +385,8 @@ def to_backend(
         out = _transfer(a, xp, dev)
     if target is not None and out.dtype != target:
         out = xp.astype(out, target)
+    elif copy and is_array(a):
+        out = xp.asarray(out, copy=True)
     return out
 
 
@@ -429,12 +433,12 @@ def matmul(a: Array, b: Array, out: Array | None = None) -> Array:
     """``a @ b``, written into ``out`` (the previous result of the same product) when the
     library can, so a weight gradient reuses its buffer instead of allocating a new one
     every step."""
-    if (out is not None and array_api_compat.is_writeable_array(out)
-            and type(out) is type(a) and out.dtype == a.dtype
-            and tuple(out.shape) == (a.shape[0], b.shape[1])
-            and (array_api_compat.is_numpy_array(out) or array_api_compat.is_cupy_array(out)
-                 or array_api_compat.is_torch_array(out))):
-        return namespace_of(a).matmul(a, b, out=out)
+    has_out = (array_api_compat.is_numpy_array(out) or array_api_compat.is_cupy_array(out)
+               or array_api_compat.is_torch_array(out))  # libraries whose matmul takes out=
+    target: Any = out
+    if (has_out and array_api_compat.is_writeable_array(target) and type(target) is type(a)
+            and target.dtype == a.dtype and tuple(target.shape) == (a.shape[0], b.shape[1])):
+        return namespace_of(a).matmul(a, b, out=target)
     return a @ b
 
 

@@ -23,23 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, activations, losses, optimizers
-from .layers import Dense
+from . import _backend, optimizers
 from .model import Sequential
 
 FORMAT = "anyfc"
 FORMAT_VERSION = 1
 META_KEY = "__anyfc__"
-
-
-def _layer_spec(layer: Dense) -> dict[str, Any]:
-    spec: dict[str, Any] = {"n_in": layer.n_in, "n_out": layer.n_out,
-                            "activation": layer.activation.name}
-    if isinstance(layer.activation, activations.LeakyReLU):
-        spec["alpha"] = layer.activation.alpha
-    if isinstance(layer.init, str):
-        spec["init"] = layer.init
-    return spec
 
 
 def save(model: Sequential, path: str | os.PathLike[str]) -> None:
@@ -50,10 +39,8 @@ def save(model: Sequential, path: str | os.PathLike[str]) -> None:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "anyfc_version": __version__,
-        "dtype": _backend.dtype_name(model.dtype),
         "saved_from": {"backend": model.backend, "device": str(model.device)},
-        "loss": model.loss.name,
-        "layers": [_layer_spec(layer) for layer in model.layers],
+        **model.architecture(),
         "optimizer": None,
     }
     arrays = {key: _backend.to_numpy(value) for key, value in model.state_dict().items()}
@@ -123,18 +110,13 @@ def load(path: str | os.PathLike[str], backend: Any = None, device: Any = None) 
     path = os.fspath(path)
     meta, arrays = _read(path)
     try:
-        dtype = meta["dtype"]
-        layers = []
-        for spec in meta["layers"]:
-            act: Any = spec["activation"]
-            if act == "leaky_relu":
-                act = activations.LeakyReLU(spec.get("alpha", 0.01))
-            layers.append(Dense(int(spec["n_in"]), int(spec["n_out"]), act,
-                                init=spec.get("init"), backend=backend, device=device,
-                                dtype=dtype))
-        model = Sequential(layers, losses.get(meta["loss"]))
-        params = {k: v for k, v in arrays.items() if k.startswith("layers.")}
-        model.load_state_dict(params)
+        n_layers = len(meta["layers"])
+        params = [arrays.get(f"layers.{i}.{name}") for i in range(n_layers) for name in "wb"]
+        missing = [f"layers.{i}.{name}" for i in range(n_layers) for name in "wb"
+                   if f"layers.{i}.{name}" not in arrays]
+        if missing:
+            raise ValueError(f"{path!r} is a corrupted anyfc checkpoint: no {missing}")
+        model = Sequential.from_architecture(meta, params, backend, device)
         opt_meta = meta.get("optimizer")
         if opt_meta is not None:
             cls = optimizers.OPTIMIZERS[opt_meta["class"].lower()]

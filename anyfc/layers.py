@@ -81,6 +81,27 @@ class Dense:
         self.x: Array | None = None  # kept by forward for backward
         self.y: Array | None = None
 
+    @classmethod
+    def from_params(cls, w: Array, b: Array,
+                    activation: str | activations.Activation | None = "relu") -> Dense:
+        """A layer around existing parameters (no random draw): ``w`` of shape
+        (n_in, n_out) and ``b`` of shape (n_out,), of the same library and device.
+
+        >>> import numpy as np
+        >>> Dense.from_params(np.ones((3, 2)), np.zeros(2), "identity").n_out
+        2
+        """
+        if w.ndim != 2 or tuple(b.shape) != (w.shape[1],):
+            raise ValueError(f"from_params needs w of shape (n_in, n_out) and b of shape "
+                             f"(n_out,), got {tuple(w.shape)} and {tuple(b.shape)}")
+        layer = cls.__new__(cls)
+        layer.n_in, layer.n_out = int(w.shape[0]), int(w.shape[1])
+        layer.activation = activations.get(activation)
+        layer.init = initializers.default_for(layer.activation.name)
+        layer.w, layer.b = w, b
+        layer.grad_w = layer.grad_b = layer.x = layer.y = None
+        return layer
+
     # ------------------------------------------------------------ where it lives
 
     @property

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
-from . import _backend, _validation, losses, optimizers
+from . import _backend, _data, _validation, activations, losses, optimizers
 from .layers import Dense
 
 Array = Any
@@ -125,6 +125,52 @@ class Sequential:
 
     # ------------------------------------------------------------ state
 
+    def architecture(self) -> dict[str, Any]:
+        """Plain data (JSON-able) that rebuilds this model with ``from_architecture``."""
+        layers = []
+        for layer in self.layers:
+            spec: dict[str, Any] = {"n_in": layer.n_in, "n_out": layer.n_out,
+                                    "activation": layer.activation.name}
+            if isinstance(layer.activation, activations.LeakyReLU):
+                spec["alpha"] = layer.activation.alpha
+            if isinstance(layer.init, str):
+                spec["init"] = layer.init
+            layers.append(spec)
+        return {"loss": self.loss.name, "dtype": _backend.dtype_name(self.dtype),
+                "layers": layers}
+
+    @classmethod
+    def from_architecture(cls, arch: dict[str, Any], params: list[Any],
+                          backend: str | ModuleType | None = None,
+                          device: Any = None) -> Sequential:
+        """A model from ``architecture()``'s data and its parameters ``[w0, b0, w1, ...]``
+        (arrays of any library), on ``backend``/``device`` — no random draw."""
+        specs = arch["layers"]
+        if len(params) != 2 * len(specs):
+            raise ValueError(f"{len(specs)} layers need {2 * len(specs)} parameter arrays, "
+                             f"got {len(params)}")
+        xp = _backend.get_namespace(backend)
+        dev = _backend.resolve_device(xp, device)
+        layers = []
+        for i, spec in enumerate(specs):
+            w, b = params[2 * i], params[2 * i + 1]
+            n_in, n_out = int(spec["n_in"]), int(spec["n_out"])
+            for name, value, shape in (("w", w, (n_in, n_out)), ("b", b, (n_out,))):
+                if tuple(getattr(value, "shape", ())) != shape:
+                    raise ValueError(f"layers.{i}.{name} has shape "
+                                     f"{tuple(getattr(value, 'shape', ()))}, but the "
+                                     f"architecture says {shape}")
+                _backend.check_numeric(value, f"layers.{i}.{name}")
+            act: Any = spec["activation"]
+            if act == "leaky_relu":
+                act = activations.LeakyReLU(spec.get("alpha", 0.01))
+            layer = Dense.from_params(
+                _backend.to_backend(w, xp, dev, arch["dtype"], copy=True),
+                _backend.to_backend(b, xp, dev, arch["dtype"], copy=True), act)
+            layer.init = spec.get("init", layer.init)
+            layers.append(layer)
+        return cls(layers, losses.get(arch["loss"]))
+
     def state_dict(self) -> dict[str, Array]:
         """The parameters by name (``"layers.0.w"``, ``"layers.0.b"``, ...), as arrays
         of the model's backend (not copies: copy them before training on)."""
@@ -148,9 +194,9 @@ class Sequential:
             _backend.check_numeric(state_dict[key], key)
         for key in expected:
             _, i, name = key.split(".")
-            value = _backend.to_backend(state_dict[key], self.xp, self.device, self.dtype)
-            if value is state_dict[key]:  # never alias the caller's array: we update in place
-                value = self.xp.asarray(value, copy=True)
+            # a copy: we update in place, and must never write into the caller's array
+            value = _backend.to_backend(state_dict[key], self.xp, self.device, self.dtype,
+                                        copy=True)
             setattr(self.layers[int(i)], name, value)
 
     def save(self, path: str) -> None:
@@ -251,6 +297,7 @@ class Sequential:
         shuffle: bool = True,
         seed: int | None = None,
         verbose: int = 1,
+        strategy: str = "auto",
     ) -> History:
         """Train for ``epochs`` passes over ``(X, y)`` in mini-batches.
 
@@ -258,47 +305,41 @@ class Sequential:
         are moved to the model's backend and device once. ``optimizer`` defaults to the
         one this model last trained with, else ``Adam()``. ``seed`` fixes the shuffling.
         Returns a ``History`` of per-epoch loss (and accuracy, and ``val_`` metrics).
+
+        Dask arrays larger than memory: with ``strategy="auto"`` they are streamed a
+        chunk at a time to a model on any other backend; ``strategy="data_parallel"``
+        computes each step's gradients chunk by chunk where the chunks live (Dask
+        workers) and adds them up. See ``anyfc/_data.py``.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if strategy not in ("auto", "data_parallel"):
+            raise ValueError(f"unknown strategy {strategy!r}; valid: 'auto', 'data_parallel'")
         opt = optimizers.get(optimizer if optimizer is not None else self.optimizer)
-        X = self._inputs(X)
-        t = self._targets(y, X.shape[0])
+        n, n_batches, batches, step = self._training_plan(X, y, batch_size, shuffle, strategy,
+                                                          opt)
         val = None
         if validation_data is not None:
-            X_val = self._inputs(validation_data[0], "validation X")
-            val = (X_val, self._targets(validation_data[1], X_val.shape[0], "validation y"))
+            val = self._evaluation_plan(validation_data[0], validation_data[1], 1024,
+                                        "validation X", "validation y")
         self.optimizer = opt
-        xp, n = self.xp, X.shape[0]
         rng = _backend.host_rng(seed)
         history = History(loss=[])
         if self.loss.classification:
             history["accuracy"] = []
         if val is not None:
             history.update({"val_" + k: [] for k in list(history)})
-        bar = _Progress(verbose, epochs, math.ceil(n / batch_size))
+        bar = _Progress(verbose, epochs, n_batches)
         for epoch in range(1, epochs + 1):
             bar.start(epoch)
             snapshot = self._snapshot()
-            order = None
-            if shuffle:
-                order = _backend.from_host(rng.permutation(n), xp, self.device, None)
-            total = correct = 0.0
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)  # the standard leaves overshoot undefined
-                if order is None:
-                    xb, tb = X[start:stop, ...], t[start:stop, ...]
-                else:
-                    idx = order[start:stop]
-                    xb, tb = xp.take(X, idx, axis=0), xp.take(t, idx, axis=0)
-                e = self.train_step(xb, tb, opt)
-                total = total + e * xb.shape[0]
-                if self.loss.classification:
-                    hits, _ = self.loss.n_correct(xp, self.layers[-1].y, tb)
-                    correct = correct + hits
-                total, correct = _backend.materialize([total, correct])
+            total: Any = 0.0
+            correct: Any = 0.0
+            for xb, tb in batches(rng):
+                loss_sum, hits = step(xb, tb)
+                total, correct = _backend.materialize([total + loss_sum, correct + hits])
                 bar.batch()
             metrics = {"loss": _backend.to_float(total) / n}
             if self.loss.classification:
@@ -317,6 +358,67 @@ class Sequential:
             bar.end(metrics)
         self._forget()
         return history
+
+    def _streams(self, X: Any) -> bool:
+        """Whether ``X`` is a Dask array to stream to a model that is not on Dask."""
+        return _data.is_dask(X) and self.backend != "dask"
+
+    def _lazy_data(self, X: Any, y: Any, what_x: str = "X",
+                   what_y: str = "y") -> tuple[Array, Array]:
+        """Dask ``X``/``y`` checked in one pass over the data (lazily cast), with the
+        same checks as in-memory data, and chunked alike along rows."""
+        dask_xp = _backend.get_namespace("dask")
+        X = _validation.inputs(X, dask_xp, "cpu", self.dtype, self.n_in, what_x)
+        t = _validation.targets(y, self.loss, dask_xp, "cpu", self.dtype, X.shape[0],
+                                self.n_out, what_y)
+        return _data.aligned(X, t)
+
+    def _training_plan(self, X: Any, y: Any, batch_size: int, shuffle: bool, strategy: str,
+                       opt: optimizers.Optimizer) -> tuple[int, int, Any, Any]:
+        """(rows, batches per epoch, batches(rng) -> iterator, step(xb, tb) -> (summed
+        loss, hits)) for in-memory, streamed or data-parallel training."""
+        xp = self.xp
+
+        def local_step(xb: Array, tb: Array) -> tuple[Array, Any]:
+            e = self.train_step(xb, tb, opt)
+            hits = self.loss.n_correct(xp, self.layers[-1].y, tb)[0] if (
+                self.loss.classification) else 0.0
+            return e * xb.shape[0], hits
+
+        if strategy == "data_parallel":
+            if not self._streams(X):
+                raise ValueError("strategy='data_parallel' needs X as a Dask array (e.g. "
+                                 "dask.array.from_array(X, chunks=...)) and a model that is "
+                                 f"not on the dask backend; got {type(X).__name__} and "
+                                 f"backend {self.backend!r}")
+            Xd, td = self._lazy_data(X, y)
+            n = Xd.shape[0]
+            return (n, math.ceil(n / batch_size),
+                    lambda rng: _data.row_batches(Xd, td, batch_size, shuffle, rng),
+                    lambda xb, tb: _data.parallel_step(self, opt, xb, tb))
+        if self._streams(X):
+            Xd, td = self._lazy_data(X, y)
+            labels = _backend.get_namespace("dask").isdtype(td.dtype, "integral")
+            n_batches = sum(math.ceil(c / batch_size) for c in Xd.chunks[0])
+            return (Xd.shape[0], n_batches,
+                    lambda rng: _data.stream(Xd, td, self, batch_size, shuffle, rng, labels),
+                    local_step)
+        X = self._inputs(X)
+        t = self._targets(y, X.shape[0])
+        n = X.shape[0]
+
+        def in_memory(rng: Any) -> Any:
+            order = _backend.from_host(rng.permutation(n), xp, self.device, None) if (
+                shuffle) else None
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)  # the standard leaves overshoot undefined
+                if order is None:
+                    yield X[start:stop, ...], t[start:stop, ...]
+                else:
+                    idx = order[start:stop]
+                    yield xp.take(X, idx, axis=0), xp.take(t, idx, axis=0)
+
+        return n, math.ceil(n / batch_size), in_memory, local_step
 
     def _snapshot(self) -> dict[str, Any]:
         """Copies of the parameters and optimizer state (taken once per epoch, so a
@@ -354,7 +456,12 @@ class Sequential:
 
     def predict(self, X: Any, *, batch_size: int | None = 1024) -> Array:
         """Class probabilities (softmax or sigmoid) for the classification losses, the
-        raw output for MSE; on the model's backend and device."""
+        raw output for MSE; on the model's backend and device. For a Dask array, a
+        lazy Dask array computed chunk by chunk (in parallel on Dask's workers)."""
+        if self._streams(X):
+            dask_xp = _backend.get_namespace("dask")
+            return _data.predict_lazy(
+                self, _validation.inputs(X, dask_xp, "cpu", self.dtype, self.n_in))
         X = self._inputs(X)
         xp = self.xp
         out = [self.loss.output(xp, self.forward(xb)) for xb in self._batches(X, batch_size)]
@@ -362,19 +469,39 @@ class Sequential:
         return out[0] if len(out) == 1 else xp.concat(out, axis=0)
 
     def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 1024) -> dict[str, float]:
-        """``{"loss": ..., "accuracy": ...}`` (accuracy for classification losses)."""
-        X = self._inputs(X)
-        return self._evaluate(X, self._targets(y, X.shape[0]), batch_size)
+        """``{"loss": ..., "accuracy": ...}`` (accuracy for classification losses).
+        Dask arrays are streamed a chunk at a time."""
+        return self._evaluate(*self._evaluation_plan(X, y, batch_size))
 
-    def _evaluate(self, X: Array, t: Array, batch_size: int | None = 1024) -> dict[str, float]:
-        xp, n = self.xp, X.shape[0]
-        total = correct = 0.0
-        for start, xb in zip(range(0, n, batch_size or n), self._batches(X, batch_size)):
-            tb = t[start:start + xb.shape[0], ...]
+    def _evaluation_plan(self, X: Any, y: Any, batch_size: int | None, what_x: str = "X",
+                         what_y: str = "y") -> tuple[int, Any]:
+        """(rows, batches() -> iterator of (x, t)) for in-memory or streamed data."""
+        if self._streams(X):
+            Xd, td = self._lazy_data(X, y, what_x, what_y)
+            labels = _backend.get_namespace("dask").isdtype(td.dtype, "integral")
+            rng = _backend.host_rng(0)
+            return Xd.shape[0], lambda: _data.stream(Xd, td, self, batch_size, False, rng,
+                                                     labels)
+        X = self._inputs(X, what_x)
+        t = self._targets(y, X.shape[0], what_y)
+        n = X.shape[0]
+
+        def in_memory() -> Any:
+            for start, xb in zip(range(0, n, batch_size or n), self._batches(X, batch_size)):
+                yield xb, t[start:start + xb.shape[0], ...]
+
+        return n, in_memory
+
+    def _evaluate(self, n: int, batches: Any) -> dict[str, float]:
+        xp = self.xp
+        total: Any = 0.0
+        correct: Any = 0.0
+        for xb, tb in batches():
             yb = self.forward(xb)
             total = total + self.loss.forward(yb, tb) * xb.shape[0]
             if self.loss.classification:
                 correct = correct + self.loss.n_correct(xp, yb, tb)[0]
+            total, correct = _backend.materialize([total, correct])
         self._forget()
         metrics = {"loss": _backend.to_float(total) / n}
         if self.loss.classification:
