@@ -133,6 +133,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("bk", _backend_params())
     if "cpu_bk" in metafunc.fixturenames:
         metafunc.parametrize("cpu_bk", _backend_params(CPU_IDS))
+    if "dask_bk" in metafunc.fixturenames:  # tests of Dask data (out of core, clusters)
+        metafunc.parametrize("dask_bk", _backend_params(("dask",)))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

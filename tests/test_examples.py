@@ -57,3 +57,11 @@ def test_gpu_speedup_without_a_gpu_exits_cleanly(capsys):
         pytest.skip("this machine has a GPU; the example really runs here")
     assert module.main([]) == {}
     assert "no GPU backend" in capsys.readouterr().out
+
+
+def test_dask_out_of_core(dask_bk, capsys):
+    result = _load("dask_out_of_core").main(
+        ["--rows", "30000", "--chunk-rows", "3000", "--epochs", "1"])
+    out = capsys.readouterr().out
+    assert "samples/s" in out and "lazy predict, 10 chunks" in out
+    assert result["accuracy"] > 0.9
