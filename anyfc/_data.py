@@ -107,16 +107,19 @@ def _chunk_sums(arch: dict[str, Any], params: list[np.ndarray], x: np.ndarray,
     gradients, loss and hits, so chunks add up to the batch's."""
     from .model import Sequential
 
-    model = Sequential.from_architecture(arch, params, "numpy")
+    xp = _backend.namespace_of(x)  # the chunk's own library and device (a GPU for CuPy)
+    model = Sequential.from_architecture(arch, params, xp, _backend.device_of(x))
     n = x.shape[0]
-    target = t if t.dtype.kind in "iub" else t.astype(x.dtype)
-    y = model.forward(x.astype(model.dtype))
+    kind = _backend.check_numeric(t, "y")
+    target = t if kind != "real floating" else xp.astype(t, model.dtype)
+    y = model.forward(xp.astype(x, model.dtype))
     loss = model.loss.forward(y, target)
     model.backward(model.loss.backward())
     grads = [getattr(layer, "grad_" + name) * n for layer in model.layers
              for name in layer.param_names]
-    hits = model.loss.n_correct(np, y, target)[0] if model.loss.classification else 0.0
-    return {"grads": grads, "loss": float(loss) * n, "hits": float(hits), "n": n}
+    hits = model.loss.n_correct(xp, y, target)[0] if model.loss.classification else 0.0
+    return {"grads": grads, "loss": _backend.to_float(loss) * n,
+            "hits": _backend.to_float(hits) if model.loss.classification else 0.0, "n": n}
 
 
 def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -153,9 +156,9 @@ def parallel_step(model: Sequential, optimizer: Any, xb: Array, tb: Array) -> tu
 def _predict_chunk(arch: dict[str, Any], params: list[np.ndarray], x: np.ndarray) -> np.ndarray:
     from .model import Sequential
 
-    model = Sequential.from_architecture(arch, params, "numpy")
-    out = model.loss.output(model.xp, model.forward(x.astype(model.dtype)))
-    return np.asarray(out)
+    xp = _backend.namespace_of(x)
+    model = Sequential.from_architecture(arch, params, xp, _backend.device_of(x))
+    return model.loss.output(xp, model.forward(xp.astype(x, model.dtype)))
 
 
 def predict_lazy(model: Sequential, X: Array) -> Array:
