@@ -100,3 +100,26 @@ def test_get_by_name_and_default():
     assert isinstance(optimizers.get(None), optimizers.Adam)
     with pytest.raises(ValueError, match="adamw"):
         optimizers.get("lbfgs")
+
+
+def test_large_parameter_update_matches_its_equation(bk, rng):
+    """Above 2**18 elements the update runs in row blocks (NumPy) or fused (torch), so
+    no parameter-sized temporary is made; the result must not change."""
+    layer = bk.dense(700, 400, seed=0, dtype="float32")  # 280,000 weights
+    w0 = anyfc.to_numpy(layer.w)
+    g = rng.standard_normal((700, 400)).astype(np.float32)
+    layer.grad_w, layer.grad_b = bk.asarray(g, "float32"), bk.asarray(np.ones(400), "float32")
+    optimizers.SGD(lr=0.5).step([layer])
+    np.testing.assert_allclose(anyfc.to_numpy(layer.w), w0 - np.float32(0.5) * g, rtol=1e-6)
+    np.testing.assert_allclose(anyfc.to_numpy(layer.b), -0.5 * np.ones(400), rtol=1e-6)
+
+
+def test_gradient_buffer_is_reused_and_correct(bk, rng):
+    layer = bk.dense(5, 3, seed=0)
+    for _ in range(2):
+        x, r = rng.standard_normal((4, 5)), rng.standard_normal((4, 3))
+        layer.forward(bk.asarray(x))
+        layer.backward(bk.asarray(r))
+        y = anyfc.to_numpy(layer.y)
+        delta = r * (y > 0)
+        np.testing.assert_allclose(anyfc.to_numpy(layer.grad_w), x.T @ delta, rtol=1e-10)
