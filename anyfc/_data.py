@@ -38,6 +38,11 @@ def is_dask(a: Any) -> bool:
     return bool(array_api_compat.is_dask_array(a))
 
 
+def namespace() -> Any:
+    """The Array API namespace of Dask arrays (checks and casts stay lazy in it)."""
+    return _backend.get_namespace("dask")
+
+
 def aligned(X: Array, t: Array) -> tuple[Array, Array]:
     """``X`` with its columns in one chunk and ``t`` chunked by the same rows."""
     X = X.rechunk({1: -1}) if X.ndim == 2 else X

@@ -361,13 +361,13 @@ class Sequential:
 
     def _streams(self, X: Any) -> bool:
         """Whether ``X`` is a Dask array to stream to a model that is not on Dask."""
-        return _data.is_dask(X) and self.backend != "dask"
+        return _data.is_dask(X) and not _data.is_dask(self.layers[0].w)
 
     def _lazy_data(self, X: Any, y: Any, what_x: str = "X",
                    what_y: str = "y") -> tuple[Array, Array]:
         """Dask ``X``/``y`` checked in one pass over the data (lazily cast), with the
         same checks as in-memory data, and chunked alike along rows."""
-        dask_xp = _backend.get_namespace("dask")
+        dask_xp = _data.namespace()
         X = _validation.inputs(X, dask_xp, "cpu", self.dtype, self.n_in, what_x)
         t = _validation.targets(y, self.loss, dask_xp, "cpu", self.dtype, X.shape[0],
                                 self.n_out, what_y)
@@ -398,7 +398,7 @@ class Sequential:
                     lambda xb, tb: _data.parallel_step(self, opt, xb, tb))
         if self._streams(X):
             Xd, td = self._lazy_data(X, y)
-            labels = _backend.get_namespace("dask").isdtype(td.dtype, "integral")
+            labels = _data.namespace().isdtype(td.dtype, "integral")
             n_batches = sum(math.ceil(c / batch_size) for c in Xd.chunks[0])
             return (Xd.shape[0], n_batches,
                     lambda rng: _data.stream(Xd, td, self, batch_size, shuffle, rng, labels),
@@ -459,7 +459,7 @@ class Sequential:
         raw output for MSE; on the model's backend and device. For a Dask array, a
         lazy Dask array computed chunk by chunk (in parallel on Dask's workers)."""
         if self._streams(X):
-            dask_xp = _backend.get_namespace("dask")
+            dask_xp = _data.namespace()
             return _data.predict_lazy(
                 self, _validation.inputs(X, dask_xp, "cpu", self.dtype, self.n_in))
         X = self._inputs(X)
@@ -478,7 +478,7 @@ class Sequential:
         """(rows, batches() -> iterator of (x, t)) for in-memory or streamed data."""
         if self._streams(X):
             Xd, td = self._lazy_data(X, y, what_x, what_y)
-            labels = _backend.get_namespace("dask").isdtype(td.dtype, "integral")
+            labels = _data.namespace().isdtype(td.dtype, "integral")
             rng = _backend.host_rng(0)
             return Xd.shape[0], lambda: _data.stream(Xd, td, self, batch_size, False, rng,
                                                      labels)
