@@ -48,7 +48,7 @@ def tests(session: nox.Session, backend: str) -> None:
         session.install(TORCH)
         if _torch_has_cuda(session):
             ids = ids + ["torch:cuda"]
-    session.install("-e", f".[{','.join(['test', *extras])}]")
+    session.install("-e", f".[{','.join(['test', 'examples', *extras])}]")
     session.run("pytest", *session.posargs, env={"ANYFC_TEST_BACKENDS": ",".join(ids)})
 
 

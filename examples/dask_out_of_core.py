@@ -73,8 +73,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default=None, help="the model's backend (default numpy)")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--rows", type=int, default=1_000_000, help="samples written to disk")
-    parser.add_argument("--chunk-rows", type=int, default=20_000)
+    parser.add_argument("--rows", type=int, default=None, help="samples written to disk "
+                        "(default 1,000,000; 200,000 with --scheduler distributed, where "
+                        "every step is a round trip to the cluster)")
+    parser.add_argument("--chunk-rows", type=int, default=None,
+                        help="rows per chunk file (default 20,000; 2,000 with --scheduler "
+                        "distributed, so each step's batch spans chunks on every worker)")
     parser.add_argument("--budget-mb", type=float, default=128,
                         help="a memory budget the data set exceeds (reported against)")
     parser.add_argument("--epochs", type=int, default=2)
@@ -82,6 +86,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--scheduler", choices=["threads", "distributed"], default="threads")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    distributed = args.scheduler == "distributed"
+    if args.rows is None:
+        args.rows = 200_000 if distributed else 1_000_000
+    if args.chunk_rows is None:
+        args.chunk_rows = 2_000 if distributed else 20_000
 
     digits_X, digits_y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
