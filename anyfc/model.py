@@ -252,9 +252,12 @@ class Sequential:
     def _compiled_step(self, optimizer: optimizers.Optimizer) -> Any:
         """``_step`` as a pure function of (parameters, optimizer state, step count,
         x, t), compiled by the backend; ``None`` where the backend runs eagerly."""
+        # hyper-parameters and the loss are constants of the compiled function: a change
+        # (a learning-rate schedule, say) must compile it again, not be ignored
+        key = (optimizer, self.xp, optimizer.config(), self.loss)
         cache = getattr(self, "_compiled", None)
-        if cache is not None and cache[0] is optimizer and cache[1] is self.xp:
-            return cache[2]
+        if cache is not None and cache[0] == key:
+            return cache[1]
 
         def pure(params: list[Array], state: dict[str, Any], step: Any, x: Array,
                  t: Array) -> tuple[list[Array], dict[str, Any], Array, Array]:
@@ -269,8 +272,8 @@ class Sequential:
                 optimizer.state, optimizer.t = saved[1], saved[2]
                 self._forget()
 
-        self._compiled = (optimizer, self.xp, _backend.compile_step(self.xp, pure))
-        return self._compiled[2]
+        self._compiled = (key, _backend.compile_step(self.xp, pure))
+        return self._compiled[1]
 
     # ------------------------------------------------------------ data
 

@@ -123,3 +123,18 @@ def test_gradient_buffer_is_reused_and_correct(bk, rng):
         y = anyfc.to_numpy(layer.y)
         delta = r * (y > 0)
         np.testing.assert_allclose(anyfc.to_numpy(layer.grad_w), x.T @ delta, rtol=1e-10)
+
+
+def test_changing_a_hyper_parameter_between_steps_takes_effect(bk, rng):
+    """A learning-rate schedule that edits opt.lr must work, compiled (JAX) or not."""
+    model = anyfc.Sequential([bk.dense(3, 2, "identity", seed=0)], loss="mean_squared_error")
+    X, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    opt = optimizers.SGD(lr=0.1)
+    model.fit(X, y, epochs=1, batch_size=8, optimizer=opt, verbose=0)
+    opt.lr = 0.0
+    before = anyfc.to_numpy(model.layers[0].w)
+    model.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    np.testing.assert_array_equal(anyfc.to_numpy(model.layers[0].w), before)
+    opt.lr = 0.1
+    model.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    assert not np.array_equal(anyfc.to_numpy(model.layers[0].w), before)
