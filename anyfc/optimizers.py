@@ -230,7 +230,7 @@ class AdamW(Adam):
 
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         if self.weight_decay:
-            p = _backend.subtract_(p, (self.lr * self.weight_decay) * p)
+            p = _backend.subtract_scaled_(p, self.lr * self.weight_decay, p)
         return self._adam_step(xp, p, g, state)
 
 
