@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import array_api_compat
 import numpy as np
 
 from . import _backend
@@ -32,10 +31,6 @@ if TYPE_CHECKING:
     from .model import Sequential
 
 Array = Any
-
-
-def is_dask(a: Any) -> bool:
-    return bool(array_api_compat.is_dask_array(a))
 
 
 def namespace() -> Any:
@@ -61,11 +56,13 @@ def _blocks(a: Array) -> list[Any]:
 
 
 def stream(X: Array, t: Array, model: Sequential, batch_size: int | None, shuffle: bool,
-           rng: np.random.Generator, labels_as_int: bool) -> Iterator[tuple[Array, Array]]:
-    """Mini-batches of ``(X, t)`` on the model's backend and device, a chunk at a time,
-    the next chunk computed in the background while this one trains."""
+           rng: np.random.Generator) -> Iterator[tuple[Array, Array]]:
+    """Mini-batches of ``(X, t)`` (checked by ``_validation``) on the model's backend and
+    device, a chunk at a time, the next chunk computed in the background while this one
+    trains. Integer labels stay integers; other targets take the model's dtype."""
     import dask
 
+    labels_as_int = namespace().isdtype(t.dtype, "integral")
     x_blocks, t_blocks = _blocks(X), _blocks(t)
     order = rng.permutation(len(x_blocks)) if shuffle else np.arange(len(x_blocks))
 
@@ -106,15 +103,30 @@ def row_batches(X: Array, t: Array, batch_size: int, shuffle: bool,
         yield X[int(start):stop], t[int(start):stop]
 
 
-def _chunk_sums(arch: dict[str, Any], params: list[np.ndarray], x: np.ndarray,
-                t: np.ndarray) -> dict[str, Any]:
-    """On a worker: the same layer code on one chunk. Returns summed (not averaged)
-    gradients, loss and hits, so chunks add up to the batch's."""
+def _shipped(model: Sequential) -> tuple[dict[str, Any], Any]:
+    """The model as plain data for the workers: its architecture, and its parameters on
+    the host as one delayed object, so each worker receives them once."""
+    import dask
+
+    params = [_backend.to_numpy(p) for p in model._params()]
+    return model.architecture(), dask.delayed(params, traverse=False)
+
+
+def _model_for(arch: dict[str, Any], params: list[np.ndarray], x: Array) -> Sequential:
+    """On a worker: the model rebuilt on the chunk's own library and device (a GPU for
+    a CuPy chunk)."""
     from .model import Sequential
 
-    xp = _backend.namespace_of(x)  # the chunk's own library and device (a GPU for CuPy)
-    model = Sequential.from_architecture(arch, params, xp, _backend.device_of(x))
-    n = x.shape[0]
+    return Sequential.from_architecture(arch, params, _backend.namespace_of(x),
+                                        _backend.device_of(x))
+
+
+def _chunk_sums(arch: dict[str, Any], params: list[np.ndarray], x: Array,
+                t: Array) -> dict[str, Any]:
+    """On a worker: the same layer code on one chunk. Returns summed (not averaged)
+    gradients, loss and hits, so chunks add up to the batch's."""
+    model = _model_for(arch, params, x)
+    xp, n = model.xp, x.shape[0]
     kind = _backend.check_numeric(t, "y")
     target = t if kind != "real floating" else xp.astype(t, model.dtype)
     y = model.forward(xp.astype(x, model.dtype))
@@ -122,9 +134,9 @@ def _chunk_sums(arch: dict[str, Any], params: list[np.ndarray], x: np.ndarray,
     model.backward(model.loss.backward())
     grads = [getattr(layer, "grad_" + name) * n for layer in model.layers
              for name in layer.param_names]
-    hits = model.loss.n_correct(xp, y, target)[0] if model.loss.classification else 0.0
-    return {"grads": grads, "loss": _backend.to_float(loss) * n,
-            "hits": _backend.to_float(hits) if model.loss.classification else 0.0, "n": n}
+    hits = _backend.to_float(model.loss.n_correct(xp, y, target)[0]) if (
+        model.loss.classification) else 0.0
+    return {"grads": grads, "loss": _backend.to_float(loss) * n, "hits": hits, "n": n}
 
 
 def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -137,8 +149,7 @@ def parallel_step(model: Sequential, optimizer: Any, xb: Array, tb: Array) -> tu
     a tree reduction, one optimizer step. Returns (summed loss, hits) of the batch."""
     import dask
 
-    arch = model.architecture()
-    params = dask.delayed([_backend.to_numpy(p) for p in model._params()], traverse=False)
+    arch, params = _shipped(model)
     parts = [dask.delayed(_chunk_sums)(arch, params, xc, tc)
              for xc, tc in zip(_blocks(xb), _blocks(tb))]
     while len(parts) > 1:  # a tree, so no single task adds every chunk's gradients
@@ -158,12 +169,9 @@ def parallel_step(model: Sequential, optimizer: Any, xb: Array, tb: Array) -> tu
 # ---------------------------------------------------------------- inference
 
 
-def _predict_chunk(arch: dict[str, Any], params: list[np.ndarray], x: np.ndarray) -> np.ndarray:
-    from .model import Sequential
-
-    xp = _backend.namespace_of(x)
-    model = Sequential.from_architecture(arch, params, xp, _backend.device_of(x))
-    return model.loss.output(xp, model.forward(xp.astype(x, model.dtype)))
+def _predict_chunk(arch: dict[str, Any], params: list[np.ndarray], x: Array) -> Array:
+    model = _model_for(arch, params, x)
+    return model.loss.output(model.xp, model.forward(model.xp.astype(x, model.dtype)))
 
 
 def predict_lazy(model: Sequential, X: Array) -> Array:
@@ -172,8 +180,7 @@ def predict_lazy(model: Sequential, X: Array) -> Array:
     import dask.array as da
 
     X = X.rechunk({1: -1})
-    arch = model.architecture()
-    params = dask.delayed([_backend.to_numpy(p) for p in model._params()], traverse=False)
+    arch, params = _shipped(model)
     dtype = np.dtype(_backend.dtype_name(model.dtype))
     parts = [da.from_delayed(dask.delayed(_predict_chunk)(arch, params, block),
                              shape=(rows, model.n_out), dtype=dtype)

@@ -364,7 +364,7 @@ class Sequential:
 
     def _streams(self, X: Any) -> bool:
         """Whether ``X`` is a Dask array to stream to a model that is not on Dask."""
-        return _data.is_dask(X) and not _data.is_dask(self.layers[0].w)
+        return _backend.is_lazy(X) and not _backend.is_lazy(self.layers[0].w)
 
     def _lazy_data(self, X: Any, y: Any, what_x: str = "X",
                    what_y: str = "y") -> tuple[Array, Array]:
@@ -401,10 +401,9 @@ class Sequential:
                     lambda xb, tb: _data.parallel_step(self, opt, xb, tb))
         if self._streams(X):
             Xd, td = self._lazy_data(X, y)
-            labels = _data.namespace().isdtype(td.dtype, "integral")
             n_batches = sum(math.ceil(c / batch_size) for c in Xd.chunks[0])
             return (Xd.shape[0], n_batches,
-                    lambda rng: _data.stream(Xd, td, self, batch_size, shuffle, rng, labels),
+                    lambda rng: _data.stream(Xd, td, self, batch_size, shuffle, rng),
                     local_step)
         X = self._inputs(X)
         t = self._targets(y, X.shape[0])
@@ -481,10 +480,8 @@ class Sequential:
         """(rows, batches() -> iterator of (x, t)) for in-memory or streamed data."""
         if self._streams(X):
             Xd, td = self._lazy_data(X, y, what_x, what_y)
-            labels = _data.namespace().isdtype(td.dtype, "integral")
             rng = _backend.host_rng(0)
-            return Xd.shape[0], lambda: _data.stream(Xd, td, self, batch_size, False, rng,
-                                                     labels)
+            return Xd.shape[0], lambda: _data.stream(Xd, td, self, batch_size, False, rng)
         X = self._inputs(X, what_x)
         t = self._targets(y, X.shape[0], what_y)
         n = X.shape[0]

@@ -37,7 +37,7 @@ def test_stream_visits_every_row_once_a_chunk_at_a_time(dask_bk):
     X = np.arange(100, dtype=np.float64).reshape(-1, 1) * np.ones((1, 64))
     Xd, td = _data.aligned(_dask(X, 20), _dask(np.zeros(100, dtype=np.int64), 20))
     model = _model()
-    batches = list(_data.stream(Xd, td, model, 8, True, np.random.default_rng(0), True))
+    batches = list(_data.stream(Xd, td, model, 8, True, np.random.default_rng(0)))
     rows = [anyfc.to_numpy(xb)[:, 0].astype(int) for xb, _ in batches]
     seen = np.concatenate(rows)
     assert sorted(seen.tolist()) == list(range(100))  # every row exactly once
@@ -80,7 +80,7 @@ def test_predict_is_lazy_and_matches(dask_bk, digits):
     _, X_test, _, _ = digits
     model = _model()
     lazy = model.predict(_dask(X_test, 100))
-    assert anyfc._data.is_dask(lazy) and lazy.shape == (len(X_test), 10)
+    assert anyfc._backend.is_lazy(lazy) and lazy.shape == (len(X_test), 10)
     assert len(lazy.chunks[0]) == len(range(0, len(X_test), 100))
     np.testing.assert_allclose(lazy.compute(), anyfc.to_numpy(model.predict(X_test)),
                                rtol=1e-12)
