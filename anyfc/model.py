@@ -344,9 +344,7 @@ class Sequential:
                 loss_sum, hits = step(xb, tb)
                 total, correct = _backend.materialize([total + loss_sum, correct + hits])
                 bar.batch()
-            metrics = {"loss": _backend.to_float(total) / n}
-            if self.loss.classification:
-                metrics["accuracy"] = _backend.to_float(correct) / _count(self.loss, n, self.n_out)
+            metrics = self._metrics(total, correct, n)
             if not math.isfinite(metrics["loss"]):
                 self._restore(snapshot)
                 raise FloatingPointError(
@@ -426,7 +424,7 @@ class Sequential:
         """Copies of the parameters and optimizer state (taken once per epoch, so a
         diverged epoch can be undone without a check per batch)."""
         xp = self.xp
-        params = {k: xp.asarray(v, copy=True) for k, v in self.state_dict().items()}
+        params = [xp.asarray(v, copy=True) for v in self._params()]
         opt = self.optimizer
         state = {} if opt is None else {
             slot: {k: xp.asarray(v, copy=True) for k, v in values.items()}
@@ -434,9 +432,7 @@ class Sequential:
         return {"params": params, "state": state, "t": None if opt is None else opt.t}
 
     def _restore(self, snapshot: dict[str, Any]) -> None:
-        for key, value in snapshot["params"].items():
-            _, i, name = key.split(".")
-            setattr(self.layers[int(i)], name, value)
+        self._set_params(snapshot["params"])
         if self.optimizer is not None:
             self.optimizer.state, self.optimizer.t = snapshot["state"], snapshot["t"]
         self._forget()
@@ -503,6 +499,10 @@ class Sequential:
                 correct = correct + self.loss.n_correct(xp, yb, tb)[0]
             total, correct = _backend.materialize([total, correct])
         self._forget()
+        return self._metrics(total, correct, n)
+
+    def _metrics(self, total: Any, correct: Any, n: int) -> dict[str, float]:
+        """Loss and accuracy from device sums over ``n`` samples: the one host read."""
         metrics = {"loss": _backend.to_float(total) / n}
         if self.loss.classification:
             metrics["accuracy"] = _backend.to_float(correct) / _count(self.loss, n, self.n_out)
