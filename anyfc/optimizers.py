@@ -10,6 +10,7 @@ updates in place where the library allows it (NumPy, CuPy, torch).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -22,8 +23,10 @@ State = dict[str, Array]
 
 def _check(name: str, value: float, low: float = 0.0, high: float = math.inf,
            low_open: bool = False, high_open: bool = True) -> float:
-    """``value`` as a float, or a ValueError naming the hyper-parameter."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """``value`` as a float, or a ValueError naming the hyper-parameter. Any real number
+    is accepted (NumPy scalars too: ``y.max() + 1`` gives one); booleans are not."""
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(float(value)))
     if ok:
         ok = (value > low if low_open else value >= low) and (
             value < high if high_open else value <= high)
@@ -40,7 +43,10 @@ def _slot(xp: ModuleType, state: State, key: str, p: Array) -> Array:
 
 
 class Optimizer:
-    """Base class. Subclasses implement ``update(xp, p, g, state) -> new p``."""
+    """Base class. Subclasses implement ``update(xp, p, g, state) -> new p`` and name the
+    per-parameter state arrays they keep in ``slots`` (each shaped like its parameter)."""
+
+    slots: tuple[str, ...] = ()
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         self.lr = _check("lr", lr, low_open=True)
@@ -131,6 +137,8 @@ class SGD(Optimizer):
     With ``momentum=0`` this is the article's ``p -= η·g``.
     """
 
+    slots = ("v",)
+
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
@@ -155,6 +163,8 @@ class AdaGrad(Optimizer):
         h ← h + g²;   p ← p - η·g / (√h + ε)
     """
 
+    slots = ("h",)
+
     def __init__(self, lr: float = 0.01, eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
         self.eps = _check("eps", eps, low_open=True)
@@ -171,6 +181,8 @@ class RMSProp(Optimizer):
 
         h ← ρ·h + (1-ρ)·g²;   p ← p - η·g / (√h + ε)
     """
+
+    slots = ("h",)
 
     def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
@@ -195,6 +207,8 @@ class Adam(Optimizer):
     ``weight_decay`` adds ``λ·p`` to the gradient (L2); see ``AdamW`` for the
     decoupled form.
     """
+
+    slots = ("m", "v")
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
