@@ -211,58 +211,205 @@ def device_of(x: Array) -> Device:
 # ---------------------------------------------------------------- devices and dtypes
 
 
+def _is_index(device: object) -> bool:
+    """Whether ``device`` is an integer device ordinal (``bool`` is not one)."""
+    return isinstance(device, (int, np.integer)) and not isinstance(device, (bool, np.bool_))
+
+
+def _no_device(name: str, device: object, devices: Sequence[str],
+               exc: BaseException | None = None) -> ValueError:
+    """The error for a device that does not exist (or is not usable) here."""
+    first = str(exc).strip().splitlines()[0][:200] if exc is not None and str(exc).strip() else ""
+    why = f" ({first})" if first else ""
+    return ValueError(f"backend {name!r} has no device {device!r}; devices here: "
+                      f"{', '.join(devices) or 'none'}{why}")
+
+
+def _bad_device_type(name: str, device: object, accepted: str) -> TypeError:
+    return TypeError(f"backend {name!r} takes a device as {accepted}, not "
+                     f"{type(device).__name__} {device!r}")
+
+
+def _torch_devices() -> list[str]:
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
+def _resolve_torch(device: Device) -> Device:
+    import torch
+
+    if device is None:
+        return torch.device("cpu")
+    if not (isinstance(device, (str, torch.device)) or _is_index(device)):
+        raise _bad_device_type("torch", device, "a string ('cpu', 'cuda:1'), a CUDA ordinal "
+                               "or a torch.device")
+    try:
+        dev = device if isinstance(device, torch.device) else torch.device(
+            device if isinstance(device, str) else int(device))
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise _no_device("torch", device, _torch_devices(), exc) from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = dev.index
+        if index is None and count:
+            index = torch.cuda.current_device()  # arrays report "cuda:0", not "cuda"
+        if index is None or not 0 <= index < count:
+            raise _no_device("torch", device, _torch_devices())
+        return torch.device("cuda", index)
+    try:  # mps, xpu, meta, ...: usable if a tensor can be made there
+        torch.empty(0, device=dev)
+    except Exception as exc:  # torch raises RuntimeError, AssertionError, ... here
+        raise _no_device("torch", device, _torch_devices(), exc) from None
+    return dev
+
+
+def _resolve_cupy(device: Device) -> Device:
+    import cupy
+
+    if device is None:
+        return cupy.cuda.Device()
+    count = _cuda_device_count()
+    if isinstance(device, cupy.cuda.Device):
+        index = int(device.id)
+    elif _is_index(device):
+        index = int(device)
+    elif isinstance(device, str):
+        kind, _, number = device.partition(":")
+        if kind not in ("cuda", "gpu") or not (number == "" or number.isdigit()):
+            raise _no_device("cupy", device, [f"cuda:{i}" for i in range(count)])
+        index = int(number or 0)
+    else:
+        raise _bad_device_type("cupy", device, "a string ('cuda:1'), a CUDA ordinal or a "
+                               "cupy.cuda.Device")
+    if not 0 <= index < count:
+        raise _no_device("cupy", device, [f"cuda:{i}" for i in range(count)])
+    return device if isinstance(device, cupy.cuda.Device) else cupy.cuda.Device(index)
+
+
+def _jax_devices() -> dict[str, list[Any]]:
+    """JAX's devices by platform: the default backend's, and the CPU's."""
+    import jax
+
+    found: dict[str, list[Any]] = {}
+    for platform in (None, "cpu"):
+        try:
+            devices = jax.devices(platform)
+        except RuntimeError:
+            continue
+        if devices:
+            found.setdefault(devices[0].platform, list(devices))
+    return found
+
+
+def _jax_device_names() -> list[str]:
+    return [f"{p}:{i}" for p, devices in _jax_devices().items() for i in range(len(devices))]
+
+
+def _resolve_jax(device: Device) -> Device:
+    import jax
+
+    if device is None:
+        return jax.devices()[0]
+    if isinstance(device, jax.Device):
+        return device
+    if _is_index(device):
+        devices = jax.devices()
+        if not 0 <= int(device) < len(devices):
+            raise _no_device("jax", device, _jax_device_names())
+        return devices[int(device)]
+    if not isinstance(device, str):
+        raise _bad_device_type("jax", device, "a string ('cpu', 'gpu:0', 'cuda:1'), an "
+                               "ordinal or a jax.Device")
+    platform, _, number = device.lower().partition(":")
+    platform = "gpu" if platform == "cuda" else platform
+    if not (number == "" or number.isdigit()):
+        raise _no_device("jax", device, _jax_device_names())
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError as exc:  # "Unknown backend", or it failed to initialise
+        raise _no_device("jax", device, _jax_device_names(), exc) from None
+    if int(number or 0) >= len(devices):
+        raise _no_device("jax", device, _jax_device_names())
+    return devices[int(number or 0)]
+
+
+def _resolve_strict(xp: ModuleType, device: Device) -> Device:
+    if device is None:
+        return xp.Device("CPU_DEVICE")
+    if isinstance(device, xp.Device):
+        return device
+    if not isinstance(device, str):
+        raise _bad_device_type("array_api_strict", device,
+                               "a string ('CPU_DEVICE', 'device1') or an array_api_strict.Device")
+    try:
+        return xp.Device(device)
+    except ValueError:
+        names = [repr(d).split("'")[1] if "'" in repr(d) else repr(d)
+                 for d in xp.__array_namespace_info__().devices()]
+        raise _no_device("array_api_strict", device, names) from None
+
+
 def resolve_device(xp: ModuleType, device: Device | None = None) -> Device:
     """A device object of ``xp`` for a user's ``device`` (``None`` → the default).
 
     Accepts ``"cpu"``, ``"cuda"``, ``"cuda:1"`` (cupy, torch, jax), ``"gpu:0"`` (jax),
-    ``"device1"`` (array_api_strict), an int (CUDA ordinal), or a device object.
+    ``"device1"`` (array_api_strict), an int (CUDA ordinal; JAX: index into
+    ``jax.devices()``), or a device object of the library. A device that does not
+    exist here is a ``ValueError`` listing those that do; something that cannot name
+    a device (a float, a list) is a ``TypeError``.
 
     >>> resolve_device(get_namespace("numpy"))
     'cpu'
+    >>> resolve_device(get_namespace("numpy"), "cuda:3")
+    Traceback (most recent call last):
+    ...
+    ValueError: backend 'numpy' has only the device 'cpu', not 'cuda:3'; devices here: cpu
     """
     name = backend_name(xp)
     if name in ("numpy", "dask"):
-        if device not in (None, "cpu"):
-            raise ValueError(f"backend {name!r} has only the device 'cpu', not {device!r}")
-        return "cpu"
+        if device is None or (isinstance(device, str) and device == "cpu"):
+            return "cpu"
+        named = isinstance(device, str) or _is_index(device)
+        if named or "device" in type(device).__name__.lower():  # another library's device
+            raise ValueError(f"backend {name!r} has only the device 'cpu', not {device!r}; "
+                             "devices here: cpu")
+        raise _bad_device_type(name, device, "the string 'cpu'")
     if name == "torch":
-        import torch
-
-        if device is None:
-            return torch.device("cpu")
-        dev = torch.device(device) if not isinstance(device, torch.device) else device
-        if dev.type == "cuda" and dev.index is None:  # arrays report "cuda:0", not "cuda"
-            dev = torch.device("cuda", torch.cuda.current_device())
-        return dev
+        return _resolve_torch(device)
     if name == "cupy":
-        import cupy
-
-        if device is None:
-            return cupy.cuda.Device()
-        if isinstance(device, cupy.cuda.Device):
-            return device
-        if isinstance(device, str):
-            kind, _, index = device.partition(":")
-            if kind not in ("cuda", "gpu"):
-                raise ValueError(f"backend 'cupy' needs a CUDA device, not {device!r}")
-            device = int(index or 0)
-        return cupy.cuda.Device(int(device))
+        return _resolve_cupy(device)
     if name == "jax":
-        import jax
+        return _resolve_jax(device)
+    return _resolve_strict(xp, device)
 
-        if device is None:
-            return jax.devices()[0]
-        if isinstance(device, int):
-            return jax.devices()[device]
-        if isinstance(device, str):
-            platform, _, index = device.partition(":")
-            platform = "gpu" if platform == "cuda" else platform
-            return jax.devices(platform)[int(index or 0)]
-        return device
-    # array_api_strict
-    if device is None:
-        return xp.Device("CPU_DEVICE")
-    return xp.Device(device) if isinstance(device, str) else device
+
+def index_dtype(xp: ModuleType) -> Any:
+    """The integer dtype anyfc uses on ``xp`` for class labels and row indices: int64,
+    except on JAX without 64-bit mode (``jax_enable_x64`` off), where it is int32 — so
+    anyfc never asks JAX for an int64 it would truncate (with a ``UserWarning``).
+
+    >>> index_dtype(get_namespace("numpy")) == get_namespace("numpy").int64
+    True
+    """
+    return xp.int32 if _narrow_ints(xp) else xp.int64
+
+
+def _narrow_ints(xp: ModuleType) -> bool:
+    """Whether ``xp`` holds no 64-bit integers (JAX without ``jax_enable_x64``)."""
+    if backend_name(xp) != "jax":
+        return False
+    import jax
+
+    return not jax.config.read("jax_enable_x64")
 
 
 def resolve_dtype(xp: ModuleType, dtype: Any = None) -> Any:
@@ -312,9 +459,19 @@ def host_rng(seed: int | np.random.Generator | None = None) -> np.random.Generat
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def from_host(a: Any, xp: ModuleType, device: Device, dtype: Any) -> Array:
-    """Copy a host (NumPy) array or nested list to ``xp`` on ``device`` as ``dtype``."""
-    return xp.asarray(np.asarray(a), dtype=dtype, device=device)
+def from_host(a: Any, xp: ModuleType, device: Device, dtype: Any = None) -> Array:
+    """Copy a host (NumPy) array or nested list to ``xp`` on ``device`` as ``dtype``.
+
+    With ``dtype=None`` integer data (a permutation, labels) becomes
+    ``index_dtype(xp)`` — int32 on JAX without 64-bit mode, checked to fit — and other
+    data keeps its dtype. Any layout (negative strides, read-only, memmap) is accepted.
+    """
+    host = _host_view(a)
+    if dtype is None and host.dtype.kind in "iu":
+        dtype = index_dtype(xp)
+        if _narrow_ints(xp):
+            host = _as_int32(host)
+    return xp.asarray(_host_copy(host, private=False), dtype=dtype, device=device)
 
 
 # ---------------------------------------------------------------- moving arrays
@@ -330,25 +487,86 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.array(_host_view(a), copy=True)
 
 
-def _host_view(a: Any) -> Any:
-    """``a`` as a host array, sharing memory where the library allows."""
+def _host_view(a: Any) -> np.ndarray:
+    """``a`` as a NumPy array, sharing memory where the library allows (torch tensors
+    are detached first; a read-only or strided view may come back)."""
     if not is_array(a) or array_api_compat.is_numpy_array(a):
-        return a
+        return np.asarray(a)
     if array_api_compat.is_cupy_array(a):
-        return a.get()
+        return np.asarray(a.get())
     if array_api_compat.is_torch_array(a):
-        return a.detach().cpu().resolve_conj().numpy()
+        return np.asarray(a.detach().cpu().resolve_conj().resolve_neg().numpy())
     if array_api_compat.is_dask_array(a):
         return _host_view(a.compute())
     if backend_name(namespace_of(a)) == "array_api_strict":
-        return a.to_device(namespace_of(a).Device("CPU_DEVICE"))
-    return a  # jax and others implement __array__
+        return np.asarray(a.to_device(namespace_of(a).Device("CPU_DEVICE")))
+    return np.asarray(a)  # jax and others implement __array__
 
 
-def _transfer(a: Array, xp: ModuleType, device: Device) -> Array:
-    """Move ``a`` from another library to ``xp``: DLPack when both sides can, else the
-    host."""
-    if backend_name(xp) != "dask" and not array_api_compat.is_dask_array(a):
+def _plain(host: np.ndarray) -> bool:
+    """Whether a NumPy array is laid out the way every library can import it: C order,
+    no negative strides."""
+    return bool(host.flags.c_contiguous) and all(s >= 0 for s in host.strides)
+
+
+def _host_copy(host: np.ndarray, private: bool) -> np.ndarray:
+    """``host`` laid out for any library to import: itself when it already is (and
+    ``private`` is not asked for), else a C-ordered copy. A read-only array is always
+    copied: torch would import it as writable memory, and an in-place update of that
+    is a segmentation fault."""
+    if private or not host.flags.writeable or not _plain(host):
+        return np.array(host, order="C", copy=True, subok=False)
+    return host
+
+
+_INT32 = np.iinfo(np.int32)
+
+
+def _as_int32(host: np.ndarray) -> np.ndarray:
+    """Integer host data as int32 (for JAX without 64-bit mode), or a ``ValueError``
+    when a value does not fit: JAX would silently wrap it around."""
+    if host.dtype.itemsize < 4 or host.dtype == np.int32:
+        return host.astype(np.int32)
+    if host.size and (int(host.min()) < _INT32.min or int(host.max()) > _INT32.max):
+        raise ValueError(
+            f"integer values up to {int(host.max())} (down to {int(host.min())}) do not fit "
+            "in int32, the widest integer of JAX without 64-bit mode; enable it with "
+            "jax.config.update('jax_enable_x64', True) or use smaller values")
+    return host.astype(np.int32)
+
+
+def _dlpack_safe(a: Array) -> bool:
+    """Whether ``a`` can be shared through DLPack without crashing the importer:
+    non-empty, C-contiguous, no negative strides, writable (torch aborts on negative
+    strides, and imports read-only memory as writable)."""
+    if array_api_compat.is_numpy_array(a) or array_api_compat.is_cupy_array(a):
+        return (a.size > 0 and bool(a.flags.c_contiguous) and all(s >= 0 for s in a.strides)
+                and bool(getattr(a.flags, "writeable", True)))
+    if array_api_compat.is_torch_array(a):
+        return (a.numel() > 0 and a.is_contiguous() and not a.requires_grad
+                and not a.is_conj() and not a.is_neg())
+    if array_api_compat.is_jax_array(a):
+        return a.size > 0  # dense and immutable
+    return False  # array_api_strict, Dask and the rest: through the host
+
+
+def _via_host(a: Any, xp: ModuleType, device: Device, target: Any, private: bool) -> Array:
+    """``a`` moved to ``xp`` through a NumPy array (``private``: one nobody else holds)."""
+    host = _host_view(a)
+    if host.dtype.kind in "iu" and host.dtype.itemsize >= 4 and _narrow_ints(xp):
+        # JAX would wrap 64-bit integers around silently: cast here, checked
+        host = host.astype(np.float32) if target is not None else _as_int32(host)
+    host = _host_copy(host, private)
+    if backend_name(xp) == "numpy":
+        return host
+    return xp.asarray(host, device=device)
+
+
+def _transfer(a: Array, xp: ModuleType, device: Device, target: Any, copy: bool) -> Array:
+    """Move ``a`` from another library to ``xp``: DLPack when that is safe and sharing
+    is allowed (``copy`` false), else through the host."""
+    wide_ints = _narrow_ints(xp) and bool(namespace_of(a).isdtype(a.dtype, "integral"))
+    if not copy and not wide_ints and backend_name(xp) != "dask" and _dlpack_safe(a):
         try:
             out = xp.from_dlpack(a)
             if device_of(out) != device:
@@ -357,7 +575,7 @@ def _transfer(a: Array, xp: ModuleType, device: Device) -> Array:
         except (TypeError, ValueError, RuntimeError, BufferError, NotImplementedError,
                 AttributeError):
             pass  # the two libraries cannot share this array: go through the host
-    return xp.asarray(np.asarray(_host_view(a)), device=device)
+    return _via_host(a, xp, device, target, private=copy)
 
 
 def to_backend(
@@ -368,8 +586,15 @@ def to_backend(
     copy: bool = False,
 ) -> Array:
     """``a`` (an array of any library, or a nested list) as an array of ``backend`` on
-    ``device``; floating data is cast to ``dtype`` when one is given. With ``copy``, the
-    result never shares memory with ``a`` (else it may, as DLPack transfers do).
+    ``device``; data is cast to ``dtype`` when one is given. With ``copy``, the result
+    never shares memory with ``a``; without, it may (DLPack transfers share), and an
+    array already of ``backend``, ``device`` and ``dtype`` comes back as itself.
+
+    Any layout is accepted — strided, negative strides, Fortran order, read-only,
+    memory-mapped, empty — and torch tensors are detached: autograd history never
+    enters anyfc. DLPack is used only for arrays it can share safely (C-contiguous,
+    writable); the others go through a contiguous host copy. On JAX without 64-bit
+    mode, 64-bit integers become int32, or a ``ValueError`` if one does not fit.
 
     >>> to_backend([1.0, 2.0], "numpy", dtype="float32").dtype
     dtype('float32')
@@ -378,14 +603,20 @@ def to_backend(
     dev = resolve_device(xp, device)
     target = None if dtype is None else resolve_dtype(xp, dtype)  # first: may enable x64
     if not is_array(a):
-        out = xp.asarray(np.asarray(a), device=dev)
-    elif namespace_of(a) is xp:
-        out = a if device_of(a) == dev else array_api_compat.to_device(a, dev)
+        out = _via_host(a, xp, dev, target, private=copy)
+        fresh = True
     else:
-        out = _transfer(a, xp, dev)
+        if array_api_compat.is_torch_array(a) and a.requires_grad:
+            a = a.detach()  # shares memory, carries no autograd graph
+        if namespace_of(a) is xp:
+            out = a if device_of(a) == dev else array_api_compat.to_device(a, dev)
+            fresh = False  # another device's copy may still share (array_api_strict's)
+        else:
+            out = _transfer(a, xp, dev, target, copy)
+            fresh = copy  # _transfer made a private copy when asked to
     if target is not None and out.dtype != target:
-        out = xp.astype(out, target)
-    elif copy and is_array(a):
+        out = xp.astype(out, target)  # a new array
+    elif copy and not fresh:
         out = xp.asarray(out, copy=True)
     return out
 
@@ -469,14 +700,18 @@ def materialize(arrays: Sequence[Array]) -> list[Array]:
 
 def compile_step(xp: ModuleType, fn: Any) -> Any:
     """``fn`` compiled for ``xp`` where that pays: ``jax.jit`` for JAX (its arrays are
-    immutable, and XLA fuses the element-wise work into few kernels; the parameters
-    and optimizer state, arguments 0 and 1, are donated so they update in place).
-    ``None`` for the other libraries, which run the same Python code eagerly."""
+    immutable, and XLA fuses the element-wise work into few kernels). ``None`` for the
+    other libraries, which run the same Python code eagerly.
+
+    No argument is donated: XLA writes each step's new parameters and optimizer state
+    into fresh buffers instead of reusing the old ones, so arrays a caller can still
+    reach — earlier ``state_dict()`` values, arrays given to ``Dense.from_params``, a
+    concurrent ``predict`` — are never deleted under it."""
     if backend_name(xp) != "jax":
         return None
     import jax
 
-    return jax.jit(fn, donate_argnums=(0, 1))
+    return jax.jit(fn)
 
 
 def synchronize(x: Array) -> None:
