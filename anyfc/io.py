@@ -15,7 +15,8 @@ members, each named ``<entry>.npy``:
 Reading (``load``) trusts nothing in the file, and memory stays bounded by what the
 architecture implies (itself bounded): the metadata (at most 1 MiB) is read and checked
 first — types, ranges, known names, sizes that chain, at most 2**34 parameters, an
-optimizer that can be built from its configuration. Then only the members the format
+optimizer that can be built from its configuration (metadata keys it does not use, such
+as ``anyfc_version`` and ``saved_from``, are ignored). Then only the members the format
 defines are read, with ``zipfile`` directly: an archive with any other member (or a
 member twice) is refused without reading it, and each member's ``.npy`` header (bounded)
 and declared size in the zip directory must match the shape the architecture implies

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import anyfc
 from anyfc import io
@@ -809,3 +811,43 @@ def test_a_zip_bomb_leaves_the_resident_memory_alone(good, tmp_path):
     assert re.search(r"layers\.0\.w declares \d+ bytes; shape \(6, 8\)", done.stdout), done.stdout
     grown = int(done.stdout.rsplit("grown KiB", 1)[1])
     assert grown < 100 * 1024, done.stdout
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8)
+    | st.sampled_from(["adam", "sgd", "relu", "float32", "he", "leaky_relu", "Infinity"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                               max_size=3),
+    max_leaves=8)
+PLACES = [("format",), ("format_version",), ("loss",), ("dtype",), ("layers",),
+          ("layers", 0), ("layers", 1, "n_in"), ("layers", 0, "n_out"),
+          ("layers", 0, "activation"), ("layers", 0, "alpha"), ("layers", 1, "init"),
+          ("optimizer",), ("optimizer", "class"), ("optimizer", "config"),
+          ("optimizer", "config", "lr"), ("optimizer", "config", "beta1"),
+          ("optimizer", "config", "nesterov"), ("optimizer", "t")]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(place=st.sampled_from(PLACES), value=JSON)
+def test_any_json_value_anywhere_in_the_metadata_is_a_value_error_or_a_model(
+        good, tmp_path, place, value):
+    text, arrays = good
+    meta = json.loads(text)
+    _set(meta, place, value)
+    path = _write(tmp_path / "any.npz", json.dumps(meta), arrays)
+    try:
+        model = anyfc.load(path)
+    except ValueError as exc:
+        assert repr(os.fspath(path)) in str(exc)
+    else:  # what loads is what the (valid) metadata says
+        assert [layer.n_in for layer in model.layers] == [6, 8]
+
+
+def test_members_of_mixed_float_dtypes_load_in_the_metadata_dtype(good, tmp_path):
+    text, arrays = good
+    mixed = {k: (v.astype(np.float32) if k.endswith((".b", ".m")) else v)
+             for k, v in arrays.items()}
+    model = anyfc.load(_write(tmp_path / "mixed.npz", text, mixed))
+    assert all(layer.w.dtype == layer.b.dtype == np.float64 for layer in model.layers)
+    assert model.optimizer.state["0.w"]["m"].dtype == np.float64
