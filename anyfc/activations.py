@@ -10,6 +10,7 @@ gradient simplifies to ``softmax(u) - t``.
 
 from __future__ import annotations
 
+import numbers
 from types import ModuleType
 from typing import Any
 
@@ -62,9 +63,9 @@ class LeakyReLU(Activation):
     name = "leaky_relu"
 
     def __init__(self, alpha: float = 0.01) -> None:
-        if not 0 <= alpha <= 1:
-            raise ValueError(f"leaky_relu needs 0 <= alpha <= 1, got {alpha!r}")
-        self.alpha = float(alpha)
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
+            raise ValueError(f"leaky_relu needs a number 0 <= alpha <= 1, got {alpha!r}")
+        self.alpha: float = float(alpha)
 
     def forward(self, xp: ModuleType, u: Array) -> Array:
         return xp.maximum(u, self.alpha * u)
@@ -131,6 +132,11 @@ def get(activation: str | Activation | None) -> Activation:
         return Identity()
     if isinstance(activation, Activation):
         return activation
+    if isinstance(activation, str) and activation.lower() == "softmax":
+        raise ValueError(
+            "'softmax' is not a layer activation in anyfc: it is part of the loss "
+            "'softmax_cross_entropy', which takes the logits of an 'identity' last layer "
+            "(Dense(n, classes, 'identity')); predict() applies the softmax for you")
     if not isinstance(activation, str) or activation.lower() not in ACTIVATIONS:
         raise ValueError(
             f"unknown activation {activation!r}; valid activations are "

@@ -16,12 +16,24 @@ and, given ``∂E/∂Y`` from the layer above, the backward pass is
 
 from __future__ import annotations
 
+import numbers
 from types import ModuleType
 from typing import Any
 
 from . import _backend, activations, initializers
 
 Array = Any
+
+
+def _describe(a: Array) -> str:
+    return f"{_backend.backend_name(_backend.namespace_of(a))} {a.dtype} on {_backend.device_of(a)}"
+
+
+def _size(name: str, value: Any) -> int:
+    """A layer size: a positive integer (Python or NumPy), else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"Dense needs a positive integer {name}, got {value!r}")
+    return int(value)
 
 
 class Dense:
@@ -64,10 +76,7 @@ class Dense:
         dtype: Any = "float32",
         seed: int | None = None,
     ) -> None:
-        for name, value in (("n_in", n_in), ("n_out", n_out)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Dense needs a positive integer {name}, got {value!r}")
-        self.n_in, self.n_out = n_in, n_out
+        self.n_in, self.n_out = _size("n_in", n_in), _size("n_out", n_out)
         self.activation = activations.get(activation)
         self.init = init if init is not None else initializers.default_for(self.activation.name)
         draw = initializers.get(self.init)
@@ -84,21 +93,37 @@ class Dense:
     @classmethod
     def from_params(cls, w: Array, b: Array,
                     activation: str | activations.Activation | None = "relu") -> Dense:
-        """A layer around existing parameters (no random draw): ``w`` of shape
-        (n_in, n_out) and ``b`` of shape (n_out,), of the same library and device.
+        """A layer around copies of existing parameters (no random draw): ``w`` of shape
+        (n_in, n_out) and ``b`` of shape (n_out,), floating arrays of the same library,
+        device and dtype. The layer owns its copies: training never writes into the
+        caller's arrays (which may be read-only, memory-mapped or shared elsewhere).
 
         >>> import numpy as np
         >>> Dense.from_params(np.ones((3, 2)), np.zeros(2), "identity").n_out
         2
         """
+        for name, value in (("w", w), ("b", b)):
+            if not _backend.is_array(value):
+                raise TypeError(f"from_params needs arrays, got {type(value).__name__} for "
+                                f"{name}")
+            if _backend.check_numeric(value, name) != "real floating":
+                raise TypeError(f"from_params needs floating-point parameters, got {name} of "
+                                f"dtype {value.dtype}")
         if w.ndim != 2 or tuple(b.shape) != (w.shape[1],):
             raise ValueError(f"from_params needs w of shape (n_in, n_out) and b of shape "
                              f"(n_out,), got {tuple(w.shape)} and {tuple(b.shape)}")
+        if (_backend.namespace_of(w) is not _backend.namespace_of(b)
+                or _backend.device_of(w) != _backend.device_of(b) or w.dtype != b.dtype):
+            raise TypeError("from_params needs w and b of the same library, device and dtype, "
+                            f"got {_describe(w)} and {_describe(b)}")
+        act = activations.get(activation)
+        xp, dev = _backend.namespace_of(w), _backend.device_of(w)
+        owned = [_backend.to_backend(p, xp, dev, w.dtype, copy=True) for p in (w, b)]
         layer = cls.__new__(cls)
         layer.n_in, layer.n_out = int(w.shape[0]), int(w.shape[1])
-        layer.activation = activations.get(activation)
-        layer.init = initializers.default_for(layer.activation.name)
-        layer.w, layer.b = w, b
+        layer.activation = act
+        layer.init = initializers.default_for(act.name)
+        layer.w, layer.b = owned
         layer.grad_w = layer.grad_b = layer.x = layer.y = None
         return layer
 
@@ -126,16 +151,28 @@ class Dense:
     ) -> Dense:
         """Move the parameters (and gradients) to another backend/device/dtype, in place;
         returns ``self``. ``None`` keeps the current backend, its default device, and
-        the current dtype."""
+        the current dtype. All or nothing: every array is converted before any is set."""
+        self._commit(self.moved(backend, device, dtype))
+        return self
+
+    def moved(self, backend: str | ModuleType | None = None, device: Any = None,
+              dtype: Any = None) -> dict[str, Array]:
+        """The layer's arrays (parameters and gradients) converted as ``to`` would, without
+        changing the layer: ``{attribute: new array}``."""
         target = self.backend if backend is None else backend
         dtype = _backend.dtype_name(self.dtype) if dtype is None else dtype
+        out = {}
         for name in self.param_names:
             for attr in (name, "grad_" + name):
                 value = getattr(self, attr)
                 if value is not None:
-                    setattr(self, attr, _backend.to_backend(value, target, device, dtype))
+                    out[attr] = _backend.to_backend(value, target, device, dtype)
+        return out
+
+    def _commit(self, values: dict[str, Array]) -> None:
+        for attr, value in values.items():
+            setattr(self, attr, value)
         self.x = self.y = None
-        return self
 
     # ------------------------------------------------------------ the math
 
@@ -151,18 +188,29 @@ class Dense:
                 f"Dense.{what} got an array on device {_backend.device_of(x)!r}, but the "
                 f"layer's parameters are on {self.device!r}"
             )
+        if x.dtype != self.dtype:
+            raise TypeError(
+                f"Dense.{what} got an array of dtype {_backend.dtype_name(x.dtype)}, but the "
+                f"layer's parameters are {_backend.dtype_name(self.dtype)}; convert with "
+                f"anyfc.to_backend(x, {self.backend!r}, "
+                f"dtype={_backend.dtype_name(self.dtype)!r}) (Sequential.fit/predict do this "
+                "for you)"
+            )
 
-    def forward(self, x: Array) -> Array:
-        """``y = f(x·w + b)``; keeps ``x`` and ``y`` for ``backward``."""
+    def forward(self, x: Array, training: bool = True) -> Array:
+        """``y = f(x·w + b)``. In training (the default, as in the article's loop) it
+        keeps ``x`` and ``y`` for ``backward``; with ``training=False`` it keeps nothing
+        on the layer, so inference is safe from many threads at once."""
         self._check_input(x, "forward")
         if x.ndim != 2 or x.shape[1] != self.n_in:
             raise ValueError(
                 f"Dense({self.n_in}, {self.n_out}).forward expects a 2-D batch with "
                 f"{self.n_in} features per row, got shape {tuple(x.shape)}"
             )
-        self.x = x
-        self.y = self.activation.forward(self.xp, x @ self.w + self.b)
-        return self.y
+        y = self.activation.forward(self.xp, x @ self.w + self.b)
+        if training:
+            self.x, self.y = x, y
+        return y
 
     def backward(self, grad_y: Array, need_grad_x: bool = True) -> Array | None:
         """Given ``grad_y = ∂E/∂y``, set ``grad_w = xᵀ·δ`` and ``grad_b = Σ_rows δ``
