@@ -1,6 +1,7 @@
 """Loss functions ``E(y, t)``, each the mean over the batch, with their gradient.
 
-``forward(y, t)`` returns a 0-d array and keeps what ``backward()`` needs;
+``forward(y, t)`` returns a 0-d array and keeps what ``backward()`` needs (``value(y, t)``
+returns the same and keeps nothing);
 ``backward()`` returns ``∂E/∂y`` with the shape of ``y``. The classification losses take
 *logits* (the output of an identity layer) and fuse the softmax or sigmoid into the loss,
 where the gradient simplifies to ``(p - t) / h`` and the log never sees a 0.
@@ -24,6 +25,11 @@ class Loss:
     classification = False
 
     def forward(self, y: Array, t: Array) -> Array:
+        """``E(y, t)``, keeping what ``backward`` needs on the loss (training)."""
+        raise NotImplementedError
+
+    def value(self, y: Array, t: Array) -> Array:
+        """``E(y, t)`` keeping nothing (evaluation: safe from many threads at once)."""
         raise NotImplementedError
 
     def backward(self) -> Array:
@@ -66,11 +72,18 @@ class SoftmaxCrossEntropy(Loss):
             t = xp.reshape(t, (-1, 1)) == classes
         return xp.astype(t, dtype) if t.dtype != dtype else t
 
-    def forward(self, y: Array, t: Array) -> Array:
+    def _log_p(self, y: Array, t: Array) -> tuple[ModuleType, Array, Array]:
         xp = _backend.namespace_of(y)
         t = self.targets(xp, t, y.shape[1], y.dtype)
         z = y - xp.max(y, axis=1, keepdims=True)
-        log_p = z - xp.log(xp.sum(xp.exp(z), axis=1, keepdims=True))
+        return xp, t, z - xp.log(xp.sum(xp.exp(z), axis=1, keepdims=True))
+
+    def value(self, y: Array, t: Array) -> Array:
+        xp, t, log_p = self._log_p(y, t)
+        return -xp.sum(t * log_p) / y.shape[0]
+
+    def forward(self, y: Array, t: Array) -> Array:
+        xp, t, log_p = self._log_p(y, t)
         self.p, self.t = xp.exp(log_p), t
         return -xp.sum(t * log_p) / y.shape[0]
 
@@ -100,12 +113,15 @@ class BinaryCrossEntropy(Loss):
     name = "binary_cross_entropy"
     classification = True
 
-    def forward(self, y: Array, t: Array) -> Array:
+    def value(self, y: Array, t: Array) -> Array:
         xp = _backend.namespace_of(y)
         t = self.targets(xp, t, y.shape[1], y.dtype)
-        self.z, self.t = y, t
         per_entry = xp.maximum(y, 0.0) - y * t + xp.log1p(xp.exp(-xp.abs(y)))
         return xp.sum(per_entry) / (y.shape[0] * y.shape[1])
+
+    def forward(self, y: Array, t: Array) -> Array:
+        self.z, self.t = y, self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
+        return self.value(y, self.t)
 
     def backward(self) -> Array:
         xp = _backend.namespace_of(self.z)
@@ -128,10 +144,17 @@ class MeanSquaredError(Loss):
 
     name = "mean_squared_error"
 
+    def value(self, y: Array, t: Array) -> Array:
+        return self._mean_square(y - self.targets(_backend.namespace_of(y), t, y.shape[1],
+                                                  y.dtype))
+
     def forward(self, y: Array, t: Array) -> Array:
-        xp = _backend.namespace_of(y)
-        self.diff = y - self.targets(xp, t, y.shape[1], y.dtype)
-        return xp.sum(self.diff * self.diff) / (y.shape[0] * y.shape[1])
+        self.diff = y - self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
+        return self._mean_square(self.diff)
+
+    @staticmethod
+    def _mean_square(diff: Array) -> Array:
+        return _backend.namespace_of(diff).sum(diff * diff) / (diff.shape[0] * diff.shape[1])
 
     def backward(self) -> Array:
         return (2.0 / (self.diff.shape[0] * self.diff.shape[1])) * self.diff
