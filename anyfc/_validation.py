@@ -8,6 +8,7 @@ call of ``fit``/``predict``/``evaluate`` — never per batch.
 
 from __future__ import annotations
 
+import numbers
 from types import ModuleType
 from typing import Any
 
@@ -29,18 +30,74 @@ def _first_rows(bad: Array, limit: int = 3) -> list[int]:
     return [int(i) for i in rows.nonzero()[0][:limit]]
 
 
-def _check_finite(xp: ModuleType, a: Array, what: str) -> None:
+def integer(value: Any, name: str, low: int = 1) -> int:
+    """``value`` as an int ≥ ``low`` (Python or NumPy integers; not bools), else a
+    ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        kind = "positive" if low == 1 else "non-negative" if low == 0 else f">= {low}"
+        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+    return int(value)
+
+
+def batch_size(value: Any, allow_none: bool = False) -> int | None:
+    """A batch size: a positive integer (or ``None`` = everything at once, where allowed)."""
+    if value is None and allow_none:
+        return None
+    return integer(value, "batch_size")
+
+
+def pair(value: Any, what: str) -> tuple[Any, Any]:
+    """``(X, y)`` from a 2-sequence such as ``validation_data``."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        got = f"a {type(value).__name__}" + (
+            f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
+        raise ValueError(f"{what} must be a pair (X, y), got {got}")
+    return value[0], value[1]
+
+
+def _check_finite(xp: ModuleType, a: Array, what: str, source: Any = None) -> None:
+    """``a`` holds no NaN or infinity; ``source`` is the data before its cast to ``a``'s
+    dtype, so a finite value too large for that dtype is reported as such."""
     finite = xp.isfinite(a)
     if not _holds(xp, finite):
         rows = _first_rows(~finite)
+        if source is not None and _finite_on_host(source):
+            top = xp.finfo(a.dtype).max
+            raise ValueError(
+                f"{what} holds values too large for {_backend.dtype_name(a.dtype)} (|x| > "
+                f"{top:.3g}) in rows {rows}...; scale the data, or use dtype='float64'")
         raise ValueError(f"{what} contains NaN or infinity (rows {rows}...); remove or impute "
                          "those values before training")
 
 
+def _finite_on_host(a: Any) -> bool:
+    """Whether ``a`` is finite everywhere, read on the host (error path only)."""
+    host = _backend.to_numpy(a)
+    return bool(_backend.get_namespace("numpy").all(
+        _backend.get_namespace("numpy").isfinite(host.astype("float64"))))
+
+
+def _source(a: Any) -> Array:
+    """``a`` as an array of its own library (a nested list becomes a NumPy array)."""
+    return a if _backend.is_array(a) else _backend.to_backend(a, "numpy")
+
+
+def _to_float(a: Any, kind: str, xp: ModuleType, device: Any, dtype: Any) -> Array:
+    """``a`` on ``xp``/``device`` as ``dtype``. Integer and boolean data are cast where they
+    are, before the transfer, so no library narrows them on the way (JAX without 64-bit
+    mode would wrap int64 values above 2³¹)."""
+    if kind != "real floating":
+        a = _source(a)
+        sxp = _backend.namespace_of(a)
+        a = sxp.astype(a, getattr(sxp, _backend.dtype_name(dtype)))
+    return _backend.to_backend(a, xp, device, dtype)
+
+
 def inputs(X: Any, xp: ModuleType, device: Any, dtype: Any, n_in: int, what: str = "X") -> Array:
     """``X`` as a finite 2-D float array of ``n_in`` columns on ``xp``/``device``."""
-    _backend.check_numeric(X, what)
-    X = _backend.to_backend(X, xp, device, dtype)
+    kind = _backend.check_numeric(X, what)
+    source = X
+    X = _to_float(X, kind, xp, device, dtype)
     if X.ndim != 2:
         raise ValueError(f"{what} must be 2-D (samples × features), got shape {tuple(X.shape)}")
     if X.shape[1] != n_in:
@@ -48,63 +105,79 @@ def inputs(X: Any, xp: ModuleType, device: Any, dtype: Any, n_in: int, what: str
                          f"{n_in} (n_in)")
     if X.shape[0] == 0:
         raise ValueError(f"{what} is empty (0 rows)")
-    _check_finite(xp, X, what)
+    _check_finite(xp, X, what, source)
     return X
 
 
 def targets(y: Any, loss: losses.Loss, xp: ModuleType, device: Any, dtype: Any, n: int,
             n_out: int, what: str = "y") -> Array:
     """``y`` checked against what ``loss`` needs, on ``xp``/``device``: integer labels
-    (int64) or one-hot rows for softmax cross-entropy, 0..1 values for binary
-    cross-entropy, finite values for mean squared error."""
+    (``_backend.index_dtype``) or one-hot rows for softmax cross-entropy, 0..1 values for
+    binary cross-entropy, finite values for mean squared error."""
     kind = _backend.check_numeric(y, what)
-    t = _backend.to_backend(y, xp, device, dtype if kind != "integral" else None)
-    if t.ndim == 0 or t.shape[0] != n:
-        rows = "a scalar" if t.ndim == 0 else f"{t.shape[0]} rows"
+    shape = tuple(_source(y).shape)
+    if len(shape) == 0 or shape[0] != n:
+        rows = "a scalar" if len(shape) == 0 else f"{shape[0]} rows"
         raise ValueError(f"X has {n} rows but {what} has {rows}")
+    if isinstance(loss, losses.SoftmaxCrossEntropy) and len(shape) == 1:
+        return _labels(y, kind, xp, device, n_out, what)
+    t = _to_float(y, kind, xp, device, dtype)
     if isinstance(loss, losses.SoftmaxCrossEntropy):
-        return _class_targets(t, kind, xp, dtype, n_out, what)
+        return _one_hot(t, xp, n_out, what)
     if not (t.ndim == 2 and t.shape[1] == n_out) and not (t.ndim == 1 and n_out == 1):
+        hint = ""
+        if t.ndim == 1 and n_out > 1:
+            hint = (f"; if {what} holds class labels 0..{n_out - 1}, use "
+                    "loss='softmax_cross_entropy'")
         raise ValueError(f"{what} has shape {tuple(t.shape)}; {loss.name} with {n_out} "
-                         f"output(s) needs ({n}, {n_out})" + (f" or ({n},)" if n_out == 1 else ""))
-    t = xp.astype(t, dtype) if t.dtype != dtype else t
-    _check_finite(xp, t, what)
+                         f"output(s) needs ({n}, {n_out})" + (f" or ({n},)" if n_out == 1 else "")
+                         + hint)
+    _check_finite(xp, t, what, y)
     if isinstance(loss, losses.BinaryCrossEntropy):
         inside = (t >= 0) & (t <= 1)
         if not _holds(xp, inside):
             raise ValueError(f"{what} must hold 0/1 targets (or probabilities in [0, 1]) for "
-                             f"binary_cross_entropy; rows {_first_rows(~inside)} do not")
+                             f"binary_cross_entropy; rows {_first_rows(~inside)} do not; for "
+                             "regression targets use loss='mean_squared_error'")
     return t
 
 
-def _class_targets(t: Array, kind: str, xp: ModuleType, dtype: Any, n_out: int,
-                   what: str) -> Array:
-    if t.ndim == 2:
-        if t.shape[1] != n_out:
-            raise ValueError(f"{what} has {t.shape[1]} columns but the last layer gives {n_out} "
-                             "class scores; one-hot rows need one column per class")
-        t = xp.astype(t, dtype) if t.dtype != dtype else t
-        binary = (t == 0) | (t == 1)
-        if not _holds(xp, binary) or not _holds(xp, xp.sum(t, axis=1) == 1):
-            bad = ~binary | (xp.reshape(xp.sum(t, axis=1), (-1, 1)) != 1)
-            raise ValueError(f"rows {_first_rows(bad)} of {what} are not one-hot (exactly one 1, "
-                             "the rest 0)")
-        return t
-    if t.ndim != 1:
+def _one_hot(t: Array, xp: ModuleType, n_out: int, what: str) -> Array:
+    if t.ndim != 2:
         raise ValueError(f"{what} must be class labels of shape (n,) or one-hot rows of shape "
                          f"(n, {n_out}), got shape {tuple(t.shape)}")
+    if t.shape[1] != n_out:
+        raise ValueError(f"{what} has {t.shape[1]} columns but the last layer gives {n_out} "
+                         "class scores; one-hot rows need one column per class")
+    binary = (t == 0) | (t == 1)
+    if not _holds(xp, binary) or not _holds(xp, xp.sum(t, axis=1) == 1):
+        bad = ~binary | (xp.reshape(xp.sum(t, axis=1), (-1, 1)) != 1)
+        raise ValueError(f"rows {_first_rows(bad)} of {what} are not one-hot (exactly one 1, "
+                         "the rest 0) as softmax_cross_entropy needs; for several 0/1 labels "
+                         "per row use loss='binary_cross_entropy', for regression targets "
+                         "loss='mean_squared_error'")
+    return t
+
+
+def _labels(y: Any, kind: str, xp: ModuleType, device: Any, n_out: int, what: str) -> Array:
+    """Class labels checked where they are (before any transfer could narrow them), then
+    moved as ``_backend.index_dtype(xp)``."""
+    src = _source(y)
+    sxp = _backend.namespace_of(src)
+    if kind == "bool":
+        src = sxp.astype(src, sxp.int32)
     if kind == "real floating":
-        _check_finite(xp, t, what)
-        whole = t == xp.floor(t)
-        if not _holds(xp, whole):
-            rows = _first_rows(~whole)
-            raise ValueError(f"{what} holds non-integer class labels (rows {rows}); "
-                             f"softmax_cross_entropy needs integers 0..{n_out - 1}")
-    t = xp.astype(t, xp.int64)
-    low, high = int(_backend.to_float(xp.min(t))), int(_backend.to_float(xp.max(t)))
+        _check_finite(sxp, src, what)
+        whole = src == sxp.floor(src)
+        if not _holds(sxp, whole):
+            raise ValueError(f"{what} holds non-integer class labels (rows {_first_rows(~whole)}"
+                             f"); softmax_cross_entropy needs integers 0..{n_out - 1}; for "
+                             "regression targets use loss='mean_squared_error'")
+    low, high = _backend.to_float(sxp.min(src)), _backend.to_float(sxp.max(src))
     if low < 0 or high >= n_out:
-        bad = low if low < 0 else high
+        bad = int(low) if low < 0 else int(high)
         hint = "; the labels seem to start at 1: subtract 1" if (low, high) == (1, n_out) else ""
         raise ValueError(f"{what} has class label {bad}, outside 0..{n_out - 1} (the last "
                          f"layer gives {n_out} class scores){hint}")
-    return t
+    index = sxp.int32 if _backend.index_dtype(xp) == xp.int32 else sxp.int64
+    return _backend.to_backend(sxp.astype(src, index), xp, device)
