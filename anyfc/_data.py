@@ -171,7 +171,7 @@ def parallel_step(model: Sequential, optimizer: Any, xb: Array, tb: Array) -> tu
 
 def _predict_chunk(arch: dict[str, Any], params: list[np.ndarray], x: Array) -> Array:
     model = _model_for(arch, params, x)
-    return model.loss.output(model.xp, model.forward(model.xp.astype(x, model.dtype)))
+    return model.loss.output(model.xp, model.forward(model.xp.astype(x, model.dtype), False))
 
 
 def predict_lazy(model: Sequential, X: Array) -> Array:

@@ -13,10 +13,11 @@ accuracy of an epoch are summed on the device and read once at the epoch's end.
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -62,18 +63,8 @@ class Sequential:
         dtype: Any = None,
     ) -> None:
         self.layers = list(layers)
-        if not self.layers:
-            raise ValueError("Sequential needs at least one layer")
-        for i, layer in enumerate(self.layers):
-            if not isinstance(layer, Dense):
-                raise TypeError(f"layer {i} is a {type(layer).__name__}, not an anyfc.Dense")
-        for i, (below, above) in enumerate(zip(self.layers, self.layers[1:])):
-            if below.n_out != above.n_in:
-                raise ValueError(
-                    f"layer sizes do not chain: layer {i} gives {below.n_out} outputs but "
-                    f"layer {i + 1} takes {above.n_in} inputs"
-                )
         self.loss = losses.get(loss)
+        self._check_structure(placement=False)
         self.optimizer: optimizers.Optimizer | None = None
         first = self.layers[0]
         if backend is None and device is None:
@@ -116,12 +107,70 @@ class Sequential:
         xp = _backend.get_namespace(self.backend if backend is None else backend)
         dev = _backend.resolve_device(xp, device)
         dt = _backend.resolve_dtype(xp, self.dtype if dtype is None else dtype)
-        for layer in self.layers:
-            if layer.xp is not xp or layer.device != dev or layer.dtype != dt:
-                layer.to(xp, dev, dt)
-        if self.optimizer is not None:
-            self.optimizer.to(xp, dev, dt)
+        self._check_structure(placement=False)
+        # all or nothing: convert everything first, then set it
+        moved = [layer.moved(xp, dev, dt) if (
+            layer.xp is not xp or layer.device != dev or layer.dtype != dt) else None
+            for layer in self.layers]
+        state = None if self.optimizer is None else self.optimizer.moved_state(xp, dev, dt)
+        for layer, values in zip(self.layers, moved):
+            if values is not None:
+                layer._commit(values)
+        if self.optimizer is not None and state is not None:
+            self.optimizer.state = state
         return self
+
+    def _check_structure(self, placement: bool = True) -> None:
+        """The model as it is now is one a step can run on: ``layers`` is a non-empty list
+        of distinct layers whose parameters have the shapes their sizes say and whose
+        sizes chain, suited to the loss; with ``placement``, every parameter is of the
+        model's library, device and dtype. Only Python attributes are read, never the
+        device: this runs at the start of every public call, since ``layers``, ``w`` and
+        ``b`` are plain attributes a user may reassign."""
+        layers = self.layers
+        if not isinstance(layers, list) or not layers:
+            raise ValueError("Sequential needs at least one layer")
+        seen: dict[int, int] = {}
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Dense):
+                raise TypeError(f"layer {i} is a {type(layer).__name__}, not an anyfc.Dense")
+            if id(layer) in seen:
+                raise ValueError(
+                    f"layer {i} is the same object as layer {seen[id(layer)]}; one layer object "
+                    "may appear only once in a model (each use needs its own input, output "
+                    "and gradients): create another Dense for the second use")
+            seen[id(layer)] = i
+            for name, shape in (("w", (layer.n_in, layer.n_out)), ("b", (layer.n_out,))):
+                got = tuple(getattr(getattr(layer, name), "shape", ()))
+                if got != shape:
+                    raise ValueError(
+                        f"layers.{i}.{name} has shape {got}, but the layer is "
+                        f"Dense({layer.n_in}, {layer.n_out}), which needs {shape}; build a new "
+                        "Dense for other sizes")
+        for i, (below, above) in enumerate(zip(layers, layers[1:])):
+            if below.n_out != above.n_in:
+                raise ValueError(
+                    f"layer sizes do not chain: layer {i} gives {below.n_out} outputs but "
+                    f"layer {i + 1} takes {above.n_in} inputs"
+                )
+        if isinstance(self.loss, losses.SoftmaxCrossEntropy) and layers[-1].n_out < 2:
+            raise ValueError(
+                "softmax_cross_entropy needs at least 2 outputs (one score per class), but the "
+                "last layer gives 1; for a yes/no problem with one output unit use "
+                "loss='binary_cross_entropy'")
+        if placement:
+            xp, dev, dt = self.xp, self.device, self.dtype
+            for i, layer in enumerate(layers):
+                for name in layer.param_names:
+                    p = getattr(layer, name)
+                    if (not _backend.is_array(p) or _backend.namespace_of(p) is not xp
+                            or _backend.device_of(p) != dev or p.dtype != dt):
+                        raise TypeError(
+                            f"layers.{i}.{name} is a {type(p).__module__}.{type(p).__name__} "
+                            f"({getattr(p, 'dtype', '?')}), but the model is "
+                            f"{self.backend} {_backend.dtype_name(dt)} on {dev!r}; assign "
+                            "arrays of the model's backend, device and dtype, or call "
+                            "model.to(...) to move everything")
 
     # ------------------------------------------------------------ state
 
@@ -171,18 +220,27 @@ class Sequential:
             layers.append(layer)
         return cls(layers, losses.get(arch["loss"]))
 
-    def state_dict(self) -> dict[str, Array]:
+    def state_dict(self, copy: bool = False) -> dict[str, Array]:
         """The parameters by name (``"layers.0.w"``, ``"layers.0.b"``, ...), as arrays
-        of the model's backend (not copies: copy them before training on)."""
-        return {f"layers.{i}.{name}": getattr(layer, name)
+        of the model's backend: the live arrays (training updates them in place), or with
+        ``copy=True`` copies on the same device that later training never changes."""
+        xp = self.xp
+        return {f"layers.{i}.{name}": xp.asarray(getattr(layer, name), copy=True) if copy
+                else getattr(layer, name)
                 for i, layer in enumerate(self.layers) for name in layer.param_names}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Set every parameter from ``state_dict`` (arrays of any library), checking
-        names and shapes first, so a mismatch leaves the model unchanged."""
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Set every parameter from ``state_dict`` (arrays of any library). All or nothing:
+        names, shapes, types and finiteness are checked and every array is copied to the
+        model's backend, device and dtype before any parameter changes. The model owns the
+        copies, so training never writes into the caller's arrays."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"load_state_dict needs a mapping of names to arrays, got "
+                            f"{type(state_dict).__name__}")
+        self._check_structure()
         expected = self.state_dict()
         missing = sorted(set(expected) - set(state_dict))
-        extra = sorted(set(state_dict) - set(expected))
+        extra = sorted(map(str, set(state_dict) - set(expected)))
         if missing or extra:
             raise ValueError(f"state_dict does not match the model: missing {missing}, "
                              f"unexpected {extra}")
@@ -192,25 +250,30 @@ class Sequential:
                 raise ValueError(f"{key} has shape {shape}, but the model's is "
                                  f"{tuple(current.shape)}")
             _backend.check_numeric(state_dict[key], key)
-        for key in expected:
+        new = {key: _backend.to_backend(state_dict[key], self.xp, self.device, self.dtype,
+                                        copy=True) for key in expected}
+        bad = [key for key, value in new.items() if not self._finite([value])]
+        if bad:
+            raise ValueError(f"{bad[0]} holds NaN or infinity; the model is unchanged")
+        for key, value in new.items():
             _, i, name = key.split(".")
-            # a copy: we update in place, and must never write into the caller's array
-            value = _backend.to_backend(state_dict[key], self.xp, self.device, self.dtype,
-                                        copy=True)
             setattr(self.layers[int(i)], name, value)
 
     def save(self, path: str) -> None:
         """Save architecture, weights and optimizer state to ``path`` (see anyfc.io)."""
         from . import io
 
+        self._check_structure()
         io.save(self, path)
 
     # ------------------------------------------------------------ the math
 
-    def forward(self, x: Array) -> Array:
-        """The network's raw output (logits for the classification losses)."""
+    def forward(self, x: Array, training: bool = True) -> Array:
+        """The network's raw output (logits for the classification losses). In training
+        each layer keeps what its backward pass needs; with ``training=False`` nothing is
+        kept on the layers (inference, safe from many threads at once)."""
         for layer in self.layers:
-            x = layer.forward(x)
+            x = layer.forward(x, training)
         return x
 
     def backward(self, grad_y: Array) -> None:
@@ -249,28 +312,41 @@ class Sequential:
         for (layer, name), value in zip(slots, values):
             setattr(layer, name, value)
 
+    def _signature(self, optimizer: optimizers.Optimizer) -> tuple[Any, ...]:
+        """Everything a compiled step closes over: the layer objects and their sizes and
+        activations (with their settings), the loss, the optimizer and its settings, and
+        where the model lives. A compiled step is reused only while this is unchanged."""
+        layers = tuple((id(layer), type(layer), layer.n_in, layer.n_out, id(layer.activation),
+                        type(layer.activation), tuple(sorted(vars(layer.activation).items())))
+                       for layer in self.layers)
+        return (layers, id(self.loss), type(self.loss), id(optimizer), type(optimizer),
+                tuple(sorted(optimizer.config().items())), self.xp, str(self.device),
+                _backend.dtype_name(self.dtype))
+
     def _compiled_step(self, optimizer: optimizers.Optimizer) -> Any:
         """``_step`` as a pure function of (parameters, optimizer state, step count,
         x, t), compiled by the backend; ``None`` where the backend runs eagerly."""
-        # hyper-parameters and the loss are constants of the compiled function: a change
-        # (a learning-rate schedule, say) must compile it again, not be ignored
-        key = (optimizer, self.xp, optimizer.config(), self.loss)
+        # layers, activations, the loss and hyper-parameters are constants of the compiled
+        # function: any change (a new activation, a learning-rate schedule) must compile it
+        # again, never be silently ignored
+        key = self._signature(optimizer)
         cache = getattr(self, "_compiled", None)
         if cache is not None and cache[0] == key:
             return cache[1]
 
         def pure(params: list[Array], state: dict[str, Any], step: Any, x: Array,
                  t: Array) -> tuple[list[Array], dict[str, Any], Array, Array]:
-            saved = (self._params(), optimizer.state, optimizer.t)
-            try:
-                self._set_params(params)
-                optimizer.state, optimizer.t = dict(state), step - 1
-                e = self._step(x, t, optimizer)
-                return self._params(), optimizer.state, e, self.layers[-1].y
-            finally:  # tracing must leave no traced values behind in the model
-                self._set_params(saved[0])
-                optimizer.state, optimizer.t = saved[1], saved[2]
-                self._forget()
+            # traced on a shadow of the model (its own layer, loss and optimizer objects,
+            # sharing only settings), so tracing never puts traced values on the layers
+            # that predict() in another thread may be reading
+            shadow = copy.copy(self)
+            shadow.layers = [copy.copy(layer) for layer in self.layers]
+            shadow.loss = copy.copy(self.loss)
+            shadow._set_params(params)
+            opt = copy.copy(optimizer)
+            opt.state, opt.t = dict(state), step - 1
+            e = shadow._step(x, t, opt)
+            return shadow._params(), opt.state, e, shadow.layers[-1].y
 
         self._compiled = (key, _backend.compile_step(self.xp, pure))
         return self._compiled[1]
@@ -314,21 +390,28 @@ class Sequential:
         computes each step's gradients chunk by chunk where the chunks live (Dask
         workers) and adds them up. See ``anyfc/_data.py``.
         """
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        # every argument is checked, and the data planned, before anything changes
+        epochs = _validation.integer(epochs, "epochs", 0)
+        batch_size = _validation.integer(batch_size, "batch_size")
+        verbose = int(verbose) if isinstance(verbose, bool) else _validation.integer(
+            verbose, "verbose", 0)
         if strategy not in ("auto", "data_parallel"):
             raise ValueError(f"unknown strategy {strategy!r}; valid: 'auto', 'data_parallel'")
+        rng = _seeded(seed)
+        self._check_structure()
         opt = optimizers.get(optimizer if optimizer is not None else self.optimizer)
+        opt_state = self._adopt(opt)
+        if not self._finite(self._params()):
+            raise ValueError("the model's parameters hold NaN or infinity before training; "
+                             "load or assign finite ones (see model.load_state_dict)")
         n, n_batches, batches, step = self._training_plan(X, y, batch_size, shuffle, strategy,
                                                           opt)
         val = None
         if validation_data is not None:
-            val = self._evaluation_plan(validation_data[0], validation_data[1], 1024,
-                                        "validation X", "validation y")
+            val_x, val_y = _validation.pair(validation_data, "validation_data")
+            val = self._evaluation_plan(val_x, val_y, 1024, "validation X", "validation y")
         self.optimizer = opt
-        rng = _backend.host_rng(seed)
+        opt.state = opt_state
         history = History(loss=[])
         if self.loss.classification:
             history["accuracy"] = []
@@ -338,19 +421,31 @@ class Sequential:
         for epoch in range(1, epochs + 1):
             bar.start(epoch)
             snapshot = self._snapshot()
-            total: Any = 0.0
-            correct: Any = 0.0
-            for xb, tb in batches(rng):
-                loss_sum, hits = step(xb, tb)
-                total, correct = _backend.materialize([total + loss_sum, correct + hits])
-                bar.batch()
+            try:
+                total: Any = 0.0
+                correct: Any = 0.0
+                last: Any = None
+                for last in batches(rng):
+                    loss_sum, hits = step(*last)
+                    total, correct = _backend.materialize([total + loss_sum, correct + hits])
+                    bar.batch()
+                # the loss of each batch is taken before its update, so the epoch's last
+                # update is checked apart: the parameters, the optimizer state and the loss
+                # of the last batch under the updated model must all be finite (one read of
+                # the device per epoch)
+                finite = self._finite([total, self._probe(*last), *self._params(),
+                                       *_state_arrays(opt)])
+            except BaseException:
+                self._restore(snapshot)  # an epoch is all or nothing, even when interrupted
+                raise
             metrics = self._metrics(total, correct, n)
-            if not math.isfinite(metrics["loss"]):
+            if not finite:
                 self._restore(snapshot)
                 raise FloatingPointError(
-                    f"training diverged in epoch {epoch}: the loss is {metrics['loss']}; "
-                    f"try a lower learning rate (the optimizer has lr={opt.lr}). The model "
-                    f"keeps its weights from before epoch {epoch}."
+                    f"training diverged in epoch {epoch}: the loss is {metrics['loss']} and "
+                    f"the parameters or optimizer state are no longer all finite; try a lower "
+                    f"learning rate (the optimizer has lr={opt.lr}). The model and its "
+                    f"optimizer keep their state from before epoch {epoch}."
                 )
             if val is not None:
                 metrics.update({"val_" + k: v for k, v in self._evaluate(*val).items()})
@@ -359,6 +454,39 @@ class Sequential:
             bar.end(metrics)
         self._forget()
         return history
+
+    def _probe(self, xb: Array, tb: Array) -> Any:
+        """The loss of one training batch under the current parameters (0.0 for batches
+        that are not on the model's backend: data-parallel row ranges)."""
+        if _backend.is_lazy(xb) and not _backend.is_lazy(self.layers[0].w):
+            return 0.0
+        return self.loss.value(self.forward(xb, training=False), tb)
+
+    def _adopt(self, opt: optimizers.Optimizer) -> dict[str, Any]:
+        """``opt``'s state, checked against this model's parameters and moved to where
+        the model lives (not yet set: ``fit`` commits it once everything is checked)."""
+        params = {f"{i}.{name}": getattr(layer, name)
+                  for i, layer in enumerate(self.layers) for name in layer.param_names}
+        for slot, values in opt.state.items():
+            for key, value in values.items():
+                p = params.get(slot)
+                if p is None or tuple(value.shape) != tuple(p.shape):
+                    raise ValueError(
+                        f"the optimizer's state {slot}.{key} (shape {tuple(value.shape)}) does "
+                        f"not fit this model's parameters: the optimizer was used with "
+                        f"another model; pass a new one (e.g. {type(opt).__name__}"
+                        f"(**old.config())) or reset its state")
+        return opt.moved_state(self.xp, self.device, self.dtype)
+
+    def _finite(self, arrays: list[Any]) -> bool:
+        """Whether every array (or number) in ``arrays`` is finite: one reduction per
+        array on the device, one read of the result."""
+        xp = self.xp
+        flags = [xp.all(xp.isfinite(a)) if _backend.is_array(a) else
+                 xp.asarray(math.isfinite(a), device=self.device) for a in arrays]
+        if not flags:
+            return True
+        return bool(_backend.to_float(xp.all(xp.stack(flags))))
 
     def _streams(self, X: Any) -> bool:
         """Whether ``X`` is a Dask array to stream to a model that is not on Dask."""
@@ -444,31 +572,37 @@ class Sequential:
 
     # ------------------------------------------------------------ inference
 
-    def _batches(self, X: Array, batch_size: int | None) -> Iterable[Array]:
+    @staticmethod
+    def _batches(X: Array, batch_size: int | None) -> Iterable[tuple[int, Array]]:
+        """``(start, rows)`` of ``X`` in batches of ``batch_size`` (checked by the caller;
+        ``None``: all rows at once)."""
         n = X.shape[0]
         step = n if batch_size is None else batch_size
-        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         for start in range(0, n, step):
-            yield X[start:min(start + step, n), ...]
+            yield start, X[start:min(start + step, n), ...]
 
     def predict(self, X: Any, *, batch_size: int | None = 1024) -> Array:
         """Class probabilities (softmax or sigmoid) for the classification losses, the
         raw output for MSE; on the model's backend and device. For a Dask array, a
-        lazy Dask array computed chunk by chunk (in parallel on Dask's workers)."""
+        lazy Dask array computed chunk by chunk (in parallel on Dask's workers).
+        Keeps nothing on the model: safe from many threads at once."""
+        batch_size = _validation.batch_size(batch_size, allow_none=True)
+        self._check_structure()
         if self._streams(X):
             dask_xp = _data.namespace()
             return _data.predict_lazy(
                 self, _validation.inputs(X, dask_xp, "cpu", self.dtype, self.n_in))
         X = self._inputs(X)
         xp = self.xp
-        out = [self.loss.output(xp, self.forward(xb)) for xb in self._batches(X, batch_size)]
-        self._forget()
+        out = [self.loss.output(xp, self.forward(xb, training=False))
+               for _, xb in self._batches(X, batch_size)]
         return out[0] if len(out) == 1 else xp.concat(out, axis=0)
 
     def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 1024) -> dict[str, float]:
         """``{"loss": ..., "accuracy": ...}`` (accuracy for classification losses).
-        Dask arrays are streamed a chunk at a time."""
+        Dask arrays are streamed a chunk at a time. Keeps nothing on the model."""
+        batch_size = _validation.batch_size(batch_size, allow_none=True)
+        self._check_structure()
         return self._evaluate(*self._evaluation_plan(X, y, batch_size))
 
     def _evaluation_plan(self, X: Any, y: Any, batch_size: int | None, what_x: str = "X",
@@ -483,7 +617,7 @@ class Sequential:
         n = X.shape[0]
 
         def in_memory() -> Any:
-            for start, xb in zip(range(0, n, batch_size or n), self._batches(X, batch_size)):
+            for start, xb in self._batches(X, batch_size):
                 yield xb, t[start:start + xb.shape[0], ...]
 
         return n, in_memory
@@ -493,12 +627,11 @@ class Sequential:
         total: Any = 0.0
         correct: Any = 0.0
         for xb, tb in batches():
-            yb = self.forward(xb)
-            total = total + self.loss.forward(yb, tb) * xb.shape[0]
+            yb = self.forward(xb, training=False)
+            total = total + self.loss.value(yb, tb) * xb.shape[0]
             if self.loss.classification:
                 correct = correct + self.loss.n_correct(xp, yb, tb)[0]
             total, correct = _backend.materialize([total, correct])
-        self._forget()
         return self._metrics(total, correct, n)
 
     def _metrics(self, total: Any, correct: Any, n: int) -> dict[str, float]:
@@ -511,6 +644,19 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n    ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n    {inner}\n], loss={self.loss.name!r})"
+
+
+def _seeded(seed: Any) -> Any:
+    """The host generator for ``fit``'s shuffling, or a ValueError for a bad seed."""
+    try:
+        return _backend.host_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"seed must be None, a non-negative integer or a numpy Generator, "
+                         f"got {seed!r}") from exc
+
+
+def _state_arrays(opt: optimizers.Optimizer) -> list[Array]:
+    return [value for values in opt.state.values() for value in values.values()]
 
 
 def _count(loss: losses.Loss, n: int, n_out: int) -> int:

@@ -87,11 +87,17 @@ class Optimizer:
                 setattr(container, key, value)
 
     def to(self, backend: Any, device: Any = None, dtype: Any = None) -> Optimizer:
-        """Move every state array (velocities, moments) like ``Sequential.to``."""
-        for state in self.state.values():
-            for key, value in state.items():
-                state[key] = _backend.to_backend(value, backend, device, dtype)
+        """Move every state array (velocities, moments) like ``Sequential.to`` (all or
+        nothing: every array is converted before the state is replaced)."""
+        self.state = self.moved_state(backend, device, dtype)
         return self
+
+    def moved_state(self, backend: Any, device: Any = None, dtype: Any = None
+                    ) -> dict[str, State]:
+        """The state converted as ``to`` would, without changing the optimizer."""
+        return {slot: {key: _backend.to_backend(value, backend, device, dtype)
+                       for key, value in state.items()}
+                for slot, state in self.state.items()}
 
     def state_dict(self) -> dict[str, Any]:
         """``{"t": steps, "state.<layer>.<param>.<slot>": array, ...}``."""

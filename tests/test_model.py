@@ -133,7 +133,8 @@ def test_layer_sizes_must_chain():
 
 def test_layers_are_moved_to_the_model_backend_and_dtype():
     model = anyfc.Sequential([anyfc.Dense(2, 3, seed=0), anyfc.Dense(3, 1, seed=1)],
-                             backend="array_api_strict", device="device1", dtype="float64")
+                             loss="mean_squared_error", backend="array_api_strict",
+                             device="device1", dtype="float64")
     import array_api_strict as strict
 
     for layer in model.layers:
