@@ -442,10 +442,11 @@ class Sequential:
             if not finite:
                 self._restore(snapshot)
                 raise FloatingPointError(
-                    f"training diverged in epoch {epoch}: the loss is {metrics['loss']} and "
-                    f"the parameters or optimizer state are no longer all finite; try a lower "
-                    f"learning rate (the optimizer has lr={opt.lr}). The model and its "
-                    f"optimizer keep their state from before epoch {epoch}."
+                    f"training diverged in epoch {epoch}: its mean loss was {metrics['loss']}, "
+                    "and after its last update the parameters, the optimizer state or the "
+                    "loss are no longer all finite; try a lower learning rate (the optimizer "
+                    f"has lr={opt.lr}). The model and its optimizer keep their state from "
+                    f"before epoch {epoch}."
                 )
             if val is not None:
                 metrics.update({"val_" + k: v for k, v in self._evaluate(*val).items()})
