@@ -19,14 +19,44 @@ from ._backend import (
 )
 from ._info import info
 from .io import load
-from .layers import Dense
+from .layers import (
+    ELU,
+    GELU,
+    Activation,
+    BatchNorm,
+    Dense,
+    Dropout,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Softsign,
+    Tanh,
+)
 from .model import History, Sequential
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "ELU",
+    "GELU",
+    "Activation",
+    "BatchNorm",
     "Dense",
+    "Dropout",
+    "Layer",
+    "LayerNorm",
+    "LeakyReLU",
+    "ReLU",
+    "SiLU",
+    "Sigmoid",
+    "Softplus",
+    "Softsign",
+    "Tanh",
     "History",
     "Sequential",
     "activations",

@@ -108,7 +108,7 @@ def _shipped(model: Sequential) -> tuple[dict[str, Any], Any]:
     the host as one delayed object, so each worker receives them once."""
     import dask
 
-    params = [_backend.to_numpy(p) for p in model._params()]
+    params = [_backend.to_numpy(p) for p in model._arrays()]
     return model.architecture(), dask.delayed(params, traverse=False)
 
 
@@ -142,6 +142,18 @@ def _chunk_sums(arch: dict[str, Any], params: list[np.ndarray], x: Array,
 def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {"grads": [g + h for g, h in zip(a["grads"], b["grads"])],
             "loss": a["loss"] + b["loss"], "hits": a["hits"] + b["hits"], "n": a["n"] + b["n"]}
+
+
+def check_parallel(model: Sequential) -> None:
+    """Refuse (before anything changes) a model that chunks computed apart cannot train
+    exactly: layers with running statistics or random masks."""
+    coupled = [f"{i} ({type(layer).__name__})" for i, layer in enumerate(model.layers)
+               if layer.buffer_names or hasattr(layer, "_generator")]
+    if coupled:
+        raise ValueError(
+            f"strategy='data_parallel' needs layers whose batch gradient is a sum over rows; "
+            f"layers {', '.join(coupled)} keep running statistics or draw random masks, which "
+            "chunks computed apart would not share; stream the data instead (the default)")
 
 
 def parallel_step(model: Sequential, optimizer: Any, xb: Array, tb: Array) -> tuple[float, float]:

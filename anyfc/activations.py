@@ -1,9 +1,10 @@
 """Element-wise activation functions ``y = f(u)`` and their derivatives.
 
-Each activation has ``forward(xp, u) -> y`` and ``backward(xp, y, grad_y) -> delta``
-where ``delta = ∂E/∂u = grad_y ⊙ f'(u)`` (the article's δ). Every derivative here is
-written in terms of the output ``y``, so a layer keeps only ``y`` for its backward
-pass, not ``u`` as well.
+Each activation has ``forward(xp, u) -> y`` and ``backward(xp, y, grad_y, u=None) ->
+delta`` where ``delta = ∂E/∂u = grad_y ⊙ f'(u)`` (the article's δ). Most derivatives here
+are written in terms of the output ``y``, so a layer keeps only ``y`` for its backward
+pass; the few that cannot be (GELU, SiLU) say so with ``uses_u = True``, and the layer
+then keeps ``u`` as well and passes it in.
 Softmax is not here: it is fused into ``losses.SoftmaxCrossEntropy``, where its
 gradient simplifies to ``softmax(u) - t``.
 """
@@ -21,15 +22,22 @@ class Activation:
     """Base class: the identity, ``f(u) = u``, ``f'(u) = 1``."""
 
     name = "identity"
+    uses_u = False  # whether backward needs the input u (else y alone is enough)
 
     def forward(self, xp: ModuleType, u: Array) -> Array:
         return u
 
-    def backward(self, xp: ModuleType, y: Array, grad_y: Array) -> Array:
+    def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
         return grad_y
 
+    def config(self) -> dict[str, Any]:
+        """The settings that rebuild this activation with ``get``: its name, and its
+        parameters (``alpha``) where it has any. JSON-able."""
+        return {"name": self.name, **vars(self)}
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
 
 
 class Identity(Activation):
@@ -49,7 +57,7 @@ class ReLU(Activation):
     def forward(self, xp: ModuleType, u: Array) -> Array:
         return xp.maximum(u, 0.0)
 
-    def backward(self, xp: ModuleType, y: Array, grad_y: Array) -> Array:
+    def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
         return grad_y * xp.astype(y > 0, grad_y.dtype)
 
 
@@ -70,12 +78,10 @@ class LeakyReLU(Activation):
     def forward(self, xp: ModuleType, u: Array) -> Array:
         return xp.maximum(u, self.alpha * u)
 
-    def backward(self, xp: ModuleType, y: Array, grad_y: Array) -> Array:
+    def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
         slope = xp.astype(y > 0, grad_y.dtype) * (1.0 - self.alpha) + self.alpha
         return grad_y * slope
 
-    def __repr__(self) -> str:
-        return f"LeakyReLU(alpha={self.alpha})"
 
 
 class Sigmoid(Activation):
@@ -90,7 +96,7 @@ class Sigmoid(Activation):
     def forward(self, xp: ModuleType, u: Array) -> Array:
         return sigmoid(xp, u)
 
-    def backward(self, xp: ModuleType, y: Array, grad_y: Array) -> Array:
+    def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
         return grad_y * y * (1.0 - y)
 
 
@@ -102,8 +108,92 @@ class Tanh(Activation):
     def forward(self, xp: ModuleType, u: Array) -> Array:
         return xp.tanh(u)
 
-    def backward(self, xp: ModuleType, y: Array, grad_y: Array) -> Array:
+    def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
         return grad_y * (1.0 - y * y)
+
+
+class ELU(Activation):
+    """``f(u) = u if u > 0 else α(e^u - 1)``;  ``f'(u) = 1 if u > 0 else y + α`` (α = 1).
+
+    ``u > 0`` exactly when ``y > 0``, so the derivative reads ``y``.
+    """
+
+    name = "elu"
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha > 0:
+            raise ValueError(f"elu needs a number alpha > 0, got {alpha!r}")
+        self.alpha: float = float(alpha)
+
+    def forward(self, xp: ModuleType, u: Array) -> Array:
+        return xp.where(u > 0, u, self.alpha * xp.expm1(xp.minimum(u, 0.0)))
+
+    def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
+        return grad_y * xp.where(y > 0, xp.ones_like(y), y + self.alpha)
+
+
+class Softplus(Activation):
+    """``f(u) = log(1 + e^u) = max(u, 0) + log(1 + e^{-|u|})``;
+    ``f'(u) = σ(u) = 1 - e^{-y}``, computed as ``-expm1(-y)`` (exact for tiny y)."""
+
+    name = "softplus"
+
+    def forward(self, xp: ModuleType, u: Array) -> Array:
+        return xp.maximum(u, 0.0) + xp.log1p(xp.exp(-xp.abs(u)))
+
+    def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
+        return grad_y * -xp.expm1(-y)
+
+
+class Softsign(Activation):
+    """``f(u) = u / (1 + |u|)``;  ``f'(u) = 1 / (1 + |u|)² = (1 - |y|)²``."""
+
+    name = "softsign"
+
+    def forward(self, xp: ModuleType, u: Array) -> Array:
+        return u / (1.0 + xp.abs(u))
+
+    def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
+        s = 1.0 - xp.abs(y)
+        return grad_y * s * s
+
+
+class SiLU(Activation):
+    """``f(u) = u·σ(u)`` (swish);  ``f'(u) = σ(u) + y·(1 - σ(u))``. Needs ``u``."""
+
+    name = "silu"
+    uses_u = True
+
+    def forward(self, xp: ModuleType, u: Array) -> Array:
+        return u * sigmoid(xp, u)
+
+    def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
+        s = sigmoid(xp, u)
+        return grad_y * (s + y * (1.0 - s))
+
+
+class GELU(Activation):
+    """GELU in its tanh form (the standard has no ``erf``), with ``k = √(2/π)``:
+
+        f(u)  = ½·u·(1 + t),   t = tanh(k·(u + 0.044715·u³))
+        f'(u) = ½·(1 + t) + ½·u·(1 - t²)·k·(1 + 3·0.044715·u²)
+
+    Needs ``u``.
+    """
+
+    name = "gelu"
+    uses_u = True
+    _K = 0.7978845608028654  # √(2/π)
+    _C = 0.044715
+
+    def forward(self, xp: ModuleType, u: Array) -> Array:
+        return 0.5 * u * (1.0 + xp.tanh(self._K * (u + self._C * u * u * u)))
+
+    def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
+        t = xp.tanh(self._K * (u + self._C * u * u * u))
+        slope = 0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * self._K * (
+            1.0 + 3.0 * self._C * u * u)
+        return grad_y * slope
 
 
 def sigmoid(xp: ModuleType, u: Array) -> Array:
@@ -119,10 +209,16 @@ ACTIVATIONS: dict[str, type[Activation]] = {
     "leaky_relu": LeakyReLU,
     "sigmoid": Sigmoid,
     "tanh": Tanh,
+    "gelu": GELU,
+    "silu": SiLU,
+    "swish": SiLU,
+    "elu": ELU,
+    "softplus": Softplus,
+    "softsign": Softsign,
 }
 
 
-def get(activation: str | Activation | None) -> Activation:
+def get(activation: str | Activation | dict[str, Any] | None) -> Activation:
     """An activation object from its name (``None`` means identity).
 
     >>> get("relu")
@@ -132,6 +228,16 @@ def get(activation: str | Activation | None) -> Activation:
         return Identity()
     if isinstance(activation, Activation):
         return activation
+    if isinstance(activation, dict):  # a config(): {"name": ..., settings...}
+        settings = dict(activation)
+        cls = ACTIVATIONS.get(str(settings.pop("name", "")).lower())
+        if cls is None:
+            raise ValueError(f"unknown activation {activation!r}; valid activations are "
+                             f"{', '.join(ACTIVATIONS)}")
+        try:
+            return cls(**settings)
+        except TypeError as exc:
+            raise ValueError(f"bad settings for activation {activation!r}: {exc}") from None
     if isinstance(activation, str) and activation.lower() == "softmax":
         raise ValueError(
             "'softmax' is not a layer activation in anyfc: it is part of the loss "

@@ -54,7 +54,7 @@ INITIALIZERS: dict[str, Initializer] = {
     "glorot_uniform": xavier_uniform,
 }
 
-_RELU_FAMILY = ("relu", "leaky_relu")
+_RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "silu")
 
 
 def default_for(activation: str) -> str:

@@ -53,10 +53,12 @@ from typing import IO, Any, TypeGuard
 import numpy as np
 
 from . import _backend, activations, initializers, losses, optimizers
+from . import layers as _layers
 from .model import Sequential
 
 FORMAT = "anyfc"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written; 1 (Dense only) is read too
+READ_VERSIONS = (1, 2)
 META_KEY = "__anyfc__"
 
 MAX_META_BYTES = 1 << 20  # the JSON metadata
@@ -140,9 +142,9 @@ def _check_meta(meta: Any, fail: Fail) -> _Plan:
         raise fail(f"{key}.format", f"is {_r(meta.get('format'))}, not {FORMAT!r}: this is "
                    "not an anyfc checkpoint")
     version = meta.get("format_version")
-    if not _is_int(version) or version != FORMAT_VERSION:
+    if not _is_int(version) or version not in READ_VERSIONS:
         raise fail(f"{key}.format_version", f"is {_r(version)}; this anyfc reads checkpoint "
-                   f"format version {FORMAT_VERSION}")
+                   f"format versions {', '.join(map(str, READ_VERSIONS))}")
     loss = _name(meta.get("loss"), losses.LOSSES, f"{key}.loss", "a loss", fail)
     dtype = meta.get("dtype")
     if not isinstance(dtype, str) or dtype not in _FLOAT_DTYPES:
@@ -150,41 +152,7 @@ def _check_meta(meta: Any, fail: Fail) -> _Plan:
     specs = meta.get("layers")
     if not isinstance(specs, list) or not specs:
         raise fail(f"{key}.layers", f"is {_r(specs)}; expected a non-empty list of layers")
-    layers: list[dict[str, Any]] = []
-    params: dict[str, tuple[int, ...]] = {}
-    total = 0
-    for i, spec in enumerate(specs):
-        where = f"{key}.layers[{i}]"
-        if not isinstance(spec, dict):
-            raise fail(where, f"is {_r(spec)}; expected an object")
-        sizes = []
-        for size in ("n_in", "n_out"):
-            n = spec.get(size)
-            if not _is_int(n) or not 1 <= n <= MAX_LAYER_SIZE:
-                raise fail(f"{where}.{size}", f"is {_r(n)}; expected an integer in "
-                           f"[1, {MAX_LAYER_SIZE}]")
-            sizes.append(n)
-        n_in, n_out = sizes
-        if layers and layers[-1]["n_out"] != n_in:
-            raise fail(f"{where}.n_in", f"is {n_in}, but layer {i - 1} gives "
-                       f"{layers[-1]['n_out']} outputs: the sizes do not chain")
-        act = _name(spec.get("activation"), activations.ACTIVATIONS, f"{where}.activation",
-                    "an activation", fail)
-        clean: dict[str, Any] = {"n_in": n_in, "n_out": n_out, "activation": act}
-        if act == "leaky_relu" and "alpha" in spec:
-            alpha = spec["alpha"]
-            if not _is_real(alpha) or not 0 <= alpha <= 1:
-                raise fail(f"{where}.alpha", f"is {_r(alpha)}; expected a number in [0, 1]")
-            clean["alpha"] = float(alpha)
-        if "init" in spec:
-            clean["init"] = _name(spec["init"], initializers.INITIALIZERS, f"{where}.init",
-                                  "an initializer", fail)
-        total += n_in * n_out + n_out
-        if total > MAX_PARAMETERS:
-            raise fail(f"{key}.layers", f"hold more than {MAX_PARAMETERS} parameters "
-                       f"(counted up to layer {i})")
-        params[f"layers.{i}.w"], params[f"layers.{i}.b"] = (n_in, n_out), (n_out,)
-        layers.append(clean)
+    layers, params = (_v1_layers if version == 1 else _v2_layers)(specs, fail)
     arch = {"loss": loss, "dtype": dtype, "layers": layers}
 
     opt_meta = meta.get("optimizer")
@@ -215,11 +183,93 @@ def _check_meta(meta: Any, fail: Fail) -> _Plan:
     t = opt_meta.get("t")
     if not _is_int(t) or not 0 <= t <= MAX_STEPS:
         raise fail(f"{where}.t", f"is {_r(t)}; expected an integer in [0, 2**53]")
-    state = {f"optimizer.state.{i}.{p}.{slot}": shape
-             for i in range(len(layers)) for p, shape in
-             (("w", params[f"layers.{i}.w"]), ("b", params[f"layers.{i}.b"]))
-             for slot in cls.slots}
+    state = {f"optimizer.state.{i}.{p}.{slot}": params[f"layers.{i}.{p}"]
+             for i, spec in enumerate(layers)
+             for p in _layers.LAYERS[spec["type"]].param_names for slot in cls.slots}
     return _Plan(arch, optimizer, t, params, state)
+
+
+def _v2_layers(specs: list[Any], fail: Fail) -> tuple[list[dict[str, Any]],
+                                                        dict[str, tuple[int, ...]]]:
+    """Format 2: ``[{"type": name, "config": {...}}, ...]``, each type one of
+    ``anyfc.layers.LAYERS`` and each config checked by the layer class itself
+    (``array_shapes``, which allocates nothing for the built-in layers)."""
+    layers: list[dict[str, Any]] = []
+    params: dict[str, tuple[int, ...]] = {}
+    total = 0
+    for i, spec in enumerate(specs):
+        where = f"{META_KEY}.layers[{i}]"
+        if not isinstance(spec, dict):
+            raise fail(where, f"is {_r(spec)}; expected an object")
+        kind = spec.get("type")
+        if not isinstance(kind, str) or kind not in _layers.LAYERS:
+            raise fail(f"{where}.type", f"is {_r(kind)}; expected a layer type: "
+                       f"{', '.join(_layers.LAYERS)}")
+        config = spec.get("config")
+        if not isinstance(config, dict):
+            raise fail(f"{where}.config", f"is {_r(config)}; expected an object")
+        cls = _layers.LAYERS[kind]
+        try:
+            shapes = cls.array_shapes(config)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise fail(f"{where}.config", f"does not build a {kind}: {str(exc)[:200]}") from exc
+        names = cls.param_names + cls.buffer_names
+        if set(shapes) != set(names):
+            raise fail(f"{where}.config", f"gives arrays {sorted(shapes)}; a {kind} has "
+                       f"{sorted(names)}")
+        for name in names:
+            total += math.prod(shapes[name])
+            params[f"layers.{i}.{name}"] = shapes[name]
+        if total > MAX_PARAMETERS:
+            raise fail(f"{META_KEY}.layers", f"hold more than {MAX_PARAMETERS} parameters "
+                       f"(counted up to layer {i})")
+        layers.append({"type": kind, "config": config})
+    return layers, params
+
+
+def _v1_layers(specs: list[Any], fail: Fail) -> tuple[list[dict[str, Any]],
+                                                        dict[str, tuple[int, ...]]]:
+    """Format 1: Dense layers only, ``[{"n_in", "n_out", "activation", "alpha"?,
+    "init"?}, ...]``, returned in format 2's form."""
+    key = META_KEY
+    layers: list[dict[str, Any]] = []
+    params: dict[str, tuple[int, ...]] = {}
+    total = 0
+    last_out = None
+    for i, spec in enumerate(specs):
+        where = f"{key}.layers[{i}]"
+        if not isinstance(spec, dict):
+            raise fail(where, f"is {_r(spec)}; expected an object")
+        sizes = []
+        for size in ("n_in", "n_out"):
+            n = spec.get(size)
+            if not _is_int(n) or not 1 <= n <= MAX_LAYER_SIZE:
+                raise fail(f"{where}.{size}", f"is {_r(n)}; expected an integer in "
+                           f"[1, {MAX_LAYER_SIZE}]")
+            sizes.append(n)
+        n_in, n_out = sizes
+        if last_out is not None and last_out != n_in:
+            raise fail(f"{where}.n_in", f"is {n_in}, but layer {i - 1} gives "
+                       f"{last_out} outputs: the sizes do not chain")
+        last_out = n_out
+        act: Any = _name(spec.get("activation"), activations.ACTIVATIONS,
+                         f"{where}.activation", "an activation", fail)
+        if act == "leaky_relu" and "alpha" in spec:
+            alpha = spec["alpha"]
+            if not _is_real(alpha) or not 0 <= alpha <= 1:
+                raise fail(f"{where}.alpha", f"is {_r(alpha)}; expected a number in [0, 1]")
+            act = {"name": act, "alpha": float(alpha)}
+        config: dict[str, Any] = {"n_in": n_in, "n_out": n_out, "activation": act}
+        if "init" in spec:
+            config["init"] = _name(spec["init"], initializers.INITIALIZERS, f"{where}.init",
+                                   "an initializer", fail)
+        total += n_in * n_out + n_out
+        if total > MAX_PARAMETERS:
+            raise fail(f"{key}.layers", f"hold more than {MAX_PARAMETERS} parameters "
+                       f"(counted up to layer {i})")
+        params[f"layers.{i}.w"], params[f"layers.{i}.b"] = (n_in, n_out), (n_out,)
+        layers.append({"type": "Dense", "config": config})
+    return layers, params
 
 
 # ---------------------------------------------------------------- the arrays
@@ -248,8 +298,8 @@ def _check_array(name: str, a: np.ndarray, plan: _Plan, fail: Fail) -> None:
         spec = plan.arch["layers"][int(i)]
         whose = (f"its parameter layers.{i}.{param}" if name.startswith("optimizer.") else
                  f"layer {i}")
-        raise fail(name, f"has shape {tuple(a.shape)}, but {whose} has n_in="
-                   f"{spec['n_in']}, n_out={spec['n_out']}, so the shape must be {shape}")
+        raise fail(name, f"has shape {tuple(a.shape)}, but {whose} is a {spec['type']} with "
+                   f"{_r(spec['config'])}, so the shape must be {shape}")
     bad = _count_nonfinite(a)
     if bad:
         raise fail(name, f"holds {bad} NaN or infinite value(s)")
@@ -420,7 +470,11 @@ def load(path: str | os.PathLike[str], backend: Any = None, device: Any = None) 
         raise FileNotFoundError(f"no checkpoint at {path!r}")
     plan, arrays = _read(path)
     params = [arrays[name] for name in plan.params]
-    model = Sequential.from_architecture(plan.arch, params, backend, device)
+    try:
+        model = Sequential.from_architecture(plan.arch, params, backend, device)
+    except (TypeError, ValueError) as exc:  # sizes that do not chain, a loss that does not
+        # fit the last layer, ...: the layers' own checks, on the file's architecture
+        raise _load_failure(path)(f"{META_KEY}.layers", str(exc)) from exc
     if plan.optimizer is not None:
         state = {name[len("optimizer."):]: value for name, value in arrays.items()
                  if name in plan.state}

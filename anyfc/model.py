@@ -14,6 +14,7 @@ accuracy of an epoch are summed on the device and read once at the epoch's end.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import sys
 import time
@@ -21,8 +22,9 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
-from . import _backend, _data, _validation, activations, losses, optimizers
-from .layers import Dense
+from . import _backend, _data, _validation, losses, optimizers
+from . import layers as _layers
+from .layers import Layer
 
 Array = Any
 
@@ -41,7 +43,8 @@ class Sequential:
 
     Parameters
     ----------
-    layers : the layers, input first; each ``n_out`` must equal the next ``n_in``.
+    layers : the layers (``anyfc.Layer``s), input first; each fixed width ``n_out`` must
+        equal the next fixed ``n_in`` (activation and dropout layers keep any width).
     loss : ``"softmax_cross_entropy"`` (default; the last layer gives logits),
         ``"binary_cross_entropy"`` (logits too) or ``"mean_squared_error"``.
     backend, device, dtype : where the model lives; the layers are moved there.
@@ -55,7 +58,7 @@ class Sequential:
 
     def __init__(
         self,
-        layers: Iterable[Dense],
+        layers: Iterable[Layer],
         loss: str | losses.Loss = "softmax_cross_entropy",
         *,
         backend: str | ModuleType | None = None,
@@ -92,11 +95,11 @@ class Sequential:
 
     @property
     def n_in(self) -> int:
-        return self.layers[0].n_in
+        return next(layer.n_in for layer in self.layers if layer.n_in is not None)
 
     @property
     def n_out(self) -> int:
-        return self.layers[-1].n_out
+        return next(layer.n_out for layer in reversed(self.layers) if layer.n_out is not None)
 
     def to(self, backend: str | ModuleType | None = None, device: Any = None,
            dtype: Any = None) -> Sequential:
@@ -132,28 +135,32 @@ class Sequential:
             raise ValueError("Sequential needs at least one layer")
         seen: dict[int, int] = {}
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Dense):
-                raise TypeError(f"layer {i} is a {type(layer).__name__}, not an anyfc.Dense")
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {i} is a {type(layer).__name__}, not an anyfc.Layer "
+                                "(Dense, BatchNorm, ReLU, ...)")
             if id(layer) in seen:
                 raise ValueError(
                     f"layer {i} is the same object as layer {seen[id(layer)]}; one layer object "
                     "may appear only once in a model (each use needs its own input, output "
-                    "and gradients): create another Dense for the second use")
+                    f"and gradients): create another {type(layer).__name__} for the second use")
             seen[id(layer)] = i
-            for name, shape in (("w", (layer.n_in, layer.n_out)), ("b", (layer.n_out,))):
-                got = tuple(getattr(getattr(layer, name), "shape", ()))
+            for name, shape in layer.shapes().items():
+                got = tuple(getattr(getattr(layer, name, None), "shape", ()))
                 if got != shape:
                     raise ValueError(
-                        f"layers.{i}.{name} has shape {got}, but the layer is "
-                        f"Dense({layer.n_in}, {layer.n_out}), which needs {shape}; build a new "
-                        "Dense for other sizes")
-        for i, (below, above) in enumerate(zip(layers, layers[1:])):
+                        f"layers.{i}.{name} has shape {got}, but the layer is {layer!r}, which "
+                        f"needs {shape}; build a new {type(layer).__name__} for other sizes")
+        sized = [(i, layer) for i, layer in enumerate(layers) if layer.n_in is not None]
+        if not sized:
+            raise ValueError("a model needs at least one layer of fixed width (Dense, BatchNorm, "
+                             "LayerNorm) to know its number of features")
+        for (i, below), (j, above) in zip(sized, sized[1:]):
             if below.n_out != above.n_in:
                 raise ValueError(
                     f"layer sizes do not chain: layer {i} gives {below.n_out} outputs but "
-                    f"layer {i + 1} takes {above.n_in} inputs"
+                    f"layer {j} takes {above.n_in} inputs"
                 )
-        if isinstance(self.loss, losses.SoftmaxCrossEntropy) and layers[-1].n_out < 2:
+        if isinstance(self.loss, losses.SoftmaxCrossEntropy) and (sized[-1][1].n_out or 0) < 2:
             raise ValueError(
                 "softmax_cross_entropy needs at least 2 outputs (one score per class), but the "
                 "last layer gives 1; for a yes/no problem with one output unit use "
@@ -161,8 +168,13 @@ class Sequential:
         if placement:
             xp, dev, dt = self.xp, self.device, self.dtype
             for i, layer in enumerate(layers):
-                for name in layer.param_names:
-                    p = getattr(layer, name)
+                if layer.xp is not xp or layer.device != dev or layer.dtype != dt:
+                    raise TypeError(
+                        f"layer {i} ({type(layer).__name__}) computes with {layer.backend} "
+                        f"{_backend.dtype_name(layer.dtype)} on {layer.device!r}, but the model "
+                        f"is {self.backend} {_backend.dtype_name(dt)} on {dev!r}; call "
+                        "model.to(...) to move everything")
+                for name, p in layer.arrays().items():
                     if (not _backend.is_array(p) or _backend.namespace_of(p) is not xp
                             or _backend.device_of(p) != dev or p.dtype != dt):
                         raise TypeError(
@@ -175,59 +187,57 @@ class Sequential:
     # ------------------------------------------------------------ state
 
     def architecture(self) -> dict[str, Any]:
-        """Plain data (JSON-able) that rebuilds this model with ``from_architecture``."""
-        layers = []
-        for layer in self.layers:
-            spec: dict[str, Any] = {"n_in": layer.n_in, "n_out": layer.n_out,
-                                    "activation": layer.activation.name}
-            if isinstance(layer.activation, activations.LeakyReLU):
-                spec["alpha"] = layer.activation.alpha
-            if isinstance(layer.init, str):
-                spec["init"] = layer.init
-            layers.append(spec)
+        """Plain data (JSON-able) that rebuilds this model with ``from_architecture``:
+        the loss, the dtype, and each layer's type name and ``config()``."""
         return {"loss": self.loss.name, "dtype": _backend.dtype_name(self.dtype),
-                "layers": layers}
+                "layers": [{"type": type(layer).__name__, "config": layer.config()}
+                           for layer in self.layers]}
 
     @classmethod
-    def from_architecture(cls, arch: dict[str, Any], params: list[Any],
+    def from_architecture(cls, arch: dict[str, Any], arrays: list[Any],
                           backend: str | ModuleType | None = None,
                           device: Any = None) -> Sequential:
-        """A model from ``architecture()``'s data and its parameters ``[w0, b0, w1, ...]``
-        (arrays of any library), on ``backend``/``device`` — no random draw."""
-        specs = arch["layers"]
-        if len(params) != 2 * len(specs):
-            raise ValueError(f"{len(specs)} layers need {2 * len(specs)} parameter arrays, "
-                             f"got {len(params)}")
+        """A model from ``architecture()``'s data and its arrays — each layer's parameters
+        then buffers, in order (``_arrays()``; for Dense models ``[w0, b0, w1, ...]``) —
+        on ``backend``/``device``, with no random draw. Layer types are looked up in
+        ``anyfc.layers.LAYERS`` only. The format-1 architecture (Dense only, sizes and
+        activation at the top of each layer) is read too."""
         xp = _backend.get_namespace(backend)
         dev = _backend.resolve_device(xp, device)
-        layers = []
-        for i, spec in enumerate(specs):
-            w, b = params[2 * i], params[2 * i + 1]
-            n_in, n_out = int(spec["n_in"]), int(spec["n_out"])
-            for name, value, shape in (("w", w, (n_in, n_out)), ("b", b, (n_out,))):
-                if tuple(getattr(value, "shape", ())) != shape:
-                    raise ValueError(f"layers.{i}.{name} has shape "
-                                     f"{tuple(getattr(value, 'shape', ()))}, but the "
-                                     f"architecture says {shape}")
-                _backend.check_numeric(value, f"layers.{i}.{name}")
-            act: Any = spec["activation"]
-            if act == "leaky_relu":
-                act = activations.LeakyReLU(spec.get("alpha", 0.01))
-            layer = Dense.from_params(
-                _backend.to_backend(w, xp, dev, arch["dtype"], copy=True),
-                _backend.to_backend(b, xp, dev, arch["dtype"], copy=True), act)
-            layer.init = spec.get("init", layer.init)
-            layers.append(layer)
-        return cls(layers, losses.get(arch["loss"]))
+        dtype = arch["dtype"]
+        specs = [_spec(spec) for spec in arch["layers"]]
+        built = []
+        for i, (kind, config) in enumerate(specs):
+            layer_cls: Any = _layers.LAYERS.get(kind)
+            if layer_cls is None:
+                raise ValueError(f"layer {i} has type {kind!r}, which is not a known layer "
+                                 f"(known: {', '.join(_layers.LAYERS)})")
+            built.append(layer_cls(**config, backend=xp, device=dev, dtype=dtype))
+        names = [(i, n) for i, layer in enumerate(built)
+                 for n in layer.param_names + layer.buffer_names]
+        if len(arrays) != len(names):
+            raise ValueError(f"the architecture needs {len(names)} arrays, got {len(arrays)}")
+        values = {}
+        for (i, name), value in zip(names, arrays):
+            shape = built[i].shapes()[name]
+            if tuple(getattr(value, "shape", ())) != shape:
+                raise ValueError(f"layers.{i}.{name} has shape "
+                                 f"{tuple(getattr(value, 'shape', ()))}, but the "
+                                 f"architecture says {shape}")
+            _backend.check_numeric(value, f"layers.{i}.{name}")
+            values[(i, name)] = _backend.to_backend(value, xp, dev, dtype, copy=True)
+        for (i, name), value in values.items():
+            setattr(built[i], name, value)
+        return cls(built, losses.get(arch["loss"]))
 
     def state_dict(self, copy: bool = False) -> dict[str, Array]:
-        """The parameters by name (``"layers.0.w"``, ``"layers.0.b"``, ...), as arrays
+        """The parameters and buffers by name (``"layers.0.w"``, ``"layers.0.b"``,
+        ``"layers.1.running_mean"``, ...), as arrays
         of the model's backend: the live arrays (training updates them in place), or with
         ``copy=True`` copies on the same device that later training never changes."""
         xp = self.xp
-        return {f"layers.{i}.{name}": xp.asarray(getattr(layer, name), copy=True) if copy
-                else getattr(layer, name)
-                for i, layer in enumerate(self.layers) for name in layer.param_names}
+        return {f"layers.{i}.{name}": xp.asarray(value, copy=True) if copy else value
+                for i, layer in enumerate(self.layers) for name, value in layer.arrays().items()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Set every parameter from ``state_dict`` (arrays of any library). All or nothing:
@@ -288,65 +298,106 @@ class Sequential:
         Where the backend compiles (JAX), the same code is traced once per optimizer
         and batch shape and then runs as one compiled function.
         """
+        return self._train_step(x, t, optimizer)[0]
+
+    def _train_step(self, x: Array, t: Array,
+                    optimizer: optimizers.Optimizer) -> tuple[Array, Array]:
+        """``train_step``, also returning the network's output (for the accuracy)."""
         compiled = self._compiled_step(optimizer)
         if compiled is None:
             return self._step(x, t, optimizer)
-        params, state, e, y = compiled(self._params(), optimizer.state, optimizer.t + 1, x, t)
+        keys = [r.state for r in self._generators()]
+        params, buffers, keys, state, e, y = compiled(
+            self._params(), self._buffers(), keys, optimizer.state, optimizer.t + 1, x, t)
         self._set_params(params)
+        self._set_buffers(buffers)
+        for generator, key in zip(self._generators(), keys):
+            generator.state = key
         optimizer.state, optimizer.t = state, optimizer.t + 1
         self._forget()
-        self.layers[-1].y = y  # the output, for the accuracy fit reports
-        return e
+        return e, y
 
-    def _step(self, x: Array, t: Array, optimizer: optimizers.Optimizer) -> Array:
-        e = self.loss.forward(self.forward(x), t)
+    def _step(self, x: Array, t: Array,
+              optimizer: optimizers.Optimizer) -> tuple[Array, Array]:
+        y = self.forward(x)
+        e = self.loss.forward(y, t)
         self.backward(self.loss.backward())
         optimizer.step(self.layers)
-        return e
+        return e, y
+
+    def _slots(self, kind: str) -> list[tuple[Layer, str]]:
+        """(layer, attribute) of every parameter (``kind="param"``), buffer (``"buffer"``)
+        or both (``"array"``: the order ``from_architecture`` takes)."""
+        def names(layer: Layer) -> tuple[str, ...]:
+            return {"param": layer.param_names, "buffer": layer.buffer_names,
+                    "array": layer.param_names + layer.buffer_names}[kind]
+        return [(layer, name) for layer in self.layers for name in names(layer)]
 
     def _params(self) -> list[Array]:
-        return [getattr(layer, name) for layer in self.layers for name in layer.param_names]
+        return [getattr(layer, name) for layer, name in self._slots("param")]
 
     def _set_params(self, values: list[Array]) -> None:
-        slots = [(layer, name) for layer in self.layers for name in layer.param_names]
-        for (layer, name), value in zip(slots, values):
+        for (layer, name), value in zip(self._slots("param"), values):
             setattr(layer, name, value)
 
+    def _buffers(self) -> list[Array]:
+        return [getattr(layer, name) for layer, name in self._slots("buffer")]
+
+    def _set_buffers(self, values: list[Array]) -> None:
+        for (layer, name), value in zip(self._slots("buffer"), values):
+            setattr(layer, name, value)
+
+    def _arrays(self) -> list[Array]:
+        """Every layer's parameters then buffers, in ``from_architecture``'s order."""
+        return [getattr(layer, name) for layer, name in self._slots("array")]
+
+    def _generators(self) -> list[Any]:
+        """The random generators of the layers that draw (dropout), created where needed,
+        whose state a compiled step threads through (JAX keys)."""
+        return [layer._generator() for layer in self.layers if hasattr(layer, "_generator")]
+
     def _signature(self, optimizer: optimizers.Optimizer) -> tuple[Any, ...]:
-        """Everything a compiled step closes over: the layer objects and their sizes and
-        activations (with their settings), the loss, the optimizer and its settings, and
-        where the model lives. A compiled step is reused only while this is unchanged."""
-        layers = tuple((id(layer), type(layer), layer.n_in, layer.n_out, id(layer.activation),
-                        type(layer.activation), tuple(sorted(vars(layer.activation).items())))
+        """Everything a compiled step closes over: the layer objects, their types and
+        settings (sizes, activations and their parameters, rates, ...), the loss, the
+        optimizer and its settings, and where the model lives. A compiled step is reused
+        only while this is unchanged."""
+        layers = tuple((id(layer), type(layer),
+                        json.dumps(layer.config(), sort_keys=True, default=repr))
                        for layer in self.layers)
         return (layers, id(self.loss), type(self.loss), id(optimizer), type(optimizer),
                 tuple(sorted(optimizer.config().items())), self.xp, str(self.device),
                 _backend.dtype_name(self.dtype))
 
     def _compiled_step(self, optimizer: optimizers.Optimizer) -> Any:
-        """``_step`` as a pure function of (parameters, optimizer state, step count,
-        x, t), compiled by the backend; ``None`` where the backend runs eagerly."""
-        # layers, activations, the loss and hyper-parameters are constants of the compiled
-        # function: any change (a new activation, a learning-rate schedule) must compile it
-        # again, never be silently ignored
+        """``_step`` as a pure function of (parameters, buffers, random keys, optimizer
+        state, step count, x, t), compiled by the backend; ``None`` where the backend
+        runs eagerly."""
+        # layers and their settings, the loss and hyper-parameters are constants of the
+        # compiled function: any change (a new activation, a learning-rate schedule) must
+        # compile it again, never be silently ignored
         key = self._signature(optimizer)
         cache = getattr(self, "_compiled", None)
         if cache is not None and cache[0] == key:
             return cache[1]
 
-        def pure(params: list[Array], state: dict[str, Any], step: Any, x: Array,
-                 t: Array) -> tuple[list[Array], dict[str, Any], Array, Array]:
-            # traced on a shadow of the model (its own layer, loss and optimizer objects,
-            # sharing only settings), so tracing never puts traced values on the layers
-            # that predict() in another thread may be reading
+        def pure(params: list[Array], buffers: list[Array], keys: list[Array],
+                 state: dict[str, Any], step: Any, x: Array, t: Array) -> tuple[Any, ...]:
+            # traced on a shadow of the model (its own layer, loss, generator and optimizer
+            # objects, sharing only settings), so tracing never puts traced values on the
+            # layers that predict() in another thread may be reading
             shadow = copy.copy(self)
             shadow.layers = [copy.copy(layer) for layer in self.layers]
             shadow.loss = copy.copy(self.loss)
             shadow._set_params(params)
+            shadow._set_buffers(buffers)
+            drawing = [layer for layer in shadow.layers if hasattr(layer, "_generator")]
+            for layer, k in zip(drawing, keys):
+                layer.rng = layer._generator().with_state(k)
             opt = copy.copy(optimizer)
             opt.state, opt.t = dict(state), step - 1
-            e = shadow._step(x, t, opt)
-            return shadow._params(), opt.state, e, shadow.layers[-1].y
+            e, y = shadow._step(x, t, opt)
+            keys_out = [r.state for r in shadow._generators()]
+            return shadow._params(), shadow._buffers(), keys_out, opt.state, e, y
 
         self._compiled = (key, _backend.compile_step(self.xp, pure))
         return self._compiled[1]
@@ -401,7 +452,7 @@ class Sequential:
         self._check_structure()
         opt = optimizers.get(optimizer if optimizer is not None else self.optimizer)
         opt_state = self._adopt(opt)
-        if not self._finite(self._params()):
+        if not self._finite(self._arrays()):
             raise ValueError("the model's parameters hold NaN or infinity before training; "
                              "load or assign finite ones (see model.load_state_dict)")
         n, n_batches, batches, step = self._training_plan(X, y, batch_size, shuffle, strategy,
@@ -433,7 +484,7 @@ class Sequential:
                 # update is checked apart: the parameters, the optimizer state and the loss
                 # of the last batch under the updated model must all be finite (one read of
                 # the device per epoch)
-                finite = self._finite([total, self._probe(*last), *self._params(),
+                finite = self._finite([total, self._probe(*last), *self._arrays(),
                                        *_state_arrays(opt)])
             except BaseException:
                 self._restore(snapshot)  # an epoch is all or nothing, even when interrupted
@@ -459,7 +510,7 @@ class Sequential:
     def _probe(self, xb: Array, tb: Array) -> Any:
         """The loss of one training batch under the current parameters (0.0 for batches
         that are not on the model's backend: data-parallel row ranges)."""
-        if _backend.is_lazy(xb) and not _backend.is_lazy(self.layers[0].w):
+        if _backend.is_lazy(xb) and not _backend.is_lazy(self._arrays()[0]):
             return 0.0
         return self.loss.value(self.forward(xb, training=False), tb)
 
@@ -491,7 +542,7 @@ class Sequential:
 
     def _streams(self, X: Any) -> bool:
         """Whether ``X`` is a Dask array to stream to a model that is not on Dask."""
-        return _backend.is_lazy(X) and not _backend.is_lazy(self.layers[0].w)
+        return _backend.is_lazy(X) and not _backend.is_lazy(self._arrays()[0])
 
     def _lazy_data(self, X: Any, y: Any, what_x: str = "X",
                    what_y: str = "y") -> tuple[Array, Array]:
@@ -510,9 +561,8 @@ class Sequential:
         xp = self.xp
 
         def local_step(xb: Array, tb: Array) -> tuple[Array, Any]:
-            e = self.train_step(xb, tb, opt)
-            hits = self.loss.n_correct(xp, self.layers[-1].y, tb)[0] if (
-                self.loss.classification) else 0.0
+            e, yb = self._train_step(xb, tb, opt)
+            hits = self.loss.n_correct(xp, yb, tb)[0] if self.loss.classification else 0.0
             return e * xb.shape[0], hits
 
         if strategy == "data_parallel":
@@ -521,6 +571,7 @@ class Sequential:
                                  "dask.array.from_array(X, chunks=...)) and a model that is "
                                  f"not on the dask backend; got {type(X).__name__} and "
                                  f"backend {self.backend!r}")
+            _data.check_parallel(self)
             Xd, td = self._lazy_data(X, y)
             n = Xd.shape[0]
             return (n, math.ceil(n / batch_size),
@@ -547,29 +598,38 @@ class Sequential:
                     idx = order[start:stop]
                     yield xp.take(X, idx, axis=0), xp.take(t, idx, axis=0)
 
+        smallest = n % batch_size or min(batch_size, n)
+        for i, layer in enumerate(self.layers):
+            need = getattr(layer, "min_batch", 1)
+            if smallest < need:
+                raise ValueError(
+                    f"layer {i} ({type(layer).__name__}) needs at least {need} rows "
+                    f"per training batch, but {n} rows in batches of {batch_size} leave a last "
+                    f"batch of {smallest}; choose another batch_size")
         return n, math.ceil(n / batch_size), in_memory, local_step
 
     def _snapshot(self) -> dict[str, Any]:
-        """Copies of the parameters and optimizer state (taken once per epoch, so a
-        diverged epoch can be undone without a check per batch)."""
+        """Copies of the parameters, buffers and optimizer state (taken once per epoch, so
+        a diverged or interrupted epoch can be undone without a check per batch)."""
         xp = self.xp
-        params = [xp.asarray(v, copy=True) for v in self._params()]
+        arrays = [xp.asarray(v, copy=True) for v in self._arrays()]
         opt = self.optimizer
         state = {} if opt is None else {
             slot: {k: xp.asarray(v, copy=True) for k, v in values.items()}
             for slot, values in opt.state.items()}
-        return {"params": params, "state": state, "t": None if opt is None else opt.t}
+        return {"arrays": arrays, "state": state, "t": None if opt is None else opt.t}
 
     def _restore(self, snapshot: dict[str, Any]) -> None:
-        self._set_params(snapshot["params"])
+        for (layer, name), value in zip(self._slots("array"), snapshot["arrays"]):
+            setattr(layer, name, value)
         if self.optimizer is not None:
             self.optimizer.state, self.optimizer.t = snapshot["state"], snapshot["t"]
         self._forget()
 
     def _forget(self) -> None:
-        """Drop the activations kept for backward (they can be large)."""
+        """Drop what the layers kept for backward (it can be large)."""
         for layer in self.layers:
-            layer.x = layer.y = None
+            layer.forget()
 
     # ------------------------------------------------------------ inference
 
@@ -645,6 +705,20 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n    ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n    {inner}\n], loss={self.loss.name!r})"
+
+
+def _spec(spec: Any) -> tuple[str, dict[str, Any]]:
+    """(layer type, config) of one layer of an architecture; format 1 (Dense only:
+    ``{"n_in", "n_out", "activation", "alpha"?, "init"?}``) is converted."""
+    if "type" in spec:
+        return spec["type"], dict(spec["config"])
+    activation: Any = spec["activation"]
+    if "alpha" in spec:
+        activation = {"name": activation, "alpha": spec["alpha"]}
+    config = {"n_in": spec["n_in"], "n_out": spec["n_out"], "activation": activation}
+    if "init" in spec:
+        config["init"] = spec["init"]
+    return "Dense", config
 
 
 def _seeded(seed: Any) -> Any:

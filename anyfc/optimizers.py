@@ -72,8 +72,9 @@ class Optimizer:
     def _materialize(self, layers: Sequence[Any]) -> None:
         """For lazy arrays (Dask): compute parameters and state now, in one go, so the
         graph does not grow from step to step. Eager arrays are left alone."""
-        first = getattr(layers[0], layers[0].param_names[0])
-        if not _backend.is_lazy(first):
+        first = next((getattr(layer, name) for layer in layers for name in layer.param_names),
+                     None)
+        if first is None or not _backend.is_lazy(first):
             return
         slots: list[tuple[Any, str, bool]] = [
             (layer, name, False) for layer in layers for name in layer.param_names]

@@ -164,7 +164,7 @@ def test_an_interrupted_epoch_is_undone(bk, monkeypatch):
     model = _trained(bk)
     before = _state(model)
     calls = {"n": 0}
-    real_step = model.train_step
+    real_step = model._train_step
 
     def failing_step(*args):
         calls["n"] += 1
@@ -172,7 +172,7 @@ def test_an_interrupted_epoch_is_undone(bk, monkeypatch):
             raise KeyboardInterrupt
         return real_step(*args)
 
-    monkeypatch.setattr(model, "train_step", failing_step)
+    monkeypatch.setattr(model, "_train_step", failing_step)
     with pytest.raises(KeyboardInterrupt):
         model.fit(X, Y, epochs=1, batch_size=8, verbose=0)
     _assert_same(before, _state(model))

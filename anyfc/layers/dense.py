@@ -16,27 +16,16 @@ and, given ``∂E/∂Y`` from the layer above, the backward pass is
 
 from __future__ import annotations
 
-import numbers
 from types import ModuleType
 from typing import Any
 
-from . import _backend, activations, initializers
+from .. import _backend, activations, initializers
+from .base import Layer, describe, size
 
 Array = Any
 
 
-def _describe(a: Array) -> str:
-    return f"{_backend.backend_name(_backend.namespace_of(a))} {a.dtype} on {_backend.device_of(a)}"
-
-
-def _size(name: str, value: Any) -> int:
-    """A layer size: a positive integer (Python or NumPy), else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Dense needs a positive integer {name}, got {value!r}")
-    return int(value)
-
-
-class Dense:
+class Dense(Layer):
     """A fully-connected layer ``y = f(x·w + b)`` — the article's MiddleLayer,
     generalised to any activation, initialiser, backend, device and dtype.
 
@@ -62,7 +51,10 @@ class Dense:
     (4, 2)
     """
 
-    param_names: tuple[str, ...] = ("w", "b")
+    param_names = ("w", "b")
+    n_in: int
+    n_out: int
+    cache_names = ("x", "u", "y")
 
     def __init__(
         self,
@@ -76,18 +68,18 @@ class Dense:
         dtype: Any = "float32",
         seed: int | None = None,
     ) -> None:
-        self.n_in, self.n_out = _size("n_in", n_in), _size("n_out", n_out)
+        self.n_in, self.n_out = size("Dense", "n_in", n_in), size("Dense", "n_out", n_out)
         self.activation = activations.get(activation)
         self.init = init if init is not None else initializers.default_for(self.activation.name)
         draw = initializers.get(self.init)
-        xp = _backend.get_namespace(backend)
-        dev = _backend.resolve_device(xp, device)
-        dt = _backend.resolve_dtype(xp, dtype)
-        self.w: Array = _backend.from_host(draw(_backend.host_rng(seed), n_in, n_out), xp, dev, dt)
-        self.b: Array = xp.zeros((n_out,), dtype=dt, device=dev)
+        xp, dev, dt = self._place(backend, device, dtype)
+        self.w: Array = _backend.from_host(draw(_backend.host_rng(seed), self.n_in, self.n_out),
+                                           xp, dev, dt)
+        self.b: Array = xp.zeros((self.n_out,), dtype=dt, device=dev)
         self.grad_w: Array | None = None
         self.grad_b: Array | None = None
-        self.x: Array | None = None  # kept by forward for backward
+        self.x: Array | None = None  # kept by a training forward for backward
+        self.u: Array | None = None  # only for activations whose derivative needs u
         self.y: Array | None = None
 
     @classmethod
@@ -115,7 +107,7 @@ class Dense:
         if (_backend.namespace_of(w) is not _backend.namespace_of(b)
                 or _backend.device_of(w) != _backend.device_of(b) or w.dtype != b.dtype):
             raise TypeError("from_params needs w and b of the same library, device and dtype, "
-                            f"got {_describe(w)} and {_describe(b)}")
+                            f"got {describe(w)} and {describe(b)}")
         act = activations.get(activation)
         xp, dev = _backend.namespace_of(w), _backend.device_of(w)
         owned = [_backend.to_backend(p, xp, dev, w.dtype, copy=True) for p in (w, b)]
@@ -124,108 +116,57 @@ class Dense:
         layer.activation = act
         layer.init = initializers.default_for(act.name)
         layer.w, layer.b = owned
-        layer.grad_w = layer.grad_b = layer.x = layer.y = None
+        layer._where = (xp, dev, w.dtype)
+        layer.grad_w = layer.grad_b = layer.x = layer.u = layer.y = None
         return layer
 
-    # ------------------------------------------------------------ where it lives
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"w": (self.n_in, self.n_out), "b": (self.n_out,)}
 
-    @property
-    def xp(self) -> ModuleType:
-        """The Array API namespace of the parameters."""
-        return _backend.namespace_of(self.w)
+    @classmethod
+    def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        unknown = set(config) - {"n_in", "n_out", "activation", "init"}
+        if unknown:
+            raise TypeError(f"Dense takes no setting {sorted(unknown)[0]!r}")
+        n_in, n_out = size("Dense", "n_in", config.get("n_in")), size(
+            "Dense", "n_out", config.get("n_out"))
+        activations.get(config.get("activation", "relu"))
+        if "init" in config:
+            if not isinstance(config["init"], str):
+                raise ValueError(f"Dense needs an initializer name, got {config['init']!r}")
+            initializers.get(config["init"])
+        return {"w": (n_in, n_out), "b": (n_out,)}
 
-    @property
-    def backend(self) -> str:
-        return _backend.backend_name(self.xp)
-
-    @property
-    def device(self) -> Any:
-        return _backend.device_of(self.w)
-
-    @property
-    def dtype(self) -> Any:
-        return self.w.dtype
-
-    def to(
-        self, backend: str | ModuleType | None = None, device: Any = None, dtype: Any = None
-    ) -> Dense:
-        """Move the parameters (and gradients) to another backend/device/dtype, in place;
-        returns ``self``. ``None`` keeps the current backend, its default device, and
-        the current dtype. All or nothing: every array is converted before any is set."""
-        self._commit(self.moved(backend, device, dtype))
-        return self
-
-    def moved(self, backend: str | ModuleType | None = None, device: Any = None,
-              dtype: Any = None) -> dict[str, Array]:
-        """The layer's arrays (parameters and gradients) converted as ``to`` would, without
-        changing the layer: ``{attribute: new array}``."""
-        target = self.backend if backend is None else backend
-        dtype = _backend.dtype_name(self.dtype) if dtype is None else dtype
-        out = {}
-        for name in self.param_names:
-            for attr in (name, "grad_" + name):
-                value = getattr(self, attr)
-                if value is not None:
-                    out[attr] = _backend.to_backend(value, target, device, dtype)
+    def config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n_in": self.n_in, "n_out": self.n_out,
+                               "activation": self.activation.config()}
+        if isinstance(self.init, str):
+            out["init"] = self.init
         return out
-
-    def _commit(self, values: dict[str, Array]) -> None:
-        for attr, value in values.items():
-            setattr(self, attr, value)
-        self.x = self.y = None
 
     # ------------------------------------------------------------ the math
 
-    def _check_input(self, x: Array, what: str) -> None:
-        if not _backend.is_array(x) or _backend.namespace_of(x) is not self.xp:
-            raise TypeError(
-                f"Dense.{what} got {type(x).__module__}.{type(x).__name__}, but the layer's "
-                f"parameters are {self.backend} arrays; convert with anyfc.to_backend(x, "
-                f"{self.backend!r}) (Sequential.fit/predict do this for you)"
-            )
-        if _backend.device_of(x) != self.device:
-            raise TypeError(
-                f"Dense.{what} got an array on device {_backend.device_of(x)!r}, but the "
-                f"layer's parameters are on {self.device!r}"
-            )
-        if x.dtype != self.dtype:
-            raise TypeError(
-                f"Dense.{what} got an array of dtype {_backend.dtype_name(x.dtype)}, but the "
-                f"layer's parameters are {_backend.dtype_name(self.dtype)}; convert with "
-                f"anyfc.to_backend(x, {self.backend!r}, "
-                f"dtype={_backend.dtype_name(self.dtype)!r}) (Sequential.fit/predict do this "
-                "for you)"
-            )
-
     def forward(self, x: Array, training: bool = True) -> Array:
         """``y = f(x·w + b)``. In training (the default, as in the article's loop) it
-        keeps ``x`` and ``y`` for ``backward``; with ``training=False`` it keeps nothing
-        on the layer, so inference is safe from many threads at once."""
+        keeps ``x`` and ``y`` (and ``u`` where ``f'`` needs it) for ``backward``; with
+        ``training=False`` it keeps nothing on the layer, so inference is safe from many
+        threads at once."""
         self._check_input(x, "forward")
-        if x.ndim != 2 or x.shape[1] != self.n_in:
-            raise ValueError(
-                f"Dense({self.n_in}, {self.n_out}).forward expects a 2-D batch with "
-                f"{self.n_in} features per row, got shape {tuple(x.shape)}"
-            )
-        y = self.activation.forward(self.xp, x @ self.w + self.b)
+        u = x @ self.w + self.b
+        y = self.activation.forward(self.xp, u)
         if training:
             self.x, self.y = x, y
+            self.u = u if self.activation.uses_u else None
         return y
 
     def backward(self, grad_y: Array, need_grad_x: bool = True) -> Array | None:
         """Given ``grad_y = ∂E/∂y``, set ``grad_w = xᵀ·δ`` and ``grad_b = Σ_rows δ``
         with ``δ = grad_y ⊙ f'(u)``, and return ``∂E/∂x = δ·wᵀ`` (``None`` when
         ``need_grad_x`` is false, which saves the first layer a matrix product)."""
-        if self.x is None or self.y is None:
-            raise RuntimeError("Dense.backward called before forward")
-        self._check_input(grad_y, "backward")
-        if tuple(grad_y.shape) != tuple(self.y.shape):
-            raise ValueError(
-                f"Dense.backward expects grad_y of shape {tuple(self.y.shape)} (the "
-                f"forward output), got {tuple(grad_y.shape)}"
-            )
-        delta = self.activation.backward(self.xp, self.y, grad_y)
-        self.grad_w = _backend.matmul(self.x.T, delta, out=self.grad_w)  # reuses its buffer
+        self._check_backward(grad_y, self.y)
+        delta = self.activation.backward(self.xp, self.y, grad_y, self.u)
+        x: Any = self.x
+        self.grad_w = _backend.matmul(x.T, delta, out=self.grad_w)  # reuses its buffer
         self.grad_b = self.xp.sum(delta, axis=0)
         return delta @ self.w.T if need_grad_x else None
 

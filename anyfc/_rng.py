@@ -1,0 +1,82 @@
+"""Random numbers drawn on the array's own device, one small interface over each
+library's generator (part of the backend layer: the only other module besides
+``_backend`` that names array libraries).
+
+The Array API standard has no random numbers. ``DeviceRandom(xp, device, seed)`` gives
+``uniform(shape, dtype)`` in [0, 1) where the arrays live: NumPy's ``Generator``, a
+``torch.Generator`` on the tensor's device, CuPy's ``cupy.random`` generator, and a JAX
+key split at every draw. array_api_strict and Dask draw on the host (NumPy) and copy.
+
+JAX's key is *state*: a compiled training step takes it as an argument and returns the
+next one (``state``/``with_state``), so a jitted step never bakes one mask in.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import _backend
+
+Array = Any
+
+
+def _fresh_seed() -> int:
+    return int(np.random.default_rng().integers(2**31 - 1))
+
+
+class DeviceRandom:
+    """Uniform random numbers in [0, 1) on ``device`` of ``xp``, from ``seed`` (``None``:
+    a fresh one). The same seed gives the same stream on a given backend and device."""
+
+    def __init__(self, xp: ModuleType, device: Any, seed: int | None = None) -> None:
+        self.xp, self.device = xp, device
+        self.seed = _fresh_seed() if seed is None else int(seed)
+        self.name = _backend.backend_name(xp)
+        self.state: Any = None  # JAX: the key; the others keep a stateful generator
+        if self.name == "torch":
+            import torch
+
+            self._gen: Any = torch.Generator(device=device)
+            self._gen.manual_seed(self.seed)
+        elif self.name == "cupy":
+            import cupy
+
+            with device:
+                self._gen = cupy.random.default_rng(self.seed)
+        elif self.name == "jax":
+            import jax
+
+            self.state = jax.device_put(jax.random.PRNGKey(self.seed), device)  # raw uint32
+        else:  # numpy; array_api_strict and dask through the host
+            self._gen = np.random.default_rng(self.seed)
+
+    def matches(self, xp: ModuleType, device: Any) -> bool:
+        return self.xp is xp and self.device == device
+
+    def uniform(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        """An array of ``shape`` with uniform values in [0, 1), as ``dtype``."""
+        if self.name == "torch":
+            import torch
+
+            return torch.rand(shape, generator=self._gen, device=self.device, dtype=dtype)
+        if self.name == "cupy":
+            with self.device:
+                return self._gen.random(shape, dtype=dtype)
+        if self.name == "jax":
+            import jax
+
+            key, sub = jax.random.split(self.state)
+            self.state = key
+            return jax.random.uniform(sub, shape, dtype=dtype)
+        host = self._gen.random(shape, dtype=np.dtype(_backend.dtype_name(dtype)))
+        return _backend.from_host(host, self.xp, self.device, dtype)
+
+    def with_state(self, state: Any) -> DeviceRandom:
+        """A copy drawing from ``state`` (JAX: a traced key inside a compiled step)."""
+        twin = object.__new__(DeviceRandom)
+        twin.__dict__.update(self.__dict__)
+        twin.state = state
+        return twin

@@ -1,0 +1,206 @@
+"""The protocol every layer follows — ``Dense``, the normalisations, dropout, activation
+layers, and your own (``anyfc.testing.check_layer`` checks one).
+
+A layer has
+
+- ``param_names``: its trainable arrays (attributes ``p``), each with a gradient
+  ``grad_p`` set by ``backward``; optimizers update exactly these;
+- ``buffer_names``: non-trainable arrays it keeps between calls (running statistics),
+  saved in checkpoints and moved with the layer;
+- ``n_in``/``n_out``: feature counts, ``None`` for layers that keep any width;
+- ``forward(x, training=True) -> y``: in training it keeps on itself what ``backward``
+  needs; with ``training=False`` it keeps nothing (inference from many threads at once);
+- ``backward(grad_y, need_grad_x=True) -> ∂E/∂x`` (``None`` when not needed);
+- ``to(backend, device, dtype)``, ``shapes()`` (the shape each array must have) and
+  ``config()``, plain JSON data with which ``type(layer)(**config)`` builds it again.
+"""
+
+from __future__ import annotations
+
+import numbers
+from types import ModuleType
+from typing import Any
+
+from .. import _backend
+
+Array = Any
+
+
+def size(owner: str, name: str, value: Any) -> int:
+    """A layer size: a positive integer (Python or NumPy), else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{owner} needs a positive integer {name}, got {value!r}")
+    return int(value)
+
+
+def real(owner: str, name: str, value: Any, low: float, high: float,
+         low_open: bool = False, high_open: bool = False) -> float:
+    """A real setting in [low, high] (ends open as asked), else a ValueError."""
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    if ok:
+        v = float(value)
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ValueError(f"{owner} needs {name} in {lo}{low}, {high}{hi}, got {value!r}")
+    return float(value)
+
+
+def describe(a: Array) -> str:
+    return (f"{_backend.backend_name(_backend.namespace_of(a))} {_backend.dtype_name(a.dtype)} "
+            f"on {_backend.device_of(a)}")
+
+
+class Layer:
+    """Base class of every layer: placement, moving, input checks. Subclasses set
+    ``param_names``/``buffer_names``/``cache_names`` and write ``forward``, ``backward``,
+    ``shapes`` and ``config``."""
+
+    param_names: tuple[str, ...] = ()
+    buffer_names: tuple[str, ...] = ()
+    cache_names: tuple[str, ...] = ()  # per-call arrays kept by forward for backward
+    n_in: int | None = None
+    n_out: int | None = None
+
+    def _place(self, backend: Any, device: Any, dtype: Any) -> tuple[ModuleType, Any, Any]:
+        """Resolve and remember where the layer lives (layers without arrays need it)."""
+        xp = _backend.get_namespace(backend)
+        dev = _backend.resolve_device(xp, device)
+        dt = _backend.resolve_dtype(xp, dtype)
+        self._where = (xp, dev, dt)
+        return xp, dev, dt
+
+    # ------------------------------------------------------------ where it lives
+
+    def arrays(self) -> dict[str, Array]:
+        """Parameters and buffers by name (the live arrays)."""
+        return {name: getattr(self, name) for name in self.param_names + self.buffer_names}
+
+    def _first(self) -> Array | None:
+        for name in self.param_names + self.buffer_names:
+            value = getattr(self, name, None)
+            if _backend.is_array(value):
+                return value
+        return None
+
+    @property
+    def xp(self) -> ModuleType:
+        """The Array API namespace the layer computes with."""
+        first = self._first()
+        return self._where[0] if first is None else _backend.namespace_of(first)
+
+    @property
+    def backend(self) -> str:
+        return _backend.backend_name(self.xp)
+
+    @property
+    def device(self) -> Any:
+        first = self._first()
+        return self._where[1] if first is None else _backend.device_of(first)
+
+    @property
+    def dtype(self) -> Any:
+        first = self._first()
+        return self._where[2] if first is None else first.dtype
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape each parameter and buffer must have, from the layer's sizes."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        """Plain JSON data: ``type(self)(**config)`` builds this layer again (new arrays;
+        the parameters and buffers travel apart, as in a checkpoint)."""
+        return {}
+
+    @classmethod
+    def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``shapes()`` of the layer ``cls(**config)`` would build — checked config, and
+        for the built-in layers without allocating anything (checkpoints ask this of
+        untrusted configs before reading a byte of their arrays)."""
+        build: Any = cls
+        return dict(build(**config, backend="numpy").shapes())
+
+    def to(self, backend: str | ModuleType | None = None, device: Any = None,
+           dtype: Any = None) -> Layer:
+        """Move every array (parameters, gradients, buffers) to another backend/device/
+        dtype, in place; returns ``self``. ``None`` keeps the current backend, its
+        default device, and the current dtype. All or nothing: every array is converted
+        before any is set."""
+        self._commit(self.moved(backend, device, dtype))
+        return self
+
+    def moved(self, backend: str | ModuleType | None = None, device: Any = None,
+              dtype: Any = None) -> dict[str, Any]:
+        """The layer's arrays converted as ``to`` would, without changing the layer:
+        ``{attribute: new array}`` plus the new placement under ``"_where"``."""
+        xp = _backend.get_namespace(self.backend if backend is None else backend)
+        dev = _backend.resolve_device(xp, device)
+        dt = _backend.resolve_dtype(xp, self.dtype if dtype is None else dtype)
+        out: dict[str, Any] = {}
+        names = [n for p in self.param_names for n in (p, "grad_" + p)] + list(self.buffer_names)
+        for attr in names:
+            value = getattr(self, attr, None)
+            if value is not None:
+                out[attr] = _backend.to_backend(value, xp, dev, dt)
+        out["_where"] = (xp, dev, dt)
+        return out
+
+    def _commit(self, values: dict[str, Any]) -> None:
+        for attr, value in values.items():
+            setattr(self, attr, value)
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop what the last training forward kept for backward (it can be large)."""
+        for name in self.cache_names:
+            setattr(self, name, None)
+
+    def reset_random(self) -> None:
+        """Restart the layer's random stream from its seed (random layers only)."""
+
+    # ------------------------------------------------------------ the math
+
+    def forward(self, x: Array, training: bool = True) -> Array:
+        raise NotImplementedError
+
+    def backward(self, grad_y: Array, need_grad_x: bool = True) -> Array | None:
+        raise NotImplementedError
+
+    def _check_input(self, x: Array, what: str) -> None:
+        """``x`` is an array of the layer's library, device and dtype, with ``n_in``
+        features when the layer has a fixed width."""
+        name = type(self).__name__
+        if not _backend.is_array(x) or _backend.namespace_of(x) is not self.xp:
+            raise TypeError(
+                f"{name}.{what} got {type(x).__module__}.{type(x).__name__}, but the layer "
+                f"computes with {self.backend} arrays; convert with anyfc.to_backend(x, "
+                f"{self.backend!r}) (Sequential.fit/predict do this for you)")
+        if _backend.device_of(x) != self.device:
+            raise TypeError(f"{name}.{what} got an array on device {_backend.device_of(x)!r}, "
+                            f"but the layer's arrays are on {self.device!r}")
+        if x.dtype != self.dtype:
+            raise TypeError(
+                f"{name}.{what} got an array of dtype {_backend.dtype_name(x.dtype)}, but the "
+                f"layer's arrays are {_backend.dtype_name(self.dtype)}; convert with "
+                f"anyfc.to_backend(x, {self.backend!r}, "
+                f"dtype={_backend.dtype_name(self.dtype)!r}) (Sequential.fit/predict do this "
+                "for you)")
+        if what == "forward" and (x.ndim != 2 or (self.n_in is not None
+                                                  and x.shape[1] != self.n_in)):
+            width = f"{self.n_in} features per row" if self.n_in is not None else "features"
+            raise ValueError(f"{self!r}.forward expects a 2-D batch with {width}, got shape "
+                             f"{tuple(x.shape)}")
+
+    def _check_backward(self, grad_y: Array, kept: Array | None) -> None:
+        if kept is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before a training "
+                               "forward (forward(x, training=True))")
+        self._check_input(grad_y, "backward")
+        if tuple(grad_y.shape) != tuple(kept.shape):
+            raise ValueError(f"{type(self).__name__}.backward expects grad_y of shape "
+                             f"{tuple(kept.shape)} (the forward output), got "
+                             f"{tuple(grad_y.shape)}")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,68 @@
+"""Inverted dropout: in training each input is kept with probability ``1 - p`` and scaled
+by ``1 / (1 - p)``, so inference is the identity and needs no rescaling.
+
+    training:   m_ij = [r_ij ≥ p] / (1 - p),  r_ij ~ U[0, 1)   (drawn on x's device)
+                y = x ⊙ m,        ∂E/∂x = ∂E/∂y ⊙ m
+    inference:  y = x
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from .. import _rng
+from .base import Layer, real
+
+Array = Any
+
+
+class Dropout(Layer):
+    """Dropout of rate ``p`` (the probability of dropping an input), for any width.
+
+    The mask is drawn on the array's own device with the library's generator (see
+    ``anyfc/_rng.py``); ``seed`` makes a run reproducible on a given backend and device.
+
+    >>> import numpy as np
+    >>> Dropout(0.5, backend="numpy").forward(np.ones((1, 3), np.float32), training=False)
+    array([[1., 1., 1.]], dtype=float32)
+    """
+
+    cache_names = ("mask",)
+
+    def __init__(self, rate: float, seed: int | None = None, *,
+                 backend: str | ModuleType | None = None, device: Any = None,
+                 dtype: Any = "float32") -> None:
+        self.rate = real("Dropout", "rate", rate, 0.0, 1.0, high_open=True)
+        if seed is not None and (isinstance(seed, bool) or not hasattr(seed, "__index__")):
+            raise ValueError(f"Dropout needs an integer seed or None, got {seed!r}")
+        self.seed = None if seed is None else int(seed)
+        self._place(backend, device, dtype)
+        self.rng: _rng.DeviceRandom | None = None
+        self.mask: Array | None = None
+
+    def _generator(self) -> _rng.DeviceRandom:
+        if self.rng is None or not self.rng.matches(self.xp, self.device):
+            self.rng = _rng.DeviceRandom(self.xp, self.device, self.seed)
+        return self.rng
+
+    def reset_random(self) -> None:
+        self.rng = None
+
+    def forward(self, x: Array, training: bool = True) -> Array:
+        """``x ⊙ m`` in training (keeping ``m``), ``x`` in inference."""
+        self._check_input(x, "forward")
+        if not training:
+            return x
+        xp = self.xp
+        keep = self._generator().uniform(tuple(x.shape), x.dtype) >= self.rate
+        self.mask = xp.astype(keep, x.dtype) / (1.0 - self.rate)
+        return x * self.mask
+
+    def backward(self, grad_y: Array, need_grad_x: bool = True) -> Array | None:
+        """``∂E/∂x = ∂E/∂y ⊙ m``."""
+        self._check_backward(grad_y, self.mask)
+        return grad_y * self.mask
+
+    def config(self) -> dict[str, Any]:
+        return {"rate": self.rate, "seed": self.seed}
