@@ -175,7 +175,8 @@ class Layer:
                 f"{name}.{what} got {type(x).__module__}.{type(x).__name__}, but the layer "
                 f"computes with {self.backend} arrays; convert with anyfc.to_backend(x, "
                 f"{self.backend!r}) (Sequential.fit/predict do this for you)")
-        if _backend.device_of(x) != self.device:
+        device = _backend.device_of(x)  # None for values traced by a compiler (JAX)
+        if device is not None and device != self.device:
             raise TypeError(f"{name}.{what} got an array on device {_backend.device_of(x)!r}, "
                             f"but the layer's arrays are on {self.device!r}")
         if x.dtype != self.dtype:

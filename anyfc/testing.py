@@ -1,0 +1,160 @@
+"""``check_layer``: the check anyfc's own suite runs on every layer, for yours.
+
+>>> import anyfc
+>>> report = anyfc.testing.check_layer(lambda **where: anyfc.LayerNorm(4, **where),
+...                                    backends=["numpy"])
+>>> report["numpy"]["backward"] < 1e-6
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _backend
+from .layers import Dense, Layer
+from .model import Sequential
+from .optimizers import SGD
+
+Array = Any
+Factory = Callable[..., Layer]
+
+
+def _places(backends: Sequence[str] | None) -> list[tuple[str, Any]]:
+    """(backend, device) pairs: each available backend on its default device, plus
+    array_api_strict's ``device1`` (it behaves like a GPU)."""
+    names = list(backends) if backends is not None else [
+        b for b in _backend.available_backends() if b != "dask"]
+    places: list[tuple[str, Any]] = []
+    for name in names:
+        backend, _, device = name.partition(":")
+        places.append((backend, device or None))
+        if backends is None and backend == "array_api_strict":
+            places.append((backend, "device1"))
+    return places
+
+
+def _numeric_grad(f: Callable[[np.ndarray], float], x: np.ndarray,
+                  eps: float = 1e-6) -> np.ndarray:
+    """Central differences ``(f(x + ε e_i) - f(x - ε e_i)) / 2ε`` of a scalar function."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        up = f(x)
+        x[i] = old - eps
+        down = f(x)
+        x[i] = old
+        grad[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def _rel_error(a: Any, b: Any) -> float:
+    a, b = _backend.to_numpy(a).astype(np.float64), _backend.to_numpy(b).astype(np.float64)
+    den = np.linalg.norm(a) + np.linalg.norm(b)
+    return 0.0 if den == 0 else float(np.linalg.norm(a - b) / den)
+
+
+def check_layer(factory: Factory, *, n_in: int | None = None, rows: int = 5,
+                reference: Callable[[np.ndarray, dict[str, np.ndarray]], np.ndarray] | None
+                = None, backends: Sequence[str] | None = None, tol: float = 1e-6,
+                train: bool = True, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Check the layer ``factory(backend=..., device=..., dtype=...)`` builds, on every
+    available backend and device (or ``backends``, names like ``"torch"`` or
+    ``"array_api_strict:device1"``), in float64:
+
+    - inference (``training=False``) against ``reference(x, arrays)`` — NumPy code of
+      the layer's equations, given the input and the layer's arrays by name — when one is
+      given, and keeping nothing on the layer;
+    - the backward pass against central finite differences of ``E = Σ y ⊙ R`` (random
+      ``R``), for ``∂E/∂x`` and every parameter's gradient (random layers restart their
+      stream before every forward, so each sees the same mask);
+    - the output keeps the input's library, device and dtype;
+    - with ``train``, a few SGD steps of ``[layer, Dense(·, 3)]`` lower a squared error.
+
+    Raises ``AssertionError`` naming the backend and the check that failed; returns the
+    measured errors per backend. ``n_in`` is the input width for layers of any width.
+    """
+    report: dict[str, dict[str, float]] = {}
+    rng = np.random.default_rng(seed)
+    for backend, device in _places(backends):
+        where = backend + (f":{device}" if device else "")
+        xp = _backend.get_namespace(backend)
+        layer = factory(backend=backend, device=device, dtype="float64")
+        width = layer.n_in if layer.n_in is not None else n_in
+        if width is None:
+            raise ValueError("the layer keeps any width: pass n_in=")
+        x_host = rng.standard_normal((rows, width))
+        x = _backend.to_backend(x_host, xp, layer.device, "float64")
+        result: dict[str, float] = {}
+
+        layer.reset_random()
+        y = layer.forward(x, training=False)
+        assert _backend.namespace_of(y) is xp, f"{where}: output of another library"
+        assert _backend.device_of(y) == layer.device, f"{where}: output on another device"
+        assert y.dtype == layer.dtype, f"{where}: output dtype {y.dtype}"
+        kept = [n for n in layer.cache_names if getattr(layer, n, None) is not None]
+        assert not kept, f"{where}: inference kept {kept} on the layer"
+        if reference is not None:
+            host = {k: _backend.to_numpy(v) for k, v in layer.arrays().items()}
+            result["forward"] = _rel_error(y, reference(x_host, host))
+            assert result["forward"] < tol, f"{where}: forward off by {result['forward']:.2e}"
+
+        r = rng.standard_normal(tuple(y.shape))
+        r_dev = _backend.to_backend(r, xp, layer.device, "float64")
+
+        def energy(x_value: np.ndarray) -> float:
+            layer.reset_random()
+            out = layer.forward(_backend.to_backend(x_value, xp, layer.device, "float64"))
+            return float(np.sum(_backend.to_numpy(out) * r))
+
+        def energy_of(name: str) -> Callable[[np.ndarray], float]:
+            def f(value: np.ndarray) -> float:
+                setattr(layer, name, _backend.to_backend(value, xp, layer.device, "float64"))
+                return energy(x_host)
+            return f
+
+        numeric = {"x": _numeric_grad(energy, x_host)}
+        for name in layer.param_names:
+            start = _backend.to_numpy(getattr(layer, name))
+            numeric[name] = _numeric_grad(energy_of(name), start)
+            setattr(layer, name, _backend.to_backend(start, xp, layer.device, "float64"))
+        buffers = {k: _backend.to_numpy(getattr(layer, k)) for k in layer.buffer_names}
+        layer.reset_random()
+        layer.forward(x)
+        grad_x = layer.backward(r_dev)
+        for k, v in buffers.items():  # the forwards above moved running statistics
+            setattr(layer, k, _backend.to_backend(v, xp, layer.device, "float64"))
+        errors = {"x": _rel_error(grad_x, numeric["x"])}
+        errors.update({name: _rel_error(getattr(layer, "grad_" + name), numeric[name])
+                       for name in layer.param_names})
+        result["backward"] = max(errors.values())
+        worst = max(errors, key=lambda k: errors[k])
+        assert result["backward"] < tol, (
+            f"{where}: gradient of {worst} off by {errors[worst]:.2e} from finite differences")
+
+        if train:
+            result.update(_trains(factory, backend, device, width, rng))
+        report[where] = result
+    return report
+
+
+def _trains(factory: Factory, backend: str, device: Any, width: int,
+            rng: np.random.Generator) -> dict[str, float]:
+    """A few SGD steps of ``[layer, Dense(·, 3)]`` lower a squared error."""
+    layer = factory(backend=backend, device=device, dtype="float64")
+    out = layer.n_out if layer.n_out is not None else width
+    model = Sequential([layer, Dense(out, 3, "identity", backend=backend, device=device,
+                                     dtype="float64", seed=1)], loss="mean_squared_error")
+    X = rng.standard_normal((64, width))
+    y = X[:, :3] @ rng.standard_normal((3, 3)) if width >= 3 else rng.standard_normal((64, 3))
+    before = model.evaluate(X, y)["loss"]
+    model.fit(X, y, epochs=15, batch_size=16, optimizer=SGD(0.05), seed=0, verbose=0)
+    after = model.evaluate(X, y)["loss"]
+    where = backend + (f":{device}" if device else "")
+    assert after < before, f"{where}: training did not lower the loss ({before} → {after})"
+    return {"loss_before": before, "loss_after": after}
