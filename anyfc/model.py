@@ -390,7 +390,8 @@ class Sequential:
             shadow.loss = copy.copy(self.loss)
             shadow._set_params(params)
             shadow._set_buffers(buffers)
-            drawing = [layer for layer in shadow.layers if hasattr(layer, "_generator")]
+            drawing: list[Any] = [layer for layer in shadow.layers
+                                  if hasattr(layer, "_generator")]
             for layer, k in zip(drawing, keys):
                 layer.rng = layer._generator().with_state(k)
             opt = copy.copy(optimizer)

@@ -83,64 +83,71 @@ def check_layer(factory: Factory, *, n_in: int | None = None, rows: int = 5,
     rng = np.random.default_rng(seed)
     for backend, device in _places(backends):
         where = backend + (f":{device}" if device else "")
-        xp = _backend.get_namespace(backend)
-        layer = factory(backend=backend, device=device, dtype="float64")
-        width = layer.n_in if layer.n_in is not None else n_in
-        if width is None:
-            raise ValueError("the layer keeps any width: pass n_in=")
-        x_host = rng.standard_normal((rows, width))
-        x = _backend.to_backend(x_host, xp, layer.device, "float64")
-        result: dict[str, float] = {}
-
-        layer.reset_random()
-        y = layer.forward(x, training=False)
-        assert _backend.namespace_of(y) is xp, f"{where}: output of another library"
-        assert _backend.device_of(y) == layer.device, f"{where}: output on another device"
-        assert y.dtype == layer.dtype, f"{where}: output dtype {y.dtype}"
-        kept = [n for n in layer.cache_names if getattr(layer, n, None) is not None]
-        assert not kept, f"{where}: inference kept {kept} on the layer"
-        if reference is not None:
-            host = {k: _backend.to_numpy(v) for k, v in layer.arrays().items()}
-            result["forward"] = _rel_error(y, reference(x_host, host))
-            assert result["forward"] < tol, f"{where}: forward off by {result['forward']:.2e}"
-
-        r = rng.standard_normal(tuple(y.shape))
-        r_dev = _backend.to_backend(r, xp, layer.device, "float64")
-
-        def energy(x_value: np.ndarray) -> float:
-            layer.reset_random()
-            out = layer.forward(_backend.to_backend(x_value, xp, layer.device, "float64"))
-            return float(np.sum(_backend.to_numpy(out) * r))
-
-        def energy_of(name: str) -> Callable[[np.ndarray], float]:
-            def f(value: np.ndarray) -> float:
-                setattr(layer, name, _backend.to_backend(value, xp, layer.device, "float64"))
-                return energy(x_host)
-            return f
-
-        numeric = {"x": _numeric_grad(energy, x_host)}
-        for name in layer.param_names:
-            start = _backend.to_numpy(getattr(layer, name))
-            numeric[name] = _numeric_grad(energy_of(name), start)
-            setattr(layer, name, _backend.to_backend(start, xp, layer.device, "float64"))
-        buffers = {k: _backend.to_numpy(getattr(layer, k)) for k in layer.buffer_names}
-        layer.reset_random()
-        layer.forward(x)
-        grad_x = layer.backward(r_dev)
-        for k, v in buffers.items():  # the forwards above moved running statistics
-            setattr(layer, k, _backend.to_backend(v, xp, layer.device, "float64"))
-        errors = {"x": _rel_error(grad_x, numeric["x"])}
-        errors.update({name: _rel_error(getattr(layer, "grad_" + name), numeric[name])
-                       for name in layer.param_names})
-        result["backward"] = max(errors.values())
-        worst = max(errors, key=lambda k: errors[k])
-        assert result["backward"] < tol, (
-            f"{where}: gradient of {worst} off by {errors[worst]:.2e} from finite differences")
-
-        if train:
-            result.update(_trains(factory, backend, device, width, rng))
-        report[where] = result
+        report[where] = _check_place(factory, backend, device, where, n_in, rows, reference,
+                                     tol, train, rng)
     return report
+
+
+def _check_place(factory: Factory, backend: str, device: Any, where: str, n_in: int | None,
+                 rows: int, reference: Any, tol: float, train: bool,
+                 rng: np.random.Generator) -> dict[str, float]:
+    """``check_layer`` on one backend and device."""
+    xp = _backend.get_namespace(backend)
+    layer = factory(backend=backend, device=device, dtype="float64")
+    width = layer.n_in if layer.n_in is not None else n_in
+    if width is None:
+        raise ValueError("the layer keeps any width: pass n_in=")
+    x_host = rng.standard_normal((rows, width))
+    x = _backend.to_backend(x_host, xp, layer.device, "float64")
+    result: dict[str, float] = {}
+
+    layer.reset_random()
+    y = layer.forward(x, training=False)
+    assert _backend.namespace_of(y) is xp, f"{where}: output of another library"
+    assert _backend.device_of(y) == layer.device, f"{where}: output on another device"
+    assert y.dtype == layer.dtype, f"{where}: output dtype {y.dtype}"
+    kept = [n for n in layer.cache_names if getattr(layer, n, None) is not None]
+    assert not kept, f"{where}: inference kept {kept} on the layer"
+    if reference is not None:
+        host = {k: _backend.to_numpy(v) for k, v in layer.arrays().items()}
+        result["forward"] = _rel_error(y, reference(x_host, host))
+        assert result["forward"] < tol, f"{where}: forward off by {result['forward']:.2e}"
+
+    r = rng.standard_normal(tuple(y.shape))
+
+    def energy(x_value: np.ndarray) -> float:
+        layer.reset_random()
+        out = layer.forward(_backend.to_backend(x_value, xp, layer.device, "float64"))
+        return float(np.sum(_backend.to_numpy(out) * r))
+
+    def energy_of(name: str) -> Callable[[np.ndarray], float]:
+        def f(value: np.ndarray) -> float:
+            setattr(layer, name, _backend.to_backend(value, xp, layer.device, "float64"))
+            return energy(x_host)
+        return f
+
+    numeric = {"x": _numeric_grad(energy, x_host)}
+    for name in layer.param_names:
+        start = _backend.to_numpy(getattr(layer, name))
+        numeric[name] = _numeric_grad(energy_of(name), start)
+        setattr(layer, name, _backend.to_backend(start, xp, layer.device, "float64"))
+    buffers = {k: _backend.to_numpy(getattr(layer, k)) for k in layer.buffer_names}
+    layer.reset_random()
+    layer.forward(x)
+    grad_x = layer.backward(_backend.to_backend(r, xp, layer.device, "float64"))
+    for k, v in buffers.items():  # the forwards above moved running statistics
+        setattr(layer, k, _backend.to_backend(v, xp, layer.device, "float64"))
+    errors = {"x": _rel_error(grad_x, numeric["x"])}
+    errors.update({name: _rel_error(getattr(layer, "grad_" + name), numeric[name])
+                   for name in layer.param_names})
+    result["backward"] = max(errors.values())
+    worst = max(errors, key=lambda k: errors[k])
+    assert result["backward"] < tol, (
+        f"{where}: gradient of {worst} off by {errors[worst]:.2e} from finite differences")
+
+    if train:
+        result.update(_trains(factory, backend, device, width, rng))
+    return result
 
 
 def _trains(factory: Factory, backend: str, device: Any, width: int,
