@@ -1,0 +1,417 @@
+"""Export a trained model to ONNX, to serve it where only an ONNX runtime is installed.
+
+    >>> import anyfc.onnx                                        # doctest: +SKIP
+    >>> anyfc.onnx.export(model, "digits.onnx")                  # doctest: +SKIP
+    >>> import onnxruntime as ort                                # doctest: +SKIP
+    >>> session = ort.InferenceSession("digits.onnx")            # doctest: +SKIP
+    >>> probabilities, = session.run(None, {"input": X.astype("float32")})  # doctest: +SKIP
+
+Needs ``pip install 'anyfc[onnx]'`` (``onnx``; ``onnxruntime`` to run the file). Importing
+anyfc never imports onnx: ``export`` does, when called.
+
+The graph uses standard ONNX operators only (default domain, opset ``DEFAULT_OPSET``,
+at least ``MIN_OPSET``):
+
+======================================  ===========================================
+anyfc                                    ONNX
+======================================  ===========================================
+``Dense`` (``u = x·w + b``)              ``Gemm(x, w, b)``, ``w`` stored n_in × n_out
+``relu`` / ``sigmoid`` / ``tanh``        ``Relu`` / ``Sigmoid`` / ``Tanh``
+``leaky_relu(α)``                        ``LeakyRelu(alpha=α)`` in float32;
+                                         ``Max(u, α·u)`` in float64 (anyfc's own
+                                         formula: onnxruntime has no float64
+                                         ``LeakyRelu`` kernel from opset 19 on)
+``identity``                             nothing
+loss ``softmax_cross_entropy``           ``Softmax(axis=-1)``  (``output="probabilities"``)
+loss ``binary_cross_entropy``            ``Sigmoid``           (``output="probabilities"``)
+loss ``mean_squared_error``              nothing
+======================================  ===========================================
+
+The input is ``"input"``, of shape ``(batch, n_in)`` with a dynamic batch axis; the
+output is ``"probabilities"`` (what ``model.predict`` returns for a classification loss),
+``"logits"`` (``output="logits"``: the last layer's raw output) or, for a regression loss
+(nothing to apply), ``"predictions"``. Both are of the model's dtype (``float32`` →
+``tensor(float)``, ``float64`` → ``tensor(double)``). The model's ``architecture()`` (JSON)
+and anyfc's version are in the file's ``metadata_props`` (``anyfc.architecture``,
+``anyfc.version``, ``anyfc.loss``, ``anyfc.output``).
+
+Adding a layer type
+-------------------
+Each layer contributes its own nodes through one hook. For ``model.layers[i]``, export
+uses, in this order:
+
+1. the layer's method ``onnx_nodes(builder)``, if its class has one (your own layers);
+2. ``LAYER_FORMS[type(layer)]``, a function ``form(layer, builder)`` (anyfc's layers; the
+   exact type: a subclass may compute something else, so it needs an entry of its own).
+
+A layer with neither is refused with a ``TypeError`` naming it. Activations work the same
+way (an activation object's ``onnx_nodes(builder)``, else ``ACTIVATION_FORMS``), and so
+does the loss's output function (``LOSS_FORMS``; only with ``output="probabilities"``).
+A hook reads ``builder.current`` (the name of the tensor it receives), adds
+initializers and nodes, and sets ``builder.current`` to the name of its output::
+
+    class Scale:                                   # y = x · s, s a NumPy vector
+        def onnx_nodes(self, builder):
+            s = builder.add_initializer("s", self.s)
+            builder.current = builder.add_node("Mul", [builder.current, s])
+
+See ``Builder`` for the whole interface.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _backend, activations, losses
+from .layers import Dense
+from .model import Sequential
+
+MIN_OPSET = 13  # Softmax over one axis (axis=-1), Gemm with a broadcast 1-D bias
+DEFAULT_OPSET = 17  # run by onnxruntime >= 1.13 and written by onnx >= 1.12
+
+OUTPUTS = ("probabilities", "logits")
+INPUT_NAME = "input"
+
+_INSTALL = "pip install 'anyfc[onnx]'"
+_FLOAT_TYPES = {"float32": 1, "float64": 11}  # onnx.TensorProto.FLOAT, .DOUBLE
+
+Form = Callable[[Any, "Builder"], None]
+
+
+class Builder:
+    """What a hook ``onnx_nodes(builder)`` (or a form in a registry) works with.
+
+    Attributes
+    ----------
+    current : str
+        The name of the tensor the layer receives (the previous layer's output, or
+        ``"input"``). Set it to the name of the layer's output before returning.
+    dtype : numpy.dtype
+        The model's float dtype (``float32`` or ``float64``).
+    opset : int
+        The opset the graph is written for.
+    prefix : str
+        ``"layers.<i>"`` for layer ``i`` (``"output"`` for the loss's output function);
+        the names below are made under it.
+
+    Methods
+    -------
+    add_initializer(name, array) -> str
+        Store ``array`` (a NumPy array, or any backend's: it is copied to the host once)
+        in the file and return the tensor's name, ``"<prefix>.<name>"`` (made unique).
+        Floating arrays are stored in the model's dtype and must be finite; integer
+        arrays (shapes, axes) as int64.
+    add_node(op_type, inputs, **attributes) -> str
+        Add a standard ONNX operator (default domain) reading the tensors named in
+        ``inputs`` ("" for an omitted optional input), with these attributes, and return
+        the name of its (first) output.
+    """
+
+    def __init__(self, onnx: Any, dtype: np.dtype[Any], opset: int) -> None:
+        self._onnx = onnx
+        self.dtype = dtype
+        self.opset = opset
+        self.prefix = "graph"
+        self.current = INPUT_NAME
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._names = {INPUT_NAME}
+
+    def _unique(self, name: str) -> str:
+        base = f"{self.prefix}.{name}"
+        candidate, k = base, 1
+        while candidate in self._names:
+            candidate, k = f"{base}_{k}", k + 1
+        self._names.add(candidate)
+        return candidate
+
+    def add_initializer(self, name: str, array: Any) -> str:
+        a = _backend.to_numpy(array)
+        if a.dtype.kind == "f":
+            a = a.astype(self.dtype, copy=False)
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{self.prefix}.{name} holds NaN or infinity; an exported "
+                                 "model would predict NaN")
+        elif a.dtype.kind in "iu":
+            a = a.astype(np.int64, copy=False)
+        elif a.dtype.kind != "b":
+            raise TypeError(f"{self.prefix}.{name}: cannot store an array of dtype {a.dtype} "
+                            "in an ONNX initializer here (floating, integer or bool only)")
+        full = self._unique(name)
+        self.initializers.append(self._onnx.numpy_helper.from_array(a, full))
+        return full
+
+    def add_node(self, op_type: str, inputs: Sequence[str], /, **attributes: Any) -> str:
+        if isinstance(inputs, str):
+            raise TypeError(f"add_node({op_type!r}, ...) needs a list of input names, "
+                            f"got the string {inputs!r}")
+        unknown = [i for i in inputs if i and i not in self._names]
+        if unknown:
+            raise ValueError(f"{self.prefix}: {op_type} reads {unknown}, which no node, "
+                             "initializer or graph input produces")
+        out = self._unique(op_type.lower())
+        self.nodes.append(self._onnx.helper.make_node(op_type, list(inputs), [out], name=out,
+                                                      **attributes))
+        return out
+
+
+# ---------------------------------------------------------------- built-in forms
+
+
+def _identity(activation: Any, builder: Builder) -> None:
+    return None
+
+
+def _unary(op_type: str) -> Form:
+    def form(activation: Any, builder: Builder) -> None:
+        builder.current = builder.add_node(op_type, [builder.current])
+
+    form.__name__ = f"_{op_type.lower()}"
+    return form
+
+
+def _leaky_relu(activation: activations.LeakyReLU, builder: Builder) -> None:
+    if builder.dtype == np.float32:
+        builder.current = builder.add_node("LeakyRelu", [builder.current],
+                                           alpha=activation.alpha)
+        return
+    # anyfc's own formula max(u, α·u) (0 ≤ α ≤ 1): onnxruntime (1.32) runs a float64
+    # LeakyRelu for opsets 16-18 only, and refuses the model at any other opset
+    alpha = builder.add_initializer("alpha", np.asarray(activation.alpha))
+    scaled = builder.add_node("Mul", [builder.current, alpha])
+    builder.current = builder.add_node("Max", [builder.current, scaled])
+
+
+def _dense(layer: Dense, builder: Builder) -> None:
+    """``Gemm(x, w, b)`` = x·w + b, then the activation's form."""
+    w = builder.add_initializer("w", layer.w)
+    b = builder.add_initializer("b", layer.b)
+    builder.current = builder.add_node("Gemm", [builder.current, w, b])
+    add_activation(builder, layer.activation, owner=layer)
+
+
+def add_activation(builder: Builder, activation: activations.Activation,
+                   owner: Any = None) -> None:
+    """Add the nodes of ``activation`` (an ``anyfc.activations.Activation``) applied to
+    ``builder.current``: its ``onnx_nodes(builder)``, else its ``ACTIVATION_FORMS``
+    entry. For layers that hold an activation (``owner``, named in errors)."""
+    holder = f" ({type(owner).__name__})" if owner is not None else ""
+    _emit(activation, builder, "ACTIVATION_FORMS",
+          f"{builder.prefix}{holder} has activation {type(activation).__name__}")
+
+
+#: Forms of layers, keyed by exact type: ``form(layer, builder)``.
+LAYER_FORMS: dict[type, Form] = {Dense: _dense}
+
+#: Forms of activations, keyed by exact type: ``form(activation, builder)``.
+ACTIVATION_FORMS: dict[type, Form] = {
+    activations.Activation: _identity,  # the base class is the identity
+    activations.Identity: _identity,
+    activations.ReLU: _unary("Relu"),
+    activations.LeakyReLU: _leaky_relu,
+    activations.Sigmoid: _unary("Sigmoid"),
+    activations.Tanh: _unary("Tanh"),
+}
+
+def _softmax(loss: Any, builder: Builder) -> None:
+    builder.current = builder.add_node("Softmax", [builder.current], axis=-1)
+
+
+#: Forms of the losses' output functions (what ``predict`` applies), keyed by exact type.
+LOSS_FORMS: dict[type, Form] = {
+    losses.SoftmaxCrossEntropy: _softmax,
+    losses.BinaryCrossEntropy: _unary("Sigmoid"),
+    losses.MeanSquaredError: _identity,
+}
+
+
+def _emit(obj: Any, builder: Builder, registry: str, what: str) -> None:
+    """Run ``obj``'s hook, or its form in the registry named ``registry``; refuse an
+    object with neither (``what`` says which object it is)."""
+    forms: dict[type, Form] = globals()[registry]
+    hook = getattr(type(obj), "onnx_nodes", None)
+    if callable(hook):
+        obj.onnx_nodes(builder)
+    elif type(obj) in forms:
+        forms[type(obj)](obj, builder)
+    else:
+        cls = type(obj).__name__
+        base = next((c for c in type(obj).__mro__[1:] if c in forms), None)
+        hint = (f" (a subclass of {base.__name__} may compute something else, so it is not "
+                f"exported as one; if it computes the same, register it: "
+                f"anyfc.onnx.{registry}[{cls}] = anyfc.onnx.{registry}[{base.__name__}])"
+                if base is not None and base is not activations.Activation else "")
+        raise TypeError(
+            f"cannot export to ONNX: {what}, which has no ONNX form; give {cls} a method "
+            f"onnx_nodes(builder) that adds its nodes (see anyfc.onnx.Builder), or register "
+            f"a function form({cls.lower()}, builder) in anyfc.onnx.{registry}{hint}")
+    if not isinstance(builder.current, str) or builder.current not in builder._names:
+        raise ValueError(f"cannot export to ONNX: after {what}, builder.current is "
+                         f"{builder.current!r}, which names no tensor of the graph; "
+                         "onnx_nodes must set it to the name add_node returned")
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _check_output(output: Any) -> str:
+    if not isinstance(output, str):
+        raise TypeError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got "
+                        f"{type(output).__name__} {output!r:.60}")
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown output {output!r}; valid outputs are "
+                         f"{', '.join(map(repr, OUTPUTS))} (probabilities: what predict "
+                         "returns; logits: the last layer's raw output)")
+    return output
+
+
+def _check_opset(opset: Any, newest: int) -> int:
+    if opset is None:
+        return min(DEFAULT_OPSET, newest)
+    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral):
+        raise TypeError(f"opset must be an integer from {MIN_OPSET} to {newest}, got "
+                        f"{type(opset).__name__} {opset!r:.60}")
+    opset = int(opset)
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} is too old: the exported operators need opset "
+                         f"{MIN_OPSET} or later (Softmax over one axis); use "
+                         f"{MIN_OPSET}..{newest}, or leave it None for {DEFAULT_OPSET}")
+    if opset > newest:
+        raise ValueError(f"opset {opset} is newer than the installed onnx knows (up to "
+                         f"{newest}); use {MIN_OPSET}..{newest}, or upgrade onnx")
+    return opset
+
+
+def _check_path(path: Any) -> str:
+    """The file to write (through a symbolic link, the file it names), checked before
+    anything is written."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError(f"path must be a str or os.PathLike of str, got {type(text).__name__}")
+    if not text:
+        raise ValueError("path is empty; give a file name such as 'model.onnx'")
+    if text.endswith(os.sep) or (os.altsep and text.endswith(os.altsep)):
+        raise ValueError(f"path {text!r} names a folder; give a file name such as "
+                         f"{os.path.join(text, 'model.onnx')!r}")
+    target = os.path.realpath(text)
+    if os.path.isdir(target):
+        raise ValueError(f"path {text!r} is a folder; give a file name such as "
+                         f"{os.path.join(text, 'model.onnx')!r}")
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise ValueError(f"cannot write {text!r}: its folder {folder!r} {what}; create the "
+                         "folder first")
+    return target
+
+
+# ---------------------------------------------------------------- export
+
+
+def export(model: Sequential, path: str | os.PathLike[str], *, opset: int | None = None,
+           output: str = "probabilities") -> None:
+    """Write ``model`` to ``path`` as an ONNX model, checked with ``onnx.checker``.
+
+    Parameters
+    ----------
+    model : a ``Sequential`` on any backend and device; its parameters are copied to the
+        host once, in its dtype (float32 or float64).
+    path : the file to write (usually ``*.onnx``); its folder must exist. Written to a
+        temporary file beside it and renamed over it, so an interrupted export leaves any
+        previous file intact.
+    opset : the ONNX opset (default ``DEFAULT_OPSET``); from ``MIN_OPSET`` to the newest
+        the installed onnx knows. The file declares the oldest IR version that opset
+        allows, so older runtimes read it.
+    output : ``"probabilities"`` (default: the graph ends with the loss's output function,
+        and computes what ``model.predict`` returns) or ``"logits"`` (the last layer's
+        raw output).
+
+    Raises ``ImportError`` without onnx; ``TypeError``/``ValueError`` for a bad argument,
+    or a layer (or activation, or loss) with no ONNX form (see the module's docstring) —
+    all before anything is written.
+    """
+    try:
+        import onnx
+        import onnx.checker
+        import onnx.helper
+        import onnx.numpy_helper
+    except ImportError as exc:
+        raise ImportError(f"anyfc.onnx.export needs the onnx package: {_INSTALL}") from exc
+    from . import __version__, io
+
+    output = _check_output(output)
+    opset = _check_opset(opset, onnx.defs.onnx_opset_version())
+    target = _check_path(path)
+    if not isinstance(model, Sequential):
+        raise TypeError(f"export needs an anyfc.Sequential, got {type(model).__name__}")
+    model._check_structure()
+    dtype_name = _backend.dtype_name(model.dtype)
+    if dtype_name not in _FLOAT_TYPES:
+        raise ValueError(f"ONNX export supports float32 and float64 models, not {dtype_name}")
+    elem_type = _FLOAT_TYPES[dtype_name]
+    architecture = json.dumps(model.architecture())
+
+    builder = Builder(onnx, np.dtype(dtype_name), opset)
+    for i, layer in enumerate(model.layers):
+        builder.prefix = f"layers.{i}"
+        _emit(layer, builder, "LAYER_FORMS", f"layer {i} ({type(layer).__name__})")
+    loss = model.loss
+    if not loss.classification and type(loss) in LOSS_FORMS:
+        out_name = "predictions"
+    else:
+        out_name = output
+    if output == "probabilities":
+        builder.prefix = "output"
+        _emit(loss, builder, "LOSS_FORMS", f"the loss {type(loss).__name__} ({loss.name}), "
+              "whose output function predict applies (or export output='logits')")
+    if builder.current == INPUT_NAME:
+        builder.current = builder.add_node("Identity", [INPUT_NAME])
+    _rename(builder, builder.current, out_name)
+
+    graph = onnx.helper.make_graph(
+        builder.nodes, "anyfc.Sequential",
+        [onnx.helper.make_tensor_value_info(INPUT_NAME, elem_type, ["batch", model.n_in])],
+        [onnx.helper.make_tensor_value_info(out_name, elem_type, ["batch", model.n_out])],
+        initializer=builder.initializers)
+    proto = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
+        producer_name="anyfc", producer_version=__version__,
+        doc_string=f"anyfc Sequential, loss {loss.name}, {dtype_name}, output {out_name}")
+    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
+    onnx.helper.set_model_props(proto, {
+        "anyfc.architecture": architecture, "anyfc.version": __version__,
+        "anyfc.loss": loss.name, "anyfc.output": out_name})
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:  # onnx.checker.ValidationError, shape_inference.InferenceError
+        raise ValueError(f"the ONNX graph built for this model is not valid (a layer's "
+                         f"onnx_nodes may be wrong): {exc}") from exc
+    data = proto.SerializeToString()
+
+    fd, tmp = io._new_file_beside(target)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _rename(builder: Builder, old: str, new: str) -> None:
+    """Name the graph's output tensor ``new`` (it was ``old``)."""
+    for node in builder.nodes:
+        for seq in (node.input, node.output):
+            for k, name in enumerate(seq):
+                if name == old:
+                    seq[k] = new
