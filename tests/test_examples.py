@@ -55,6 +55,16 @@ def test_portable_checkpoint(cpu_bk, capsys):
     assert capsys.readouterr().out.count("same classes: True") == 2
 
 
+def test_export_onnx(cpu_bk, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="the ONNX example needs pip install 'anyfc[onnx]'")
+    result = _load("export_onnx").main(_flags(cpu_bk) + [
+        "--epochs", "3", "--repeats", "5", "--out", str(tmp_path / "digits.onnx")])
+    out = capsys.readouterr().out
+    assert "onnxruntime serves 'input' -> 'probabilities'" in out and "batch 1024" in out
+    assert result["accuracy_onnx"] == result["accuracy_anyfc"] > 0.85
+    assert result["max_difference"] < 1e-5
+
+
 def test_gpu_speedup_without_a_gpu_exits_cleanly(capsys):
     module = _load("gpu_speedup")
     if module.gpu_targets(None, None):
