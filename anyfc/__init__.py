@@ -7,7 +7,13 @@ standard, trained unchanged on NumPy, CuPy, PyTorch, JAX, Dask and array-api-str
 (1, 3)
 """
 
-from . import activations, initializers, losses, optimizers
+from . import (
+    activations,
+    initializers,
+    losses,
+    optimizers,
+    testing,  # noqa: E402  (check_layer: needs the model above)
+)
 from ._backend import (
     BACKENDS,
     available_backends,
@@ -69,6 +75,7 @@ __all__ = [
     "optimizers",
     "set_backend",
     "synchronize",
+    "testing",
     "to_backend",
     "to_numpy",
 ]

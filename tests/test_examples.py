@@ -79,3 +79,11 @@ def test_dask_out_of_core(dask_bk, capsys):
     out = capsys.readouterr().out
     assert "samples/s" in out and "lazy predict, 10 chunks" in out
     assert result["accuracy"] > 0.9
+
+
+def test_custom_layer(cpu_bk, capsys):
+    flags = _flags(cpu_bk)
+    accuracies = _load("custom_layer").main(flags + ["--epochs", "10"])
+    out = capsys.readouterr().out
+    assert f"check_layer on {cpu_bk.id}: forward error" in out
+    assert accuracies[cpu_bk.name] > 0.95

@@ -219,3 +219,18 @@ def test_layer_configs_rebuild_the_layer():
         again = type(layer)(**layer.config())
         assert again.config() == layer.config()
         assert {k: tuple(v.shape) for k, v in again.arrays().items()} == layer.shapes()
+
+
+def test_dense_batchnorm_relu_dropout_reaches_97_percent_on_digits(cpu_bk, digits):
+    """The issue's model: Dense → BatchNorm → ReLU → Dropout → Dense on digits."""
+    if cpu_bk.is_lazy:
+        pytest.skip("a model on the dask backend trains this too slowly for the suite")
+    X_train, X_test, y_train, y_test = digits
+    where = {"backend": cpu_bk.name, "device": cpu_bk.device_name}
+    model = anyfc.Sequential([
+        anyfc.Dense(64, 256, None, seed=0, **where), anyfc.BatchNorm(256, **where),
+        anyfc.ReLU(**where), anyfc.Dropout(0.3, seed=0, **where),
+        anyfc.Dense(256, 10, "identity", seed=1, **where)])
+    model.fit(X_train, y_train, epochs=15, batch_size=32, seed=0, verbose=0,
+              optimizer=anyfc.optimizers.Adam(3e-3))
+    assert model.evaluate(X_test, y_test)["accuracy"] >= 0.97

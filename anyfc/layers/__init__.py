@@ -37,8 +37,11 @@ def register(cls: type[Layer]) -> type[Layer]:
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise TypeError(f"register needs a subclass of anyfc.Layer, got {cls!r}")
     known = LAYERS.get(cls.__name__)
-    if known is not None and known is not cls:
-        raise ValueError(f"a layer type named {cls.__name__!r} is registered already")
+    if known is not None and known is not cls and (
+            known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"a layer type named {cls.__name__!r} is registered already "
+                         f"({known.__module__}.{known.__qualname__})")
+    # the same class defined again (a module or notebook cell run twice) replaces itself
     LAYERS[cls.__name__] = cls
     return cls
 
