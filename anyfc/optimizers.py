@@ -121,8 +121,9 @@ class Optimizer:
             parts = name.split(".")
             if len(parts) != 4 or parts[0] != "state":
                 raise ValueError(f"unexpected optimizer state entry {name!r}")
+            # a copy: the state is updated in place, never into the caller's arrays
             new_state.setdefault(f"{parts[1]}.{parts[2]}", {})[parts[3]] = (
-                _backend.to_backend(value, backend, device, dtype))
+                _backend.to_backend(value, backend, device, dtype, copy=True))
         self.t, self.state = int(t), new_state
 
     def config(self) -> dict[str, Any]:

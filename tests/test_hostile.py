@@ -463,3 +463,16 @@ def test_any_refused_call_leaves_the_model_unchanged(index, rows, backend):
     with pytest.raises((ValueError, TypeError)):
         BAD_CALLS[index](model)
     _assert_same(before, _state(model))
+
+
+def test_optimizer_state_loaded_from_arrays_never_writes_into_them(bk):
+    model = _trained(bk)
+    model.optimizer = anyfc.optimizers.SGD(0.1, momentum=0.9)
+    model.fit(X, Y, epochs=1, verbose=0)
+    mine = {k: anyfc.to_numpy(v) if k != "t" else v
+            for k, v in model.optimizer.state_dict().items()}
+    kept = {k: np.copy(v) for k, v in mine.items()}
+    model.optimizer.load_state_dict(mine, bk.name, bk.device_name, "float64")
+    model.fit(X, Y, epochs=1, verbose=0)
+    for key, value in mine.items():
+        np.testing.assert_array_equal(value, kept[key], err_msg=key)
