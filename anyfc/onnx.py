@@ -10,22 +10,29 @@ Needs ``pip install 'anyfc[onnx]'`` (``onnx``; ``onnxruntime`` to run the file).
 anyfc never imports onnx: ``export`` does, when called.
 
 The graph uses standard ONNX operators only (default domain, opset ``DEFAULT_OPSET``,
-at least ``MIN_OPSET``):
+at least ``MIN_OPSET``). In float64, where onnxruntime (1.32) has a kernel for only some
+opsets (LeakyRelu, Elu, Softplus, Softsign; LayerNormalization is off by ~1e-12), anyfc's
+own formula is written in elementary operators instead, so every opset runs:
 
-======================================  ===========================================
-anyfc                                    ONNX
-======================================  ===========================================
-``Dense`` (``u = x·w + b``)              ``Gemm(x, w, b)``, ``w`` stored n_in × n_out
-``relu`` / ``sigmoid`` / ``tanh``        ``Relu`` / ``Sigmoid`` / ``Tanh``
-``leaky_relu(α)``                        ``LeakyRelu(alpha=α)`` in float32;
-                                         ``Max(u, α·u)`` in float64 (anyfc's own
-                                         formula: onnxruntime has no float64
-                                         ``LeakyRelu`` kernel from opset 19 on)
-``identity``                             nothing
-loss ``softmax_cross_entropy``           ``Softmax(axis=-1)``  (``output="probabilities"``)
-loss ``binary_cross_entropy``            ``Sigmoid``           (``output="probabilities"``)
-loss ``mean_squared_error``              nothing
-======================================  ===========================================
+===================================  =================================================
+anyfc                                 ONNX
+===================================  =================================================
+``Dense`` (``u = x·w + b``)           ``Gemm(x, w, b)`` (``w`` stored n_in × n_out), then
+                                      the activation
+``relu``, ``sigmoid``, ``tanh``       ``Relu``, ``Sigmoid``, ``Tanh``
+``leaky_relu(α)``, ``elu(α)``         ``LeakyRelu(alpha)``, ``Elu(alpha)`` (float64:
+                                      ``Max(u, α·u)``, ``Where(u > 0, u, α·(e^u - 1))``)
+``softplus``, ``softsign``            ``Softplus``, ``Softsign`` (float64: elementary)
+``silu``, ``gelu`` (tanh form)        ``u·Sigmoid(u)``; ``½u(1 + Tanh(k(u + c·u³)))``
+``identity``, ``Dropout``             nothing (``Dropout`` is the identity in inference)
+activation layers (``ReLU()``, ...)   as the activation
+``BatchNorm``                         ``BatchNormalization`` with the running statistics
+``LayerNorm``                         ``LayerNormalization(axis=-1)`` (float32, opset
+                                      ≥ 17), else its formula with ``ReduceMean``
+loss ``softmax_cross_entropy``        ``Softmax(axis=-1)``  (``output="probabilities"``)
+loss ``binary_cross_entropy``         ``Sigmoid``           (``output="probabilities"``)
+loss ``mean_squared_error``           nothing
+===================================  =================================================
 
 The input is ``"input"``, of shape ``(batch, n_in)`` with a dynamic batch axis; the
 output is ``"probabilities"`` (what ``model.predict`` returns for a classification loss),
@@ -69,6 +76,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend, activations, losses
+from . import layers as _layers
 from .layers import Dense
 from .model import Sequential
 
@@ -176,16 +184,82 @@ def _unary(op_type: str) -> Form:
     return form
 
 
-def _leaky_relu(activation: activations.LeakyReLU, builder: Builder) -> None:
-    if builder.dtype == np.float32:
-        builder.current = builder.add_node("LeakyRelu", [builder.current],
-                                           alpha=activation.alpha)
-        return
-    # anyfc's own formula max(u, α·u) (0 ≤ α ≤ 1): onnxruntime (1.32) runs a float64
-    # LeakyRelu for opsets 16-18 only, and refuses the model at any other opset
-    alpha = builder.add_initializer("alpha", np.asarray(activation.alpha))
-    scaled = builder.add_node("Mul", [builder.current, alpha])
-    builder.current = builder.add_node("Max", [builder.current, scaled])
+def _constant(builder: Builder, name: str, value: float) -> str:
+    """A scalar of the model's dtype."""
+    return builder.add_initializer(name, np.asarray(value))
+
+
+def _native_or_composed(native: Form, composed: Form) -> Form:
+    """``native`` (one ONNX operator) in float32, ``composed`` (anyfc's own formula in
+    elementary operators) in float64: onnxruntime (1.32) runs float64 LeakyRelu, Elu,
+    Softplus and Softsign only at some opsets (16-18 or 18) and refuses the model at the
+    others."""
+
+    def form(activation: Any, builder: Builder) -> None:
+        (native if builder.dtype == np.float32 else composed)(activation, builder)
+
+    return form
+
+
+def _leaky_relu_composed(activation: Any, builder: Builder) -> None:
+    """``max(u, α·u)`` (0 ≤ α ≤ 1), anyfc's formula."""
+    u = builder.current
+    scaled = builder.add_node("Mul", [u, _constant(builder, "alpha", activation.alpha)])
+    builder.current = builder.add_node("Max", [u, scaled])
+
+
+def _elu_composed(activation: Any, builder: Builder) -> None:
+    """``where(u > 0, u, α·(e^{min(u, 0)} - 1))``."""
+    u, zero = builder.current, _constant(builder, "zero", 0.0)
+    negative = builder.add_node("Exp", [builder.add_node("Min", [u, zero])])
+    negative = builder.add_node("Sub", [negative, _constant(builder, "one", 1.0)])
+    negative = builder.add_node("Mul", [negative, _constant(builder, "alpha", activation.alpha)])
+    builder.current = builder.add_node(
+        "Where", [builder.add_node("Greater", [u, zero]), u, negative])
+
+
+def _softplus_composed(activation: Any, builder: Builder) -> None:
+    """``max(u, 0) + log(1 + e^{-|u|})``: never overflows."""
+    u = builder.current
+    tail = builder.add_node("Exp", [builder.add_node("Neg", [builder.add_node("Abs", [u])])])
+    tail = builder.add_node("Log", [builder.add_node("Add", [tail, _constant(builder, "one",
+                                                                             1.0)])])
+    head = builder.add_node("Max", [u, _constant(builder, "zero", 0.0)])
+    builder.current = builder.add_node("Add", [head, tail])
+
+
+def _softsign_composed(activation: Any, builder: Builder) -> None:
+    """``u / (1 + |u|)``."""
+    u = builder.current
+    den = builder.add_node("Add", [builder.add_node("Abs", [u]), _constant(builder, "one", 1.0)])
+    builder.current = builder.add_node("Div", [u, den])
+
+
+def _silu(activation: Any, builder: Builder) -> None:
+    """``u·σ(u)``."""
+    u = builder.current
+    builder.current = builder.add_node("Mul", [u, builder.add_node("Sigmoid", [u])])
+
+
+def _gelu(activation: Any, builder: Builder) -> None:
+    """anyfc's tanh form ``½·u·(1 + tanh(k·(u + c·u³)))``, at every opset (ONNX's own
+    ``Gelu`` needs opset 20)."""
+    u = builder.current
+    cube = builder.add_node("Mul", [builder.add_node("Mul", [u, u]), u])
+    inner = builder.add_node("Add", [u, builder.add_node(
+        "Mul", [cube, _constant(builder, "c", activations.GELU._C)])])
+    t = builder.add_node("Tanh", [builder.add_node(
+        "Mul", [inner, _constant(builder, "k", activations.GELU._K)])])
+    half_u = builder.add_node("Mul", [u, _constant(builder, "half", 0.5)])
+    builder.current = builder.add_node(
+        "Mul", [half_u, builder.add_node("Add", [t, _constant(builder, "one", 1.0)])])
+
+
+def _with_alpha(op_type: str) -> Form:
+    def form(activation: Any, builder: Builder) -> None:
+        builder.current = builder.add_node(op_type, [builder.current], alpha=activation.alpha)
+
+    return form
 
 
 def _dense(layer: Dense, builder: Builder) -> None:
@@ -194,6 +268,44 @@ def _dense(layer: Dense, builder: Builder) -> None:
     b = builder.add_initializer("b", layer.b)
     builder.current = builder.add_node("Gemm", [builder.current, w, b])
     add_activation(builder, layer.activation, owner=layer)
+
+
+def _activation_layer(layer: Any, builder: Builder) -> None:
+    add_activation(builder, layer.activation, owner=layer)
+
+
+def _batch_norm(layer: Any, builder: Builder) -> None:
+    """Inference: ``γ ⊙ (x - running_mean) / √(running_var + ε) + β``."""
+    inputs = [builder.current] + [builder.add_initializer(name, getattr(layer, name)) for name
+                                  in ("gamma", "beta", "running_mean", "running_var")]
+    builder.current = builder.add_node("BatchNormalization", inputs, epsilon=layer.eps)
+
+
+def _layer_norm(layer: Any, builder: Builder) -> None:
+    """Each row over its features: ``LayerNormalization`` in float32 from opset 17; else
+    the formula of ``anyfc.layers.LayerNorm`` in elementary operators (before opset 17
+    there is no such operator, and onnxruntime's float64 one is off by ~1e-12)."""
+    gamma = builder.add_initializer("gamma", layer.gamma)
+    beta = builder.add_initializer("beta", layer.beta)
+    x = builder.current
+    if builder.dtype == np.float32 and builder.opset >= 17:
+        builder.current = builder.add_node("LayerNormalization", [x, gamma, beta], axis=-1,
+                                           epsilon=layer.eps)
+        return
+
+    def row_mean(a: str) -> str:
+        if builder.opset >= 18:  # the axes became an input
+            axes = builder.add_initializer("axes", np.asarray([-1], dtype=np.int64))
+            return builder.add_node("ReduceMean", [a, axes], keepdims=1)
+        return builder.add_node("ReduceMean", [a], axes=[-1], keepdims=1)
+
+    centered = builder.add_node("Sub", [x, row_mean(x)])
+    var = row_mean(builder.add_node("Mul", [centered, centered]))
+    std = builder.add_node("Sqrt", [builder.add_node("Add", [var, _constant(builder, "eps",
+                                                                            layer.eps)])])
+    x_hat = builder.add_node("Mul", [centered, builder.add_node(
+        "Div", [_constant(builder, "one", 1.0), std])])
+    builder.current = builder.add_node("Add", [builder.add_node("Mul", [gamma, x_hat]), beta])
 
 
 def add_activation(builder: Builder, activation: activations.Activation,
@@ -207,17 +319,31 @@ def add_activation(builder: Builder, activation: activations.Activation,
 
 
 #: Forms of layers, keyed by exact type: ``form(layer, builder)``.
-LAYER_FORMS: dict[type, Form] = {Dense: _dense}
+LAYER_FORMS: dict[type, Form] = {
+    Dense: _dense,
+    _layers.BatchNorm: _batch_norm,
+    _layers.LayerNorm: _layer_norm,
+    _layers.Dropout: _identity,  # inference is the identity
+    **{cls: _activation_layer for cls in (
+        _layers.Activation, _layers.ReLU, _layers.LeakyReLU, _layers.Sigmoid, _layers.Tanh,
+        _layers.GELU, _layers.SiLU, _layers.ELU, _layers.Softplus, _layers.Softsign)},
+}
 
 #: Forms of activations, keyed by exact type: ``form(activation, builder)``.
 ACTIVATION_FORMS: dict[type, Form] = {
     activations.Activation: _identity,  # the base class is the identity
     activations.Identity: _identity,
     activations.ReLU: _unary("Relu"),
-    activations.LeakyReLU: _leaky_relu,
+    activations.LeakyReLU: _native_or_composed(_with_alpha("LeakyRelu"), _leaky_relu_composed),
     activations.Sigmoid: _unary("Sigmoid"),
     activations.Tanh: _unary("Tanh"),
+    activations.ELU: _native_or_composed(_with_alpha("Elu"), _elu_composed),
+    activations.Softplus: _native_or_composed(_unary("Softplus"), _softplus_composed),
+    activations.Softsign: _native_or_composed(_unary("Softsign"), _softsign_composed),
+    activations.SiLU: _silu,
+    activations.GELU: _gelu,
 }
+
 
 def _softmax(loss: Any, builder: Builder) -> None:
     builder.current = builder.add_node("Softmax", [builder.current], axis=-1)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,8 +21,10 @@ from conftest import Backend  # noqa: E402
 import anyfc  # noqa: E402
 import anyfc.onnx  # noqa: E402
 from anyfc import activations  # noqa: E402
+from anyfc import layers as L  # noqa: E402
 
-ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "identity"]
+ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "identity", "gelu", "silu", "elu",
+               "softplus", "softsign"]
 LOSSES = ["softmax_cross_entropy", "binary_cross_entropy", "mean_squared_error"]
 N_OUT = 3  # classes, labels (binary: multi-label) or targets: one width, fewer JAX compiles
 TOLERANCE = {"float32": {"rtol": 1e-5, "atol": 1e-6}, "float64": {"rtol": 1e-11, "atol": 1e-13}}
@@ -43,15 +46,35 @@ def _data(loss: str, rows: int = 17, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return X, y
 
 
+def _activation(name: str) -> Any:
+    """The activation ``name``, with a setting other than the default where it has one."""
+    settings = {"leaky_relu": {"alpha": 0.2}, "elu": {"alpha": 0.5}}.get(name, {})
+    return activations.get({"name": name, **settings})
+
+
+def _zoo(cpu_bk, dtype: str) -> list:
+    """Every layer type and every activation (fused into a Dense, and as a layer)."""
+    where = {"backend": cpu_bk.name, "device": cpu_bk.device_name, "dtype": dtype}
+    layers = [cpu_bk.dense(N_IN, 6, "relu", seed=0, dtype=dtype),
+              L.BatchNorm(6, momentum=0.5, **where), L.Dropout(0.2, seed=0, **where)]
+    for k, name in enumerate(ACTIVATIONS):
+        layers.append(cpu_bk.dense(6, 6, _activation(name), seed=k + 1, dtype=dtype))
+    layers += [L.LayerNorm(6, **where), L.Activation(_activation("gelu"), **where),
+               L.LeakyReLU(alpha=0.3, **where), L.ELU(alpha=0.7, **where), L.Softsign(**where)]
+    return layers
+
+
 def _trained(cpu_bk, hidden: list, loss: str, dtype: str) -> anyfc.Sequential:
-    """A model of ``hidden`` activations (leaky_relu with α = 0.2) on ``cpu_bk``, briefly
-    trained there: three SGD steps (``train_step``: on JAX one compiled step, not a
-    compile per operation and shape)."""
+    """``hidden`` layers (or activation names, each a Dense of its own) and an output
+    layer on ``cpu_bk``, briefly trained there: three SGD steps written out (forward, loss,
+    backward, update), not ``train_step``, which JAX compiles anew for every model (~25 s
+    for the zoo here), while its operations, compiled one by one, serve every model."""
     layers, n = [], N_IN
-    for k, act in enumerate(hidden):
-        act = activations.LeakyReLU(0.2) if act == "leaky_relu" else act
-        layers.append(cpu_bk.dense(n, 6, act, seed=k, dtype=dtype))
-        n = 6
+    for k, item in enumerate(hidden):
+        if isinstance(item, str):
+            item = cpu_bk.dense(n, 6, _activation(item), seed=k, dtype=dtype)
+        layers.append(item)
+        n = item.n_out or n
     layers.append(cpu_bk.dense(n, N_OUT, "identity", seed=99, dtype=dtype))
     model = anyfc.Sequential(layers, loss)
     X, y = _data(loss)
@@ -59,7 +82,9 @@ def _trained(cpu_bk, hidden: list, loss: str, dtype: str) -> anyfc.Sequential:
     before = anyfc.to_numpy(model.layers[0].w)
     optimizer = anyfc.optimizers.SGD(lr=0.1)
     for _ in range(3):
-        model.train_step(x, t, optimizer)
+        model.loss.forward(model.forward(x), t)
+        model.backward(model.loss.backward())
+        optimizer.step(model.layers)
     assert not np.array_equal(anyfc.to_numpy(model.layers[0].w), before)
     return model
 
@@ -110,8 +135,9 @@ def _check_against_model(model, path, dtype: str, output: str = "probabilities")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("loss", LOSSES)
 def test_every_activation_and_loss_on_every_backend(cpu_bk, loss, dtype, tmp_path):
-    """One hidden layer per activation, so each backend trains six models, not thirty."""
-    model = _trained(cpu_bk, ACTIVATIONS, loss, dtype)
+    """Every layer type and activation in one model, so each backend trains six models,
+    not sixty."""
+    model = _trained(cpu_bk, _zoo(cpu_bk, dtype), loss, dtype)
     for output in ("probabilities", "logits"):
         path = tmp_path / f"{output}.onnx"
         anyfc.onnx.export(model, path, output=output)
@@ -144,19 +170,26 @@ def test_logits_output(loss, tmp_path):
     assert name == ("predictions" if loss == "mean_squared_error" else "logits")
 
 
-@pytest.mark.parametrize("opset", [anyfc.onnx.MIN_OPSET, anyfc.onnx.DEFAULT_OPSET])
-def test_opsets_run(opset, tmp_path):
-    model = anyfc.Sequential([anyfc.Dense(N_IN, 4, "leaky_relu", seed=0, dtype="float64"),
-                              anyfc.Dense(4, 3, "identity", seed=1, dtype="float64")])
+OPSETS = sorted({anyfc.onnx.MIN_OPSET, 16, 17, 18, anyfc.onnx.DEFAULT_OPSET,
+                 min(21, onnx.defs.onnx_opset_version())})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("opset", OPSETS)
+def test_every_layer_at_every_opset(opset, dtype, tmp_path):
+    """The forms that depend on the opset (LayerNorm: its own operator from 17; ReduceMean's
+    axes an input from 18) or on the dtype (float64: elementary operators where
+    onnxruntime lacks a float64 kernel at some opsets) all run."""
+    model = _trained(NUMPY, _zoo(NUMPY, dtype), "softmax_cross_entropy", dtype)
     path = tmp_path / "m.onnx"
     anyfc.onnx.export(model, path, opset=np.int64(opset))
     proto = onnx.load(str(path))
     assert [(o.domain, o.version) for o in proto.opset_import] == [("", opset)]
     assert proto.ir_version == onnx.helper.find_min_ir_version_for(list(proto.opset_import))
-    # float64 leaky_relu is anyfc's max(u, α·u): onnxruntime has no float64 LeakyRelu
-    # kernel from opset 19 on
-    assert [n.op_type for n in proto.graph.node] == ["Gemm", "Mul", "Max", "Gemm", "Softmax"]
-    _check_against_model(model, path, "float64")
+    ops = {n.op_type for n in proto.graph.node}
+    assert ("LayerNormalization" in ops) == (dtype == "float32" and opset >= 17)
+    assert ("LeakyRelu" in ops) == ("Elu" in ops) == (dtype == "float32")
+    _check_against_model(model, path, dtype)
 
 
 # ---------------------------------------------------------------- the file
@@ -316,16 +349,41 @@ class ScaledDense(anyfc.Dense):
         builder.current = builder.add_node("Mul", [y, s])
 
 
-class Softplus(activations.Activation):
-    name = "softplus"
+class Cube(activations.Activation):
+    """``f(u) = u³``: a user's activation, without an ONNX form."""
+
+    name = "cube"
 
     def forward(self, xp, u):
-        return xp.log1p(xp.exp(u))
+        return u * u * u
 
 
-class SoftplusWithForm(Softplus):
+class CubeWithForm(Cube):
     def onnx_nodes(self, builder):
-        builder.current = builder.add_node("Softplus", [builder.current])
+        u = builder.current
+        builder.current = builder.add_node("Mul", [builder.add_node("Mul", [u, u]), u])
+
+
+class Shift(L.Layer):
+    """``y = x + c`` for any width: a user's layer of the Layer protocol (inference only
+    here), without an ONNX form."""
+
+    def __init__(self, c=1.5, *, backend=None, device=None, dtype="float32"):
+        self.c = float(c)
+        self._place(backend, device, dtype)
+
+    def forward(self, x, training=True):
+        self._check_input(x, "forward")
+        return x + self.c
+
+    def config(self):
+        return {"c": self.c}
+
+
+class ShiftWithForm(Shift):
+    def onnx_nodes(self, builder):
+        c = builder.add_initializer("c", np.asarray(self.c))
+        builder.current = builder.add_node("Add", [builder.current, c])
 
 
 class PlainSubclass(anyfc.Dense):
@@ -336,12 +394,13 @@ def test_a_layer_with_onnx_nodes_exports(tmp_path):
     model = anyfc.Sequential(
         [anyfc.Dense(N_IN, 4, seed=0),
          ScaledDense(4, 3, "tanh", scale=[1.0, -2.0, 0.5], seed=1),
-         anyfc.Dense(3, 2, SoftplusWithForm(), seed=2),
+         ShiftWithForm(-0.25),
+         anyfc.Dense(3, 2, CubeWithForm(), seed=2),
          anyfc.Dense(2, 2, "identity", seed=3)], "mse")
     path = tmp_path / "m.onnx"
     anyfc.onnx.export(model, path)
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    assert ops == ["Gemm", "Relu", "Gemm", "Tanh", "Mul", "Gemm", "Softplus", "Gemm"]
+    assert ops == ["Gemm", "Relu", "Gemm", "Tanh", "Mul", "Add", "Gemm", "Mul", "Mul", "Gemm"]
     _check_against_model(model, path, "float32")
 
 
@@ -359,9 +418,15 @@ def test_what_has_no_onnx_form_is_named(tmp_path):
                        r"give PlainSubclass a method onnx_nodes\(builder\)") as info:
         anyfc.onnx.export(plain, tmp_path / "m.onnx")
     assert "LAYER_FORMS[PlainSubclass] = anyfc.onnx.LAYER_FORMS[Dense]" in str(info.value)
-    act = anyfc.Sequential([anyfc.Dense(N_IN, 3, Softplus()), anyfc.Dense(3, 2, "identity")])
-    with pytest.raises(TypeError, match=r"layers\.0 \(Dense\) has activation Softplus, which "
-                       r"has no ONNX form; give Softplus a method onnx_nodes"):
+    shift = anyfc.Sequential([anyfc.Dense(N_IN, 3, seed=0), Shift(), anyfc.Dense(3, 2)])
+    with pytest.raises(TypeError, match=r"layer 1 \(Shift\), which has no ONNX form; give "
+                       r"Shift a method onnx_nodes\(builder\) that adds its nodes \(see "
+                       r"anyfc.onnx.Builder\), or register a function form\(shift, builder\) "
+                       r"in anyfc.onnx.LAYER_FORMS"):
+        anyfc.onnx.export(shift, tmp_path / "m.onnx")
+    act = anyfc.Sequential([anyfc.Dense(N_IN, 3, Cube()), anyfc.Dense(3, 2, "identity")])
+    with pytest.raises(TypeError, match=r"layers\.0 \(Dense\) has activation Cube, which "
+                       r"has no ONNX form; give Cube a method onnx_nodes"):
         anyfc.onnx.export(act, tmp_path / "m.onnx")
 
     class Hinge(anyfc.losses.MeanSquaredError):
