@@ -87,3 +87,10 @@ def test_custom_layer(cpu_bk, capsys):
     out = capsys.readouterr().out
     assert f"check_layer on {cpu_bk.id}: forward error" in out
     assert accuracies[cpu_bk.name] > 0.95
+
+
+def test_sklearn_pipeline(cpu_bk, capsys):
+    result = _load("sklearn_pipeline").main(_flags(cpu_bk) + ["--max-iter", "20", "--cv", "2"])
+    out = capsys.readouterr().out
+    assert "best parameters" in out and "same predicted classes: True" in out
+    assert result["accuracy"] > 0.9 and result["max_difference"] < 1e-5
