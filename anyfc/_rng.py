@@ -23,7 +23,8 @@ from . import _backend
 Array = Any
 
 
-def _fresh_seed() -> int:
+def fresh_seed() -> int:
+    """A new seed from the operating system's entropy."""
     return int(np.random.default_rng().integers(2**31 - 1))
 
 
@@ -33,7 +34,7 @@ class DeviceRandom:
 
     def __init__(self, xp: ModuleType, device: Any, seed: int | None = None) -> None:
         self.xp, self.device = xp, device
-        self.seed = _fresh_seed() if seed is None else int(seed)
+        self.seed = fresh_seed() if seed is None else int(seed)
         self.name = _backend.backend_name(xp)
         self.state: Any = None  # JAX: the key; the others keep a stateful generator
         if self.name == "torch":

@@ -86,10 +86,12 @@ def _to_float(a: Any, kind: str, xp: ModuleType, device: Any, dtype: Any) -> Arr
     """``a`` on ``xp``/``device`` as ``dtype``. Integer and boolean data are cast where they
     are, before the transfer, so no library narrows them on the way (JAX without 64-bit
     mode would wrap int64 values above 2³¹)."""
-    if kind != "real floating":
-        a = _source(a)
-        sxp = _backend.namespace_of(a)
-        a = sxp.astype(a, getattr(sxp, _backend.dtype_name(dtype)))
+    a = _source(a)
+    sxp = _backend.namespace_of(a)
+    target = getattr(sxp, _backend.dtype_name(dtype), None)
+    if target is not None and a.dtype != target:  # cast where the data is, then move: a
+        # device without float64 (some GPUs) never sees a float64 array
+        a = sxp.astype(a, target)
     return _backend.to_backend(a, xp, device, dtype)
 
 
@@ -173,7 +175,7 @@ def _labels(y: Any, kind: str, xp: ModuleType, device: Any, n_out: int, what: st
             raise ValueError(f"{what} holds non-integer class labels (rows {_first_rows(~whole)}"
                              f"); softmax_cross_entropy needs integers 0..{n_out - 1}; for "
                              "regression targets use loss='mean_squared_error'")
-    low, high = _backend.to_float(sxp.min(src)), _backend.to_float(sxp.max(src))
+    low, high = _backend.to_numpy(sxp.min(src)).item(), _backend.to_numpy(sxp.max(src)).item()
     if low < 0 or high >= n_out:
         bad = int(low) if low < 0 else int(high)
         hint = "; the labels seem to start at 1: subtract 1" if (low, high) == (1, n_out) else ""

@@ -69,7 +69,9 @@ class Sequential:
         self.loss = losses.get(loss)
         self._check_structure(placement=False)
         self.optimizer: optimizers.Optimizer | None = None
-        first = self.layers[0]
+        # where the model lives: that of its first layer with arrays (parameter-free
+        # layers such as Dropout take the default placement and follow the model)
+        first = next((layer for layer in self.layers if layer.arrays()), self.layers[0])
         if backend is None and device is None:
             device = first.device
         self.to(first.backend if backend is None else backend, device,
@@ -228,6 +230,10 @@ class Sequential:
             values[(i, name)] = _backend.to_backend(value, xp, dev, dtype, copy=True)
         for (i, name), value in values.items():
             setattr(built[i], name, value)
+        for i, layer in enumerate(built):
+            problem = layer.check_values(layer.arrays())
+            if problem:
+                raise ValueError(f"layers.{i}: {problem}")
         return cls(built, losses.get(arch["loss"]))
 
     def state_dict(self, copy: bool = False) -> dict[str, Array]:
@@ -265,6 +271,11 @@ class Sequential:
         bad = [key for key, value in new.items() if not self._finite([value])]
         if bad:
             raise ValueError(f"{bad[0]} holds NaN or infinity; the model is unchanged")
+        for k, layer in enumerate(self.layers):
+            problem = layer.check_values(
+                {name: new[f"layers.{k}.{name}"] for name in layer.arrays()})
+            if problem:
+                raise ValueError(f"layers.{k}: {problem}; the model is unchanged")
         for key, value in new.items():
             _, i, name = key.split(".")
             setattr(self.layers[int(i)], name, value)
@@ -274,6 +285,7 @@ class Sequential:
         from . import io
 
         self._check_structure()
+        self._check_settings()
         io.save(self, path)
 
     # ------------------------------------------------------------ the math
@@ -307,8 +319,11 @@ class Sequential:
         if compiled is None:
             return self._step(x, t, optimizer)
         keys = [r.state for r in self._generators()]
+        # the step count goes in as a float: an int would be a 32-bit integer under JAX's
+        # default mode and overflow past 2**31 - 1 steps
         params, buffers, keys, state, e, y = compiled(
-            self._params(), self._buffers(), keys, optimizer.state, optimizer.t + 1, x, t)
+            self._params(), self._buffers(), keys, optimizer.state, float(optimizer.t + 1),
+            x, t)
         self._set_params(params)
         self._set_buffers(buffers)
         for generator, key in zip(self._generators(), keys):
@@ -323,6 +338,8 @@ class Sequential:
         e = self.loss.forward(y, t)
         self.backward(self.loss.backward())
         optimizer.step(self.layers)
+        if self._buffers() and _backend.is_lazy(self._buffers()[0]):  # Dask: no growing graph
+            self._set_buffers(_backend.materialize(self._buffers()))
         return e, y
 
     def _slots(self, kind: str) -> list[tuple[Layer, str]]:
@@ -453,15 +470,22 @@ class Sequential:
         self._check_structure()
         opt = optimizers.get(optimizer if optimizer is not None else self.optimizer)
         opt_state = self._adopt(opt)
-        if not self._finite(self._arrays()):
-            raise ValueError("the model's parameters hold NaN or infinity before training; "
-                             "load or assign finite ones (see model.load_state_dict)")
+        self._check_settings()
+        if not self._finite([*self._arrays(), *_state_arrays(opt)]):
+            raise ValueError("the model's parameters, buffers or optimizer state hold NaN or "
+                             "infinity before training; load or assign finite ones (see "
+                             "model.load_state_dict)")
+        for i, layer in enumerate(self.layers):
+            problem = layer.check_values(layer.arrays())
+            if problem:
+                raise ValueError(f"layers.{i}: {problem}")
         n, n_batches, batches, step = self._training_plan(X, y, batch_size, shuffle, strategy,
                                                           opt)
         val = None
         if validation_data is not None:
             val_x, val_y = _validation.pair(validation_data, "validation_data")
             val = self._evaluation_plan(val_x, val_y, 1024, "validation X", "validation y")
+        previous = self.optimizer
         self.optimizer = opt
         opt.state = opt_state
         history = History(loss=[])
@@ -489,10 +513,14 @@ class Sequential:
                                        *_state_arrays(opt)])
             except BaseException:
                 self._restore(snapshot)  # an epoch is all or nothing, even when interrupted
+                if epoch == 1:  # nothing trained: the model keeps its optimizer, too
+                    self.optimizer = previous
                 raise
             metrics = self._metrics(total, correct, n)
             if not finite:
                 self._restore(snapshot)
+                if epoch == 1:
+                    self.optimizer = previous
                 raise FloatingPointError(
                     f"training diverged in epoch {epoch}: its mean loss was {metrics['loss']}, "
                     "and after its last update the parameters, the optimizer state or the "
@@ -580,6 +608,11 @@ class Sequential:
                     lambda xb, tb: _data.parallel_step(self, opt, xb, tb))
         if self._streams(X):
             Xd, td = self._lazy_data(X, y)
+            self._check_min_batch([c % batch_size or min(batch_size, c)
+                                   for c in Xd.chunks[0] if c], "the Dask chunks "
+                                  f"{tuple(Xd.chunks[0])} in batches of {batch_size} leave a "
+                                  "batch of {smallest}; rechunk the data or choose another "
+                                  "batch_size")
             n_batches = sum(math.ceil(c / batch_size) for c in Xd.chunks[0])
             return (Xd.shape[0], n_batches,
                     lambda rng: _data.stream(Xd, td, self, batch_size, shuffle, rng),
@@ -599,15 +632,30 @@ class Sequential:
                     idx = order[start:stop]
                     yield xp.take(X, idx, axis=0), xp.take(t, idx, axis=0)
 
-        smallest = n % batch_size or min(batch_size, n)
+        self._check_min_batch([n % batch_size or min(batch_size, n)],
+                              f"{n} rows in batches of {batch_size} leave a last batch of "
+                              "{smallest}; choose another batch_size")
+        return n, math.ceil(n / batch_size), in_memory, local_step
+
+    def _check_min_batch(self, sizes: list[int], why: str) -> None:
+        """Refuse, before training, batches smaller than a layer needs (BatchNorm: 2)."""
+        smallest = min(sizes, default=0)
         for i, layer in enumerate(self.layers):
             need = getattr(layer, "min_batch", 1)
-            if smallest < need:
-                raise ValueError(
-                    f"layer {i} ({type(layer).__name__}) needs at least {need} rows "
-                    f"per training batch, but {n} rows in batches of {batch_size} leave a last "
-                    f"batch of {smallest}; choose another batch_size")
-        return n, math.ceil(n / batch_size), in_memory, local_step
+            if smallest and smallest < need:
+                raise ValueError(f"layer {i} ({type(layer).__name__}) needs at least {need} "
+                                 "rows per training batch, but " + why.format(
+                                     smallest=smallest))
+
+    def _check_settings(self) -> None:
+        """Every layer's settings (changed since construction, say ``rate = 1.5``) are
+        still ones its class accepts: the class checks its own ``config()``."""
+        for i, layer in enumerate(self.layers):
+            try:
+                type(layer).array_shapes(layer.config())
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"layer {i} ({type(layer).__name__}) has a bad setting: "
+                                 f"{exc}") from None
 
     def _snapshot(self) -> dict[str, Any]:
         """Copies of the parameters, buffers and optimizer state (taken once per epoch, so

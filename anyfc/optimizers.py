@@ -110,17 +110,26 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: dict[str, Any], backend: Any = None,
                         device: Any = None, dtype: Any = None) -> None:
-        """Restore ``state_dict()``'s output, moving arrays to ``backend``/``device``."""
+        """Restore ``state_dict()``'s output, moving arrays to ``backend``/``device``.
+        All or nothing: the step count, every entry's name (a slot this optimizer keeps)
+        and every array (real numbers) are checked, and copied, before the state changes.
+        Shapes are checked against a model's parameters when ``fit`` adopts the state."""
         t = state_dict.get("t", 0)
-        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 <= int(t) <= 2**53:
             raise ValueError(f"optimizer state has an invalid step count t={t!r}")
         new_state: dict[str, State] = {}
         for name, value in state_dict.items():
             if name == "t":
                 continue
-            parts = name.split(".")
-            if len(parts) != 4 or parts[0] != "state":
-                raise ValueError(f"unexpected optimizer state entry {name!r}")
+            parts = str(name).split(".")
+            if len(parts) != 4 or parts[0] != "state" or parts[3] not in self.slots:
+                raise ValueError(f"unexpected optimizer state entry {name!r}; "
+                                 f"{type(self).__name__} keeps state.<layer>.<parameter>."
+                                 f"<slot> with slot in {self.slots}")
+            if not _backend.is_array(value):
+                raise TypeError(f"optimizer state entry {name!r} is a {type(value).__name__}, "
+                                "not an array")
+            _backend.check_numeric(value, f"optimizer state entry {name!r}")
             # a copy: the state is updated in place, never into the caller's arrays
             new_state.setdefault(f"{parts[1]}.{parts[2]}", {})[parts[3]] = (
                 _backend.to_backend(value, backend, device, dtype, copy=True))

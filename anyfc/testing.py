@@ -79,6 +79,10 @@ def check_layer(factory: Factory, *, n_in: int | None = None, rows: int = 5,
     Raises ``AssertionError`` naming the backend and the check that failed; returns the
     measured errors per backend. ``n_in`` is the input width for layers of any width.
     """
+    if isinstance(backends, str):
+        backends = [backends]
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ValueError(f"check_layer needs rows >= 1, got {rows!r}")
     report: dict[str, dict[str, float]] = {}
     rng = np.random.default_rng(seed)
     for backend, device in _places(backends):

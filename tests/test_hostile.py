@@ -298,7 +298,7 @@ def test_nan_parameters_are_refused_before_training(bk):
     w = anyfc.to_numpy(model.layers[0].w)
     w[0, 0] = np.nan
     model.layers[0].w = bk.asarray(w)
-    with pytest.raises(ValueError, match="parameters hold NaN"):
+    with pytest.raises(ValueError, match="parameters, buffers or optimizer state hold NaN"):
         model.fit(X, Y, verbose=0)
 
 

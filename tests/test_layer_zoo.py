@@ -234,3 +234,117 @@ def test_dense_batchnorm_relu_dropout_reaches_97_percent_on_digits(cpu_bk, digit
     model.fit(X_train, y_train, epochs=15, batch_size=32, seed=0, verbose=0,
               optimizer=anyfc.optimizers.Adam(3e-3))
     assert model.evaluate(X_test, y_test)["accuracy"] >= 0.97
+
+
+# ---------------------------------------------------------------- found by review
+
+
+def test_negative_running_variance_is_refused_where_it_enters(bk, tmp_path):
+    model = _zoo_model(bk)
+    state = {k: anyfc.to_numpy(v) for k, v in model.state_dict().items()}
+    state["layers.1.running_var"] = -np.ones(16)
+    with pytest.raises(ValueError, match="layers.1: running_var holds negative variances"):
+        model.load_state_dict(state)
+    model.layers[1].running_var = bk.asarray(-np.ones(16))
+    with pytest.raises(ValueError, match="layers.1: running_var holds negative"):
+        model.fit(RNG.standard_normal((20, 6)), RNG.integers(0, 3, 20), verbose=0)
+
+
+def test_batchnorm_buffers_stay_concrete_on_the_dask_backend():
+    pytest.importorskip("dask.array")
+    model = anyfc.Sequential([anyfc.Dense(5, 8, backend="dask", seed=0),
+                              anyfc.BatchNorm(8, backend="dask"),
+                              anyfc.Dense(8, 3, "identity", backend="dask", seed=1)])
+    model.fit(RNG.standard_normal((40, 5)), RNG.integers(0, 3, 40), epochs=1, batch_size=4,
+              verbose=0)
+    for name in ("running_mean", "running_var"):
+        graph = getattr(model.layers[1], name).__dask_graph__()
+        assert len(graph) <= 2, f"{name} carries a graph of {len(graph)} tasks"
+
+
+def test_a_parameter_free_first_layer_does_not_move_the_model(bk):
+    where = {"backend": bk.name, "device": bk.device_name, "dtype": "float64"}
+    model = anyfc.Sequential([anyfc.Dropout(0.2), anyfc.Dense(8, 4, seed=0, **where),
+                              anyfc.Dense(4, 3, "identity", seed=1, **where)])
+    assert model.backend == bk.name and model.dtype == bk.xp.float64
+    assert model.layers[0].backend == bk.name
+
+
+def test_streamed_chunks_of_one_row_are_refused_before_training():
+    da = pytest.importorskip("dask.array")
+    model = _zoo_model(type("B", (), {"name": "numpy", "device_name": None})())
+    X = da.from_array(RNG.standard_normal((41, 6)), chunks=10)
+    y = da.from_array(RNG.integers(0, 3, 41), chunks=10)
+    with pytest.raises(ValueError, match=r"needs at least 2 rows.*batch of 1; rechunk"):
+        model.fit(X, y, batch_size=5, verbose=0)
+    assert model.optimizer is None
+
+
+def test_a_failed_first_epoch_keeps_the_previous_optimizer(bk, monkeypatch):
+    model = _zoo_model(bk)
+    X, y = RNG.standard_normal((20, 6)), RNG.integers(0, 3, 20)
+    model.fit(X, y, epochs=1, batch_size=5, optimizer=anyfc.optimizers.SGD(0.01), verbose=0)
+    old = model.optimizer
+    monkeypatch.setattr(model, "_train_step", lambda *a: (_ for _ in ()).throw(RuntimeError))
+    with pytest.raises(RuntimeError):
+        model.fit(X, y, optimizer=anyfc.optimizers.Adam(), batch_size=5, verbose=0)
+    assert model.optimizer is old
+
+
+@pytest.mark.parametrize("seed", [-1, 2**31, 2**64, 1.5, True])
+def test_dropout_seeds_are_range_checked(seed):
+    with pytest.raises(ValueError, match="seed in"):
+        anyfc.Dropout(0.5, seed=seed)
+
+
+def test_settings_changed_after_construction_are_checked_before_training(bk):
+    model = _zoo_model(bk)
+    model.layers[3].rate = 1.5
+    with pytest.raises(ValueError, match=r"layer 3 \(Dropout\) has a bad setting.*rate"):
+        model.fit(RNG.standard_normal((20, 6)), RNG.integers(0, 3, 20), verbose=0)
+
+
+def test_a_layer_that_never_placed_itself_is_named():
+    class Bare(anyfc.Layer):
+        pass
+
+    with pytest.raises(TypeError, match="Bare was never placed.*_place"):
+        anyfc.Sequential([anyfc.Dense(3, 3), Bare()])
+
+
+def test_check_layer_without_a_seed_and_misuse():
+    report = check_layer(lambda **w: anyfc.Dropout(0.5, **w), n_in=3, backends="numpy",
+                         train=False)
+    assert report["numpy"]["backward"] < 1e-6
+    with pytest.raises(ValueError, match="rows >= 1"):
+        check_layer(lambda **w: anyfc.LayerNorm(3, **w), rows=0, backends=["numpy"])
+
+
+def test_jax_trains_past_two_to_the_31_steps():
+    pytest.importorskip("jax")
+    model = anyfc.Sequential([anyfc.Dense(4, 3, "identity", backend="jax", seed=0)])
+    opt = anyfc.optimizers.Adam(0.01)
+    opt.t = 2**31 + 5
+    model.fit(RNG.standard_normal((8, 4)), RNG.integers(0, 3, 8), optimizer=opt, verbose=0)
+    assert opt.t == 2**31 + 6
+
+
+def test_optimizer_state_entries_are_checked():
+    opt = anyfc.optimizers.Adam()
+    for state, error, pattern in [
+        ({"t": 1, "state.0.w.zz": np.zeros(2)}, ValueError, "unexpected optimizer state"),
+        ({"t": 1, "state.0.w.m": "abc"}, TypeError, "not an array"),
+        ({"t": -1}, ValueError, "step count"),
+    ]:
+        with pytest.raises(error, match=pattern):
+            opt.load_state_dict(state)
+    opt.load_state_dict({"t": np.int64(5), "state.0.w.m": np.zeros(2)})
+    assert opt.t == 5
+
+
+def test_a_huge_unsigned_label_is_reported_exactly():
+    model = anyfc.Sequential([anyfc.Dense(4, 3, "identity")])
+    y = np.zeros(8, dtype=np.uint64)
+    y[2] = 2**64 - 1
+    with pytest.raises(ValueError, match="class label 18446744073709551615"):
+        model.fit(RNG.standard_normal((8, 4)), y, verbose=0)

@@ -61,6 +61,7 @@ class Layer:
     cache_names: tuple[str, ...] = ()  # per-call arrays kept by forward for backward
     n_in: int | None = None
     n_out: int | None = None
+    _where: tuple[ModuleType, Any, Any] | None = None  # set by _place in __init__
 
     def _place(self, backend: Any, device: Any, dtype: Any) -> tuple[ModuleType, Any, Any]:
         """Resolve and remember where the layer lives (layers without arrays need it)."""
@@ -83,11 +84,20 @@ class Layer:
                 return value
         return None
 
+    def _placement(self) -> tuple[ModuleType, Any, Any]:
+        first = self._first()
+        if first is not None:
+            return _backend.namespace_of(first), _backend.device_of(first), first.dtype
+        if self._where is None:
+            raise TypeError(
+                f"{type(self).__name__} was never placed: a layer's __init__ must call "
+                "self._place(backend, device, dtype) (see anyfc.layers.base.Layer)")
+        return self._where
+
     @property
     def xp(self) -> ModuleType:
         """The Array API namespace the layer computes with."""
-        first = self._first()
-        return self._where[0] if first is None else _backend.namespace_of(first)
+        return self._placement()[0]
 
     @property
     def backend(self) -> str:
@@ -95,13 +105,11 @@ class Layer:
 
     @property
     def device(self) -> Any:
-        first = self._first()
-        return self._where[1] if first is None else _backend.device_of(first)
+        return self._placement()[1]
 
     @property
     def dtype(self) -> Any:
-        first = self._first()
-        return self._where[2] if first is None else first.dtype
+        return self._placement()[2]
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """The shape each parameter and buffer must have, from the layer's sizes."""
@@ -111,6 +119,13 @@ class Layer:
         """Plain JSON data: ``type(self)(**config)`` builds this layer again (new arrays;
         the parameters and buffers travel apart, as in a checkpoint)."""
         return {}
+
+    def check_values(self, arrays: dict[str, Array]) -> str | None:
+        """What is wrong with these values of the layer's arrays (beyond shape and
+        finiteness, which the model checks), or ``None``: e.g. a negative running
+        variance. Called where arrays enter from outside (``load_state_dict``, ``load``)
+        and before training; may read the device once."""
+        return None
 
     @classmethod
     def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:

@@ -34,16 +34,20 @@ class Dropout(Layer):
                  backend: str | ModuleType | None = None, device: Any = None,
                  dtype: Any = "float32") -> None:
         self.rate = real("Dropout", "rate", rate, 0.0, 1.0, high_open=True)
-        if seed is not None and (isinstance(seed, bool) or not hasattr(seed, "__index__")):
-            raise ValueError(f"Dropout needs an integer seed or None, got {seed!r}")
+        if seed is not None and (isinstance(seed, bool) or not hasattr(seed, "__index__")
+                                 or not 0 <= int(seed) < 2**31):
+            raise ValueError(f"Dropout needs an integer seed in [0, 2**31) or None, got "
+                             f"{seed!r}")
         self.seed = None if seed is None else int(seed)
+        # without a seed, a stream of its own, drawn once (reset_random restarts it)
+        self._stream = _rng.fresh_seed() if seed is None else self.seed
         self._place(backend, device, dtype)
         self.rng: _rng.DeviceRandom | None = None
         self.mask: Array | None = None
 
     def _generator(self) -> _rng.DeviceRandom:
         if self.rng is None or not self.rng.matches(self.xp, self.device):
-            self.rng = _rng.DeviceRandom(self.xp, self.device, self.seed)
+            self.rng = _rng.DeviceRandom(self.xp, self.device, self._stream)
         return self.rng
 
     def reset_random(self) -> None:

@@ -95,9 +95,15 @@ class BatchNorm(_Norm):
                  dtype: Any = "float32") -> None:
         super().__init__(n, eps, backend, device, dtype)
         self.momentum = real("BatchNorm", "momentum", momentum, 0.0, 1.0)
-        xp, dev, dt = self._where
+        xp, dev, dt = self._placement()
         self.running_mean: Array = xp.zeros((self.n,), dtype=dt, device=dev)
         self.running_var: Array = xp.ones((self.n,), dtype=dt, device=dev)
+
+    def check_values(self, arrays: dict[str, Array]) -> str | None:
+        var = arrays.get("running_var")
+        if var is not None and not bool(_backend.to_float(self.xp.all(var >= 0))):
+            return "running_var holds negative variances"
+        return None
 
     def forward(self, x: Array, training: bool = True) -> Array:
         """``γ ⊙ x̂ + β`` with batch statistics (training) or running ones (inference)."""
