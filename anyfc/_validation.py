@@ -8,6 +8,7 @@ call of ``fit``/``predict``/``evaluate`` — never per batch.
 
 from __future__ import annotations
 
+import math
 import numbers
 from types import ModuleType
 from typing import Any
@@ -28,6 +29,21 @@ def _first_rows(bad: Array, limit: int = 3) -> list[int]:
     mask: Any = _backend.to_numpy(bad)
     rows = mask.any(axis=1) if mask.ndim == 2 else mask
     return [int(i) for i in rows.nonzero()[0][:limit]]
+
+
+def real(name: str, value: Any, low: float = 0.0, high: float = math.inf,
+         low_open: bool = False, high_open: bool = True) -> float:
+    """``value`` as a float in the range, or a ValueError naming ``name``. Any finite real
+    number is accepted (NumPy scalars too: ``y.max() + 1`` gives one); booleans are not."""
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(float(value)))
+    if ok:
+        ok = (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high)
+    if not ok:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ValueError(f"{name} must be a finite number in {lo}{low}, {high}{hi}, got {value!r}")
+    return float(value)
 
 
 def integer(value: Any, name: str, low: int = 1) -> int:

@@ -560,11 +560,18 @@ def save(model: Sequential, path: str | os.PathLike[str]) -> None:
         _check_array(name, value, plan, fail)
     arrays[META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
-    target = os.path.realpath(path)  # through a symbolic link, to the file it names
+    write_atomically(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+
+
+def write_atomically(path: str, write: Callable[[IO[bytes]], Any]) -> None:
+    """``write(f)`` into a temporary file beside ``path``'s target (through a symbolic
+    link, to the file it names), synced, then renamed over it: an interrupted write never
+    destroys the previous file, and the new one keeps its permission bits."""
+    target = os.path.realpath(path)
     fd, tmp = _new_file_beside(target)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

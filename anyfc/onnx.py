@@ -522,16 +522,7 @@ def export(model: Sequential, path: str | os.PathLike[str], *, opset: int | None
                          f"onnx_nodes may be wrong): {exc}") from exc
     data = proto.SerializeToString()
 
-    fd, tmp = io._new_file_beside(target)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    io.write_atomically(target, lambda f: f.write(data))
 
 
 def _rename(builder: Builder, old: str, new: str) -> None:

@@ -9,31 +9,16 @@ updates in place where the library allows it (NumPy, CuPy, torch).
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
 from . import _backend
+from ._validation import real as _check
 
 Array = Any
 State = dict[str, Array]
-
-
-def _check(name: str, value: float, low: float = 0.0, high: float = math.inf,
-           low_open: bool = False, high_open: bool = True) -> float:
-    """``value`` as a float, or a ValueError naming the hyper-parameter. Any real number
-    is accepted (NumPy scalars too: ``y.max() + 1`` gives one); booleans are not."""
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and math.isfinite(float(value)))
-    if ok:
-        ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high)
-    if not ok:
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ValueError(f"{name} must be a finite number in {lo}{low}, {high}{hi}, got {value!r}")
-    return float(value)
 
 
 def _slot(xp: ModuleType, state: State, key: str, p: Array) -> Array:

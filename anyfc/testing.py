@@ -37,7 +37,7 @@ def _places(backends: Sequence[str] | None) -> list[tuple[str, Any]]:
     return places
 
 
-def _numeric_grad(f: Callable[[np.ndarray], float], x: np.ndarray,
+def numeric_grad(f: Callable[[np.ndarray], float], x: np.ndarray,
                   eps: float = 1e-6) -> np.ndarray:
     """Central differences ``(f(x + ε e_i) - f(x - ε e_i)) / 2ε`` of a scalar function."""
     x = np.array(x, dtype=np.float64)
@@ -53,7 +53,7 @@ def _numeric_grad(f: Callable[[np.ndarray], float], x: np.ndarray,
     return grad
 
 
-def _rel_error(a: Any, b: Any) -> float:
+def rel_error(a: Any, b: Any) -> float:
     a, b = _backend.to_numpy(a).astype(np.float64), _backend.to_numpy(b).astype(np.float64)
     den = np.linalg.norm(a) + np.linalg.norm(b)
     return 0.0 if den == 0 else float(np.linalg.norm(a - b) / den)
@@ -114,7 +114,7 @@ def _check_place(factory: Factory, backend: str, device: Any, where: str, n_in: 
     assert not kept, f"{where}: inference kept {kept} on the layer"
     if reference is not None:
         host = {k: _backend.to_numpy(v) for k, v in layer.arrays().items()}
-        result["forward"] = _rel_error(y, reference(x_host, host))
+        result["forward"] = rel_error(y, reference(x_host, host))
         assert result["forward"] < tol, f"{where}: forward off by {result['forward']:.2e}"
 
     r = rng.standard_normal(tuple(y.shape))
@@ -130,10 +130,10 @@ def _check_place(factory: Factory, backend: str, device: Any, where: str, n_in: 
             return energy(x_host)
         return f
 
-    numeric = {"x": _numeric_grad(energy, x_host)}
+    numeric = {"x": numeric_grad(energy, x_host)}
     for name in layer.param_names:
         start = _backend.to_numpy(getattr(layer, name))
-        numeric[name] = _numeric_grad(energy_of(name), start)
+        numeric[name] = numeric_grad(energy_of(name), start)
         setattr(layer, name, _backend.to_backend(start, xp, layer.device, "float64"))
     buffers = {k: _backend.to_numpy(getattr(layer, k)) for k in layer.buffer_names}
     layer.reset_random()
@@ -141,8 +141,8 @@ def _check_place(factory: Factory, backend: str, device: Any, where: str, n_in: 
     grad_x = layer.backward(_backend.to_backend(r, xp, layer.device, "float64"))
     for k, v in buffers.items():  # the forwards above moved running statistics
         setattr(layer, k, _backend.to_backend(v, xp, layer.device, "float64"))
-    errors = {"x": _rel_error(grad_x, numeric["x"])}
-    errors.update({name: _rel_error(getattr(layer, "grad_" + name), numeric[name])
+    errors = {"x": rel_error(grad_x, numeric["x"])}
+    errors.update({name: rel_error(getattr(layer, "grad_" + name), numeric[name])
                    for name in layer.param_names})
     result["backward"] = max(errors.values())
     worst = max(errors, key=lambda k: errors[k])

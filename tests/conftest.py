@@ -24,6 +24,7 @@ import pytest  # noqa: E402
 
 import anyfc  # noqa: E402
 from anyfc import _backend  # noqa: E402
+from anyfc.testing import numeric_grad, rel_error  # noqa: E402,F401  (used by the tests)
 
 ALL_IDS = (
     "numpy",
@@ -145,29 +146,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 # ---------------------------------------------------------------- shared helpers
-
-
-def numeric_grad(f: Any, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central finite differences ``(f(x + ε e_i) - f(x - ε e_i)) / 2ε`` of a scalar
-    function of a float64 host array."""
-    x = np.array(x, dtype=np.float64)
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        up = f(x)
-        x[i] = old - eps
-        down = f(x)
-        x[i] = old
-        grad[i] = (up - down) / (2 * eps)
-    return grad
-
-
-def rel_error(a: Any, b: Any) -> float:
-    """``‖a - b‖ / (‖a‖ + ‖b‖)``, 0 when both are 0."""
-    a, b = anyfc.to_numpy(a).astype(np.float64), anyfc.to_numpy(b).astype(np.float64)
-    den = np.linalg.norm(a) + np.linalg.norm(b)
-    return 0.0 if den == 0 else float(np.linalg.norm(a - b) / den)
 
 
 @pytest.fixture

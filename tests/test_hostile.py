@@ -5,7 +5,6 @@ Companions: tests/test_transfers.py (arrays entering anyfc never crash or alias)
 tests/test_checkpoint_untrusted.py (files read as untrusted input).
 """
 
-import threading
 import warnings
 
 import numpy as np
@@ -406,28 +405,6 @@ def test_inference_keeps_nothing_on_the_layers(bk):
     model.predict(X)
     model.evaluate(X, Y)
     assert all(layer.x is None and layer.y is None for layer in model.layers)
-
-
-def test_predict_from_threads_while_another_trains(bk):
-    model = _trained(bk)
-    X_val = X[:8]
-    errors = []
-
-    def predict_many():
-        try:
-            for _ in range(15):
-                p = anyfc.to_numpy(model.predict(X_val))
-                assert p.shape == (8, 3) and np.allclose(p.sum(axis=1), 1.0)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=predict_many) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    model.fit(X, Y, epochs=3, batch_size=4, verbose=0)
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
 
 
 # ---------------------------------------------------------------- any refused call

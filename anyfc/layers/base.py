@@ -21,7 +21,7 @@ import numbers
 from types import ModuleType
 from typing import Any
 
-from .. import _backend
+from .. import _backend, _validation
 
 Array = Any
 
@@ -35,15 +35,8 @@ def size(owner: str, name: str, value: Any) -> int:
 
 def real(owner: str, name: str, value: Any, low: float, high: float,
          low_open: bool = False, high_open: bool = False) -> float:
-    """A real setting in [low, high] (ends open as asked), else a ValueError."""
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
-    if ok:
-        v = float(value)
-        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ValueError(f"{owner} needs {name} in {lo}{low}, {high}{hi}, got {value!r}")
-    return float(value)
+    """A real setting of a layer in [low, high] (ends open as asked), else a ValueError."""
+    return _validation.real(f"{owner} {name}", value, low, high, low_open, high_open)
 
 
 def describe(a: Array) -> str:
