@@ -1,7 +1,7 @@
 """Test sessions, one per backend, each installing only its own extra.
 
     nox                      lint + every backend this machine can run
-    nox -s "tests(numpy)"    one backend
+    nox -s "tests(backend='numpy')"    one backend (nox -l lists them all)
     nox -s bench             the training-step benchmark
 """
 
