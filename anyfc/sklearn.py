@@ -74,7 +74,6 @@ import warnings
 from types import ModuleType
 from typing import Any
 
-import array_api_compat
 import numpy as np
 import sklearn
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -172,10 +171,10 @@ class _L2(optimizers.Optimizer):
             scale = self.alpha / layers[0].x.shape[0]
             for layer in layers:
                 g = layer.grad_w
-                if array_api_compat.is_writeable_array(g):
-                    g += scale * layer.w  # the layer's own gradient buffer
-                else:
-                    layer.grad_w = g + scale * layer.w
+                # in the layer's own gradient buffer where the library updates in place;
+                # a new array where it cannot (JAX) or where += rebinds (Dask)
+                g += scale * layer.w
+                layer.grad_w = g
         super().step(layers)
 
 
