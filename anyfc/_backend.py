@@ -698,6 +698,11 @@ def materialize(arrays: Sequence[Array]) -> list[Array]:
     return list(arrays)
 
 
+def compiles(xp: ModuleType) -> bool:
+    """Whether ``compile_step`` compiles for ``xp`` (else the step runs eagerly)."""
+    return backend_name(xp) == "jax"
+
+
 def compile_step(xp: ModuleType, fn: Any) -> Any:
     """``fn`` compiled for ``xp`` where that pays: ``jax.jit`` for JAX (its arrays are
     immutable, and XLA fuses the element-wise work into few kernels). ``None`` for the

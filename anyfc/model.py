@@ -17,7 +17,9 @@ import copy
 import json
 import math
 import sys
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
@@ -374,51 +376,77 @@ class Sequential:
         return [layer._generator() for layer in self.layers if hasattr(layer, "_generator")]
 
     def _signature(self, optimizer: optimizers.Optimizer) -> tuple[Any, ...]:
-        """Everything a compiled step closes over: the layer objects, their types and
-        settings (sizes, activations and their parameters, rates, ...), the loss, the
-        optimizer and its settings, and where the model lives. A compiled step is reused
-        only while this is unchanged."""
-        layers = tuple((id(layer), type(layer),
+        """Everything a compiled step closes over: each layer's type and settings (sizes,
+        activations and their parameters, rates, ...), the loss, the optimizer and its
+        settings, and where the model lives. anyfc's own layers, losses and optimizers are
+        fully described by their type and settings, so models alike share one compiled
+        step (a grid search compiles once); objects of other classes (your own layers)
+        are keyed by identity too, since their behaviour may hang on more than their
+        config. A compiled step is reused only while this is unchanged."""
+        def ours(obj: Any) -> Any:
+            return None if type(obj).__module__.startswith("anyfc.") else id(obj)
+
+        layers = tuple((type(layer), ours(layer),
                         json.dumps(layer.config(), sort_keys=True, default=repr))
                        for layer in self.layers)
-        return (layers, id(self.loss), type(self.loss), id(optimizer), type(optimizer),
+        return (layers, type(self.loss), ours(self.loss), type(optimizer), ours(optimizer),
                 tuple(sorted(optimizer.config().items())), self.xp, str(self.device),
                 _backend.dtype_name(self.dtype))
 
     def _compiled_step(self, optimizer: optimizers.Optimizer) -> Any:
         """``_step`` as a pure function of (parameters, buffers, random keys, optimizer
         state, step count, x, t), compiled by the backend; ``None`` where the backend
-        runs eagerly."""
+        runs eagerly. Compiled steps are kept process-wide by ``_signature``."""
         # layers and their settings, the loss and hyper-parameters are constants of the
         # compiled function: any change (a new activation, a learning-rate schedule) must
         # compile it again, never be silently ignored
         key = self._signature(optimizer)
-        cache = getattr(self, "_compiled", None)
-        if cache is not None and cache[0] == key:
-            return cache[1]
+        with _STEPS_LOCK:
+            found = _STEPS.get(key)
+            if found is not None:
+                _STEPS.move_to_end(key)
+                return found
+        if not _backend.compiles(self.xp):
+            return None
+        # the structure the step is traced from: copies of the layers, loss and optimizer
+        # holding settings only (no arrays: the compiled step must not keep them alive)
+        template = copy.copy(self)
+        template.layers = [copy.copy(layer) for layer in self.layers]
+        for layer in template.layers:
+            for name in (*layer.param_names, *(f"grad_{p}" for p in layer.param_names),
+                         *layer.buffer_names, *layer.cache_names):
+                setattr(layer, name, None)
+        template.loss = copy.copy(self.loss)
+        template.optimizer = None
+        opt_template = copy.copy(optimizer)
+        opt_template.state = {}
 
         def pure(params: list[Array], buffers: list[Array], keys: list[Array],
                  state: dict[str, Any], step: Any, x: Array, t: Array) -> tuple[Any, ...]:
-            # traced on a shadow of the model (its own layer, loss, generator and optimizer
-            # objects, sharing only settings), so tracing never puts traced values on the
-            # layers that predict() in another thread may be reading
-            shadow = copy.copy(self)
-            shadow.layers = [copy.copy(layer) for layer in self.layers]
-            shadow.loss = copy.copy(self.loss)
+            # traced on a shadow of the template (its own layer, loss, generator and
+            # optimizer objects), so tracing never puts traced values on a model's layers
+            # that predict() in another thread may be reading
+            shadow = copy.copy(template)
+            shadow.layers = [copy.copy(layer) for layer in template.layers]
+            shadow.loss = copy.copy(template.loss)
             shadow._set_params(params)
             shadow._set_buffers(buffers)
             drawing: list[Any] = [layer for layer in shadow.layers
                                   if hasattr(layer, "_generator")]
             for layer, k in zip(drawing, keys):
                 layer.rng = layer._generator().with_state(k)
-            opt = copy.copy(optimizer)
+            opt = copy.copy(opt_template)
             opt.state, opt.t = dict(state), step - 1
             e, y = shadow._step(x, t, opt)
             keys_out = [r.state for r in shadow._generators()]
             return shadow._params(), shadow._buffers(), keys_out, opt.state, e, y
 
-        self._compiled = (key, _backend.compile_step(self.xp, pure))
-        return self._compiled[1]
+        compiled = _backend.compile_step(self.xp, pure)
+        with _STEPS_LOCK:
+            _STEPS[key] = compiled
+            while len(_STEPS) > _MAX_STEPS:
+                _STEPS.popitem(last=False)
+        return compiled
 
     # ------------------------------------------------------------ data
 
@@ -754,6 +782,11 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n    ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n    {inner}\n], loss={self.loss.name!r})"
+
+
+_STEPS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()  # signature -> compiled step
+_STEPS_LOCK = threading.Lock()
+_MAX_STEPS = 64  # the least recently used compiled steps are dropped past this
 
 
 def _spec(spec: Any) -> tuple[str, dict[str, Any]]:

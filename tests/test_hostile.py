@@ -453,3 +453,30 @@ def test_optimizer_state_loaded_from_arrays_never_writes_into_them(bk):
     model.fit(X, Y, epochs=1, verbose=0)
     for key, value in mine.items():
         np.testing.assert_array_equal(value, kept[key], err_msg=key)
+
+
+def test_models_alike_share_one_compiled_step_and_others_do_not():
+    pytest.importorskip("jax")
+
+    def model(activation="tanh"):
+        return anyfc.Sequential([anyfc.Dense(4, 6, activation, backend="jax", seed=0),
+                                 anyfc.Dense(6, 3, "identity", backend="jax", seed=1)])
+
+    a, b, c = model(), model(), model("relu")
+    sgd = anyfc.optimizers.SGD(0.1)
+    assert a._compiled_step(sgd) is b._compiled_step(anyfc.optimizers.SGD(0.1))
+    assert a._compiled_step(sgd) is not c._compiled_step(sgd)
+    assert a._compiled_step(sgd) is not a._compiled_step(anyfc.optimizers.SGD(0.2))
+
+    class Mine(anyfc.Activation):  # not anyfc's: keyed by identity, never shared
+        pass
+
+    d = anyfc.Sequential([anyfc.Dense(4, 6, backend="jax"), Mine("tanh", backend="jax"),
+                          anyfc.Dense(6, 3, "identity", backend="jax")])
+    e = anyfc.Sequential([anyfc.Dense(4, 6, backend="jax"), Mine("tanh", backend="jax"),
+                          anyfc.Dense(6, 3, "identity", backend="jax")])
+    assert d._compiled_step(sgd) is not e._compiled_step(sgd)
+    b.fit(X, Y, epochs=1, optimizer=sgd, seed=0, verbose=0)  # the shared step trains b
+    a.fit(X, Y, epochs=1, optimizer=anyfc.optimizers.SGD(0.1), seed=0, verbose=0)
+    for la, lb in zip(a.layers, b.layers):
+        np.testing.assert_array_equal(anyfc.to_numpy(la.w), anyfc.to_numpy(lb.w))
