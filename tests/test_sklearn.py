@@ -221,14 +221,18 @@ def test_trains_on_every_backend(cpu_bk, digits_small):
     assert ours.score(X, y) == pytest.approx(theirs.score(X, y))
 
 
-def test_float32_by_default(cpu_bk, digits_small):
+@pytest.mark.parametrize("dtype", [None, "float32"])
+def test_dtype(cpu_bk, digits_small, dtype):
+    """float64 by default (the check suite needs it), float32 on request."""
     X, y = digits_small
-    est = MLPClassifier((8,), max_iter=2, backend=cpu_bk.name, device=cpu_bk.device_name)
+    kw = {} if dtype is None else {"dtype": dtype}
+    est = MLPClassifier((8,), max_iter=2, backend=cpu_bk.name, device=cpu_bk.device_name, **kw)
     with pytest.warns(ConvergenceWarning):
         est.fit(X, y)
-    assert _backend.dtype_name(est.model_.dtype) == "float32"
-    assert est.predict_proba(X).dtype == np.float32
-    assert est.coefs_[0].dtype == np.float32
+    expected = dtype or "float64"
+    assert _backend.dtype_name(est.model_.dtype) == expected
+    assert est.predict_proba(X).dtype == np.dtype(expected)
+    assert est.coefs_[0].dtype == np.dtype(expected)
 
 
 def test_inputs_of_any_library(cpu_bk, digits_small):
