@@ -232,10 +232,7 @@ class Sequential:
             values[(i, name)] = _backend.to_backend(value, xp, dev, dtype, copy=True)
         for (i, name), value in values.items():
             setattr(built[i], name, value)
-        for i, layer in enumerate(built):
-            problem = layer.check_values(layer.arrays())
-            if problem:
-                raise ValueError(f"layers.{i}: {problem}")
+        _check_values(built)
         return cls(built, losses.get(arch["loss"]))
 
     def state_dict(self, copy: bool = False) -> dict[str, Array]:
@@ -273,11 +270,9 @@ class Sequential:
         bad = [key for key, value in new.items() if not self._finite([value])]
         if bad:
             raise ValueError(f"{bad[0]} holds NaN or infinity; the model is unchanged")
-        for k, layer in enumerate(self.layers):
-            problem = layer.check_values(
-                {name: new[f"layers.{k}.{name}"] for name in layer.arrays()})
-            if problem:
-                raise ValueError(f"layers.{k}: {problem}; the model is unchanged")
+        _check_values(self.layers, lambda k, layer: {
+            name: new[f"layers.{k}.{name}"] for name in layer.arrays()},
+            "; the model is unchanged")
         for key, value in new.items():
             _, i, name = key.split(".")
             setattr(self.layers[int(i)], name, value)
@@ -340,8 +335,9 @@ class Sequential:
         e = self.loss.forward(y, t)
         self.backward(self.loss.backward())
         optimizer.step(self.layers)
-        if self._buffers() and _backend.is_lazy(self._buffers()[0]):  # Dask: no growing graph
-            self._set_buffers(_backend.materialize(self._buffers()))
+        buffers = self._buffers()
+        if buffers and _backend.is_lazy(buffers[0]):  # Dask: no graph growing step by step
+            self._set_buffers(_backend.materialize(buffers))
         return e, y
 
     def _slots(self, kind: str) -> list[tuple[Layer, str]]:
@@ -503,10 +499,7 @@ class Sequential:
             raise ValueError("the model's parameters, buffers or optimizer state hold NaN or "
                              "infinity before training; load or assign finite ones (see "
                              "model.load_state_dict)")
-        for i, layer in enumerate(self.layers):
-            problem = layer.check_values(layer.arrays())
-            if problem:
-                raise ValueError(f"layers.{i}: {problem}")
+        _check_values(self.layers)
         n, n_batches, batches, step = self._training_plan(X, y, batch_size, shuffle, strategy,
                                                           opt)
         val = None
@@ -787,6 +780,16 @@ class Sequential:
 _STEPS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()  # signature -> compiled step
 _STEPS_LOCK = threading.Lock()
 _MAX_STEPS = 64  # the least recently used compiled steps are dropped past this
+
+
+def _check_values(layers: list[Layer], arrays_of: Any = None, after: str = "") -> None:
+    """Each layer's ``check_values`` on its arrays (or on ``arrays_of(i, layer)``: values
+    about to be set), as a ValueError naming the layer."""
+    for i, layer in enumerate(layers):
+        problem = layer.check_values(layer.arrays() if arrays_of is None else
+                                     arrays_of(i, layer))
+        if problem:
+            raise ValueError(f"layers.{i}: {problem}{after}")
 
 
 def _spec(spec: Any) -> tuple[str, dict[str, Any]]:
