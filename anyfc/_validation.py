@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
+
+import numpy as np
 
 from . import _backend, losses
 
@@ -199,3 +202,147 @@ def _labels(y: Any, kind: str, xp: ModuleType, device: Any, n_out: int, what: st
                          f"layer gives {n_out} class scores){hint}")
     index = sxp.int32 if _backend.index_dtype(xp) == xp.int32 else sxp.int64
     return _backend.to_backend(sxp.astype(src, index), xp, device)
+
+
+# ---------------------------------------------------------------- sample and class weights
+
+
+def sample_weight(w: Any, n: int, xp: ModuleType, device: Any, dtype: Any,
+                  what: str = "sample_weight") -> Array | None:
+    """``w`` as the per-row weights the losses take (``E = (1/n) Σ_k w_k e_k``): a 1-D
+    float array of length ``n`` on ``xp``/``device`` as ``dtype``; ``None`` stays
+    ``None`` (unweighted).
+
+    ``w`` may be an array of any supported library, a NumPy array or a list, of real
+    numbers (integers are cast where they are, then moved, as ``inputs`` does). Refused,
+    naming ``what``: booleans, complex/strings (``TypeError``); a scalar, 2-D weights, a
+    length other than ``n``, NaN or infinity, negative weights, and weights that are all
+    zero (nothing would be learnt) (``ValueError``). One explicit host read on success.
+    """
+    if w is None:
+        return None
+    kind = _backend.check_numeric(w, what)
+    if kind == "bool":
+        raise TypeError(f"{what} has boolean values; weights must be real numbers (for a "
+                        "0/1 mask of rows, pass it as floats, e.g. mask.astype(float))")
+    shape = tuple(_source(w).shape)
+    if len(shape) != 1:
+        hint = " (a column? flatten it to shape (n,))" if len(shape) == 2 and (
+            shape[1:] == (1,)) else ""
+        raise ValueError(f"{what} must be 1-D (one weight per row of X), got shape "
+                         f"{shape}{hint}")
+    if shape[0] != n:
+        raise ValueError(f"X has {n} rows but {what} has {shape[0]} weights; give one weight "
+                         "per row")
+    source = w
+    w = _to_float(w, kind, xp, device, dtype)
+    # happy path: one reduction, one read — finite, non-negative, and some weight > 0
+    if _holds(xp, xp.all(xp.isfinite(w) & (w >= 0)) & xp.any(w > 0)):
+        return w
+    _check_finite(xp, w, what, source)
+    negative = w < 0
+    if not _holds(xp, ~negative):
+        raise ValueError(f"{what} holds negative weights (at rows {_first_rows(negative)}...); "
+                         "weights must be >= 0")
+    raise ValueError(f"{what} is all zeros: no row would count in the loss; give at least "
+                     "one row a positive weight")
+
+
+def class_weight(class_weight: Any, y: Any, loss: losses.Loss,
+                 n_out: int) -> np.ndarray | None:
+    """Per-row weights (a NumPy float64 array of shape ``(n,)``, on the host) from
+    per-class weights, or ``None`` for ``class_weight=None``. ``fit`` multiplies them
+    with the ``sample_weight`` (if any) and passes the product through ``sample_weight``,
+    which moves it to the model:  ``w_k = class_weight[c_k] · sample_weight_k``.
+
+    ``class_weight`` is a dict ``{class index: weight ≥ 0}`` (classes left out weigh 1) or
+    ``"balanced"``, scikit-learn's ``n_samples / (n_classes · count_c)`` for each class
+    ``c``, with ``n_classes`` the number of classes present in ``y`` (the counts do not
+    include any sample weight). The class ``c_k`` of row ``k`` is:
+
+    - ``softmax_cross_entropy``: the integer label, or the argmax of a one-hot row
+      (classes ``0..n_out-1``);
+    - ``binary_cross_entropy`` with a single output: the 0/1 target (classes 0 and 1).
+
+    Refused (``ValueError`` unless noted): a regression loss, multi-label binary
+    cross-entropy (several outputs), keys that are not classes (or not integers:
+    ``TypeError``), negative or non-finite weights, BCE targets other than 0 and 1, all
+    rows weighing zero, and a ``class_weight`` that is neither a dict nor ``"balanced"``
+    (``TypeError``; another string: ``ValueError``). ``y`` is read on the host once (for
+    one-hot rows only their argmax is moved): call this once per ``fit``, not per batch.
+    """
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be a dict {{class: weight}} or 'balanced', "
+                             f"got {class_weight!r}")
+    elif not isinstance(class_weight, Mapping):
+        raise TypeError("class_weight must be a dict {class: weight} or 'balanced', got "
+                        f"{type(class_weight).__name__}")
+    labels, n_classes = _class_labels(y, loss, n_out)
+    if isinstance(class_weight, str):  # "balanced"
+        counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+        present = counts > 0
+        per_class = np.ones(n_classes)
+        per_class[present] = labels.size / (int(present.sum()) * counts[present])
+    else:
+        per_class = np.ones(n_classes)
+        for key, value in class_weight.items():
+            if isinstance(key, bool) or not isinstance(key, numbers.Integral):
+                raise TypeError(f"class_weight has the key {key!r}; keys must be integer "
+                                f"class indices 0..{n_classes - 1}")
+            if not 0 <= int(key) < n_classes:
+                raise ValueError(f"class_weight has the key {key!r}, which is not a class: "
+                                 f"{loss.name} here has classes 0..{n_classes - 1}")
+            per_class[int(key)] = real(f"class_weight[{key!r}]", value)
+    rows = per_class[labels]
+    if labels.size and not rows.any():
+        raise ValueError("class_weight gives every row of y a weight of 0: no row would "
+                         "count in the loss")
+    return rows
+
+
+def _class_labels(y: Any, loss: losses.Loss, n_out: int) -> tuple[np.ndarray, int]:
+    """(class index of every row as a host int64 array, number of classes) for
+    ``class_weight``."""
+    if not isinstance(loss, (losses.SoftmaxCrossEntropy, losses.BinaryCrossEntropy)):
+        raise ValueError(f"class_weight needs a classification loss (softmax_cross_entropy "
+                         f"or binary_cross_entropy), not {loss.name}; for regression, weight "
+                         "rows with sample_weight")
+    kind = _backend.check_numeric(y, "y")
+    src = _source(y)
+    if isinstance(loss, losses.BinaryCrossEntropy):
+        if n_out != 1:
+            raise ValueError(f"class_weight needs a single-output binary_cross_entropy (one "
+                             f"0/1 class per row); this model has {n_out} outputs (multi-label)"
+                             "; weight rows with sample_weight instead")
+        host = _backend.to_numpy(src).astype(np.float64)
+        if not (host.ndim == 1 or (host.ndim == 2 and host.shape[1] == 1)):
+            raise ValueError(f"y has shape {tuple(host.shape)}; binary_cross_entropy with 1 "
+                             "output needs (n,) or (n, 1)")
+        host = host.reshape(-1)
+        binary = (host == 0) | (host == 1)
+        if not binary.all():
+            raise ValueError(f"class_weight needs 0/1 targets for binary_cross_entropy; rows "
+                             f"{_first_rows(~binary)} of y are not 0 or 1")
+        return host.astype(np.int64), 2
+    if len(src.shape) == 2:  # one-hot rows: only their argmax travels to the host
+        sxp = _backend.namespace_of(src)
+        src = sxp.argmax(src, axis=1)
+        kind = "integral"
+    host = _backend.to_numpy(src)
+    if host.ndim != 1:
+        raise ValueError(f"y must be class labels of shape (n,) or one-hot rows of shape "
+                         f"(n, {n_out}), got shape {tuple(host.shape)}")
+    if kind != "integral":
+        as_float = host.astype(np.float64)
+        whole = np.isfinite(as_float) & (as_float == np.floor(as_float))
+        if not whole.all():
+            raise ValueError(f"y holds non-integer class labels (rows {_first_rows(~whole)})")
+    labels = host.astype(np.int64)
+    outside = (labels < 0) | (labels >= n_out)
+    if outside.any():
+        raise ValueError(f"y has class label {int(labels[outside][0])}, outside "
+                         f"0..{n_out - 1}")
+    return labels, n_out

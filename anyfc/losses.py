@@ -1,10 +1,24 @@
 """Loss functions ``E(y, t)``, each the mean over the batch, with their gradient.
 
-``forward(y, t)`` returns a 0-d array and keeps what ``backward()`` needs (``value(y, t)``
-returns the same and keeps nothing);
+``forward(y, t, w=None)`` returns a 0-d array and keeps what ``backward()`` needs
+(``value(y, t, w=None)`` returns the same and keeps nothing);
 ``backward()`` returns ``∂E/∂y`` with the shape of ``y``. The classification losses take
 *logits* (the output of an identity layer) and fuse the softmax or sigmoid into the loss,
 where the gradient simplifies to ``(p - t) / h`` and the log never sees a 0.
+
+Sample weights. ``w`` (shape ``(h,)``, one weight per row, ``y``'s library, device and
+dtype) weights each row's error ``e_k`` by ``w_k``, with the normaliser ``n`` kept as it
+is unweighted (Keras's "sum over batch size": the weights are *not* renormalised to sum
+to ``n``, so doubling every weight doubles ``E`` and its gradient):
+
+    E = (1/n) Σ_k w_k e_k,      ∂E/∂y_k = w_k ∂e_k/∂y_k / n
+
+``n`` is ``h`` for softmax cross-entropy and the ``h·c`` entries for binary
+cross-entropy and mean squared error (each entry of row ``k`` weighted by ``w_k``).
+``w=None`` runs exactly the unweighted code (no extra operation). The weights are
+checked once per ``fit`` by ``_validation.sample_weight`` (and built from class weights
+by ``_validation.class_weight``); here only their shape is checked, and their dtype
+cast to ``y``'s if it differs.
 """
 
 from __future__ import annotations
@@ -18,21 +32,40 @@ from .activations import sigmoid
 Array = Any
 
 
+def _row_weights(y: Array, w: Array) -> Array:
+    """The row weights ``w`` (shape ``(h,)``) as ``y``'s dtype, or a ``ValueError`` when
+    their shape does not match ``y``'s rows (a shape check only: no array operation)."""
+    h, rows = y.shape[0], w.shape[0] if getattr(w, "ndim", None) == 1 else None
+    if rows is None or (isinstance(h, int) and isinstance(rows, int) and rows != h):
+        shape = tuple(w.shape) if hasattr(w, "shape") else type(w).__name__
+        raise ValueError(f"the sample weights w must have shape ({h},), one per row of y, "
+                         f"got {shape}")
+    return w if w.dtype == y.dtype else _backend.namespace_of(y).astype(w, y.dtype)
+
+
 class Loss:
-    """Base class. ``classification`` says whether accuracy is meaningful."""
+    """Base class. ``classification`` says whether accuracy is meaningful.
+
+    ``w`` is an optional per-row sample weight (see the module docstring):
+    ``E = (1/n) Σ_k w_k e_k``; ``w=None`` is the unweighted loss, computed as before.
+    """
 
     name = "loss"
     classification = False
+    w: Array | None = None  # the last forward's row weights, as a column (h, 1)
 
-    def forward(self, y: Array, t: Array) -> Array:
-        """``E(y, t)``, keeping what ``backward`` needs on the loss (training)."""
+    def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
+        """``E(y, t)`` (weighted by ``w`` per row), keeping what ``backward`` needs on
+        the loss (training)."""
         raise NotImplementedError
 
-    def value(self, y: Array, t: Array) -> Array:
-        """``E(y, t)`` keeping nothing (evaluation: safe from many threads at once)."""
+    def value(self, y: Array, t: Array, w: Array | None = None) -> Array:
+        """``E(y, t)`` (weighted by ``w`` per row) keeping nothing (evaluation: safe from
+        many threads at once)."""
         raise NotImplementedError
 
     def backward(self) -> Array:
+        """``∂E/∂y`` of the last ``forward`` (with its weights), shape of ``y``."""
         raise NotImplementedError
 
     def output(self, xp: ModuleType, y: Array) -> Array:
@@ -60,6 +93,10 @@ class SoftmaxCrossEntropy(Loss):
         E = -(1/h) Σ_k Σ_j t_kj log p_kj,   log p = (z - m) - log Σ_j e^{z_j - m}
         ∂E/∂z = (p - t) / h
 
+    With row weights ``w`` (shape ``(h,)``):
+
+        E = -(1/h) Σ_k w_k Σ_j t_kj log p_kj,   ∂E/∂z_k = w_k (p_k - t_k) / h
+
     Targets are integer class labels (shape ``(h,)``) or one-hot rows (``(h, c)``).
     """
 
@@ -78,17 +115,31 @@ class SoftmaxCrossEntropy(Loss):
         z = y - xp.max(y, axis=1, keepdims=True)
         return xp, t, z - xp.log(xp.sum(xp.exp(z), axis=1, keepdims=True))
 
-    def value(self, y: Array, t: Array) -> Array:
-        xp, t, log_p = self._log_p(y, t)
-        return -xp.sum(t * log_p) / y.shape[0]
+    @staticmethod
+    def _energy(xp: ModuleType, t: Array, log_p: Array, w: Array | None) -> Array:
+        if w is None:  # E = -(1/h) Σ_k Σ_j t_kj log p_kj
+            return -xp.sum(t * log_p) / t.shape[0]
+        # E = -(1/h) Σ_k w_k Σ_j t_kj log p_kj
+        return -xp.sum(w * xp.sum(t * log_p, axis=1)) / t.shape[0]
 
-    def forward(self, y: Array, t: Array) -> Array:
+    def value(self, y: Array, t: Array, w: Array | None = None) -> Array:
+        if w is not None:
+            w = _row_weights(y, w)
+        xp, t, log_p = self._log_p(y, t)
+        return self._energy(xp, t, log_p, w)
+
+    def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
+        if w is not None:
+            w = _row_weights(y, w)
         xp, t, log_p = self._log_p(y, t)
         self.p, self.t = xp.exp(log_p), t
-        return -xp.sum(t * log_p) / y.shape[0]
+        self.w = None if w is None else _backend.namespace_of(y).reshape(w, (-1, 1))
+        return self._energy(xp, t, log_p, w)
 
     def backward(self) -> Array:
-        return (self.p - self.t) / self.t.shape[0]
+        if self.w is None:  # ∂E/∂z = (p - t) / h
+            return (self.p - self.t) / self.t.shape[0]
+        return (self.p - self.t) * (self.w / self.t.shape[0])  # w_k (p_k - t_k) / h
 
     def n_correct(self, xp: ModuleType, y: Array, t: Array) -> tuple[Array, int]:
         labels = t if t.ndim == 1 else xp.argmax(t, axis=1)
@@ -101,11 +152,16 @@ class SoftmaxCrossEntropy(Loss):
 
 
 class BinaryCrossEntropy(Loss):
-    """Sigmoid of logits ``z`` followed by binary cross-entropy, mean over all ``n``
+    """Sigmoid of logits ``z`` followed by binary cross-entropy, mean over all ``n = h·c``
     entries (one per sample for a single output):
 
         E = (1/n) Σ [ max(z, 0) - z·t + log(1 + e^{-|z|}) ]   (= -t log p - (1-t) log(1-p))
         ∂E/∂z = (σ(z) - t) / n
+
+    With row weights ``w`` (shape ``(h,)``; every entry of row ``k`` weighted by ``w_k``):
+
+        E = (1/n) Σ_k w_k Σ_j [ max(z_kj, 0) - z_kj t_kj + log(1 + e^{-|z_kj|}) ]
+        ∂E/∂z_k = w_k (σ(z_k) - t_k) / n
 
     Targets are 0/1 of shape ``(h,)`` (single output) or ``(h, k)`` (k labels).
     """
@@ -113,19 +169,30 @@ class BinaryCrossEntropy(Loss):
     name = "binary_cross_entropy"
     classification = True
 
-    def value(self, y: Array, t: Array) -> Array:
+    def value(self, y: Array, t: Array, w: Array | None = None) -> Array:
         xp = _backend.namespace_of(y)
         t = self.targets(xp, t, y.shape[1], y.dtype)
         per_entry = xp.maximum(y, 0.0) - y * t + xp.log1p(xp.exp(-xp.abs(y)))
-        return xp.sum(per_entry) / (y.shape[0] * y.shape[1])
+        if w is None:
+            return xp.sum(per_entry) / (y.shape[0] * y.shape[1])
+        w = _row_weights(y, w)  # (1/n) Σ_k w_k Σ_j e_kj
+        return xp.sum(w * xp.sum(per_entry, axis=1)) / (y.shape[0] * y.shape[1])
 
-    def forward(self, y: Array, t: Array) -> Array:
+    def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
         self.z, self.t = y, self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
-        return self.value(y, self.t)
+        if w is None:
+            self.w = None
+            return self.value(y, self.t)
+        w = _row_weights(y, w)
+        self.w = _backend.namespace_of(y).reshape(w, (-1, 1))
+        return self.value(y, self.t, w)
 
     def backward(self) -> Array:
         xp = _backend.namespace_of(self.z)
-        return (sigmoid(xp, self.z) - self.t) / (self.z.shape[0] * self.z.shape[1])
+        n = self.z.shape[0] * self.z.shape[1]
+        if self.w is None:  # (σ(z) - t) / n
+            return (sigmoid(xp, self.z) - self.t) / n
+        return (sigmoid(xp, self.z) - self.t) * (self.w / n)  # w_k (σ(z_k) - t_k) / n
 
     def n_correct(self, xp: ModuleType, y: Array, t: Array) -> tuple[Array, int]:
         t = self.targets(xp, t, y.shape[1], y.dtype)
@@ -137,27 +204,48 @@ class BinaryCrossEntropy(Loss):
 
 
 class MeanSquaredError(Loss):
-    """Mean over all ``n`` entries of the squared error:
+    """Mean over all ``n = h·c`` entries of the squared error:
 
         E = (1/n) Σ (y - t)²,   ∂E/∂y = 2 (y - t) / n
+
+    With row weights ``w`` (shape ``(h,)``; every entry of row ``k`` weighted by ``w_k``):
+
+        E = (1/n) Σ_k w_k Σ_j (y_kj - t_kj)²,   ∂E/∂y_k = 2 w_k (y_k - t_k) / n
     """
 
     name = "mean_squared_error"
 
-    def value(self, y: Array, t: Array) -> Array:
-        return self._mean_square(y - self.targets(_backend.namespace_of(y), t, y.shape[1],
-                                                  y.dtype))
+    def value(self, y: Array, t: Array, w: Array | None = None) -> Array:
+        diff = y - self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
+        if w is None:
+            return self._mean_square(diff)
+        return self._weighted_mean_square(diff, _row_weights(y, w))
 
-    def forward(self, y: Array, t: Array) -> Array:
+    def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
         self.diff = y - self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
-        return self._mean_square(self.diff)
+        if w is None:
+            self.w = None
+            return self._mean_square(self.diff)
+        w = _row_weights(y, w)
+        self.w = _backend.namespace_of(y).reshape(w, (-1, 1))
+        return self._weighted_mean_square(self.diff, w)
 
     @staticmethod
     def _mean_square(diff: Array) -> Array:
+        """(1/n) Σ diff²"""
         return _backend.namespace_of(diff).sum(diff * diff) / (diff.shape[0] * diff.shape[1])
 
+    @staticmethod
+    def _weighted_mean_square(diff: Array, w: Array) -> Array:
+        """(1/n) Σ_k w_k Σ_j diff_kj²"""
+        xp = _backend.namespace_of(diff)
+        return xp.sum(w * xp.sum(diff * diff, axis=1)) / (diff.shape[0] * diff.shape[1])
+
     def backward(self) -> Array:
-        return (2.0 / (self.diff.shape[0] * self.diff.shape[1])) * self.diff
+        n = self.diff.shape[0] * self.diff.shape[1]
+        if self.w is None:  # 2 (y - t) / n
+            return (2.0 / n) * self.diff
+        return ((2.0 / n) * self.w) * self.diff  # 2 w_k (y_k - t_k) / n
 
 
 LOSSES: dict[str, type[Loss]] = {
