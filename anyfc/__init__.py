@@ -9,10 +9,12 @@ standard, trained unchanged on NumPy, CuPy, PyTorch, JAX, Dask and array-api-str
 
 from . import (
     activations,
+    callbacks,
     initializers,
     losses,
     optimizers,
-    testing,  # noqa: E402  (check_layer: needs the model above)
+    schedules,
+    testing,
 )
 from ._backend import (
     BACKENDS,
@@ -43,6 +45,13 @@ from .layers import (
     Tanh,
 )
 from .model import History, Sequential
+from .training.callbacks import (
+    CSVLogger,
+    EarlyStopping,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+)
 
 __version__ = "0.1.0"
 
@@ -52,6 +61,11 @@ __all__ = [
     "GELU",
     "Activation",
     "BatchNorm",
+    "CSVLogger",
+    "EarlyStopping",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "ReduceLROnPlateau",
     "Dense",
     "Dropout",
     "Layer",
@@ -66,6 +80,8 @@ __all__ = [
     "History",
     "Sequential",
     "activations",
+    "callbacks",
+    "schedules",
     "available_backends",
     "get_backend",
     "info",

@@ -13,31 +13,24 @@ accuracy of an epoch are summed on the device and read once at the epoch's end.
 
 from __future__ import annotations
 
-import copy
-import json
 import math
+import os
 import sys
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from . import _backend, _data, _validation, losses, optimizers
+from . import _backend, _dask, _validation, checkpoint, losses, optimizers
 from . import layers as _layers
 from .layers import Layer
+from .training import data as _data
+from .training import loop, step
+from .training.callbacks import Callback
+from .training.history import History
 
 Array = Any
 
-
-class History(dict):  # type: ignore[type-arg]
-    """Per-epoch metrics returned by ``fit``: ``history["loss"]``, ``["accuracy"]``,
-    ``["val_loss"]``, ``["val_accuracy"]`` (accuracy for classification losses)."""
-
-    @property
-    def epochs(self) -> int:
-        return len(self.get("loss", []))
+__all__ = ["History", "Sequential"]
 
 
 class Sequential:
@@ -277,13 +270,33 @@ class Sequential:
             _, i, name = key.split(".")
             setattr(self.layers[int(i)], name, value)
 
-    def save(self, path: str) -> None:
-        """Save architecture, weights and optimizer state to ``path`` (see anyfc.io)."""
-        from . import io
-
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save architecture, weights and optimizer state to ``path`` (the format:
+        ``anyfc.checkpoint``): atomically, pickle-free, checked first."""
         self._check_structure()
         self._check_settings()
-        io.save(self, path)
+        checkpoint.write(path, self.architecture(), self.state_dict(), self.optimizer,
+                         {"backend": self.backend, "device": str(self.device)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], backend: str | ModuleType | None = None,
+             device: Any = None) -> Sequential:
+        """A model saved by ``save``, on ``backend``/``device`` (default: the default
+        backend), with its optimizer, so ``fit`` continues where it stopped. The file is
+        read as untrusted (``anyfc.checkpoint``); a bad one is a ``CheckpointError`` (a
+        ``ValueError``) naming the entry."""
+        saved = checkpoint.read(path)
+        try:
+            model = cls.from_architecture(saved.architecture, saved.arrays, backend, device)
+        except (TypeError, ValueError) as exc:  # sizes that do not chain, a loss that does
+            # not fit the last layer, ...: the layers' own checks, on the file's architecture
+            raise checkpoint.load_failure(path, f"{checkpoint.META_KEY}.layers",
+                                          str(exc)) from exc
+        if saved.optimizer is not None:
+            saved.optimizer.load_state_dict(saved.optimizer_state, model.xp, model.device,
+                                            model.dtype)
+            model.optimizer = saved.optimizer
+        return model
 
     # ------------------------------------------------------------ the math
 
@@ -305,40 +318,20 @@ class Sequential:
         """One mini-batch: forward, loss, backward, update. Returns the loss (0-d).
 
         Where the backend compiles (JAX), the same code is traced once per optimizer
-        and batch shape and then runs as one compiled function.
+        and batch shape and then runs as one compiled function (``anyfc.training.step``).
         """
-        return self._train_step(x, t, optimizer)[0]
+        return self._train_step(x, t, None, optimizer)[0]
 
-    def _train_step(self, x: Array, t: Array,
+    def _train_step(self, x: Array, t: Array, w: Array | None,
                     optimizer: optimizers.Optimizer) -> tuple[Array, Array]:
-        """``train_step``, also returning the network's output (for the accuracy)."""
-        compiled = self._compiled_step(optimizer)
-        if compiled is None:
-            return self._step(x, t, optimizer)
-        keys = [r.state for r in self._generators()]
-        # the step count goes in as a float: an int would be a 32-bit integer under JAX's
-        # default mode and overflow past 2**31 - 1 steps
-        params, buffers, keys, state, e, y = compiled(
-            self._params(), self._buffers(), keys, optimizer.state, float(optimizer.t + 1),
-            x, t)
-        self._set_params(params)
-        self._set_buffers(buffers)
-        for generator, key in zip(self._generators(), keys):
-            generator.state = key
-        optimizer.state, optimizer.t = state, optimizer.t + 1
-        self._forget()
-        return e, y
+        """``train_step`` with per-row loss weights ``w`` (or ``None``), also returning the
+        network's output (for the metrics)."""
+        return step.train_step(self, x, t, w, optimizer)
 
-    def _step(self, x: Array, t: Array,
-              optimizer: optimizers.Optimizer) -> tuple[Array, Array]:
-        y = self.forward(x)
-        e = self.loss.forward(y, t)
-        self.backward(self.loss.backward())
-        optimizer.step(self.layers)
-        buffers = self._buffers()
-        if buffers and _backend.is_lazy(buffers[0]):  # Dask: no graph growing step by step
-            self._set_buffers(_backend.materialize(buffers))
-        return e, y
+    def _compiled_step(self, optimizer: optimizers.Optimizer) -> Any:
+        """The compiled step this model trains with under ``optimizer`` (``None`` where
+        the backend runs eagerly)."""
+        return step.compiled(self, optimizer)
 
     def _slots(self, kind: str) -> list[tuple[Layer, str]]:
         """(layer, attribute) of every parameter (``kind="param"``), buffer (``"buffer"``)
@@ -371,90 +364,6 @@ class Sequential:
         whose state a compiled step threads through (JAX keys)."""
         return [layer._generator() for layer in self.layers if hasattr(layer, "_generator")]
 
-    def _signature(self, optimizer: optimizers.Optimizer) -> tuple[Any, ...]:
-        """Everything a compiled step closes over: each layer's type and settings (sizes,
-        activations and their parameters, rates, ...), the loss, the optimizer and its
-        settings, and where the model lives. anyfc's own layers, losses and optimizers are
-        fully described by their type and settings, so models alike share one compiled
-        step (a grid search compiles once); objects of other classes (your own layers)
-        are keyed by identity too, since their behaviour may hang on more than their
-        config. A compiled step is reused only while this is unchanged."""
-        def ours(obj: Any) -> Any:
-            return None if type(obj).__module__.startswith("anyfc.") else id(obj)
-
-        layers = tuple((type(layer), ours(layer),
-                        json.dumps(layer.config(), sort_keys=True, default=repr))
-                       for layer in self.layers)
-        return (layers, type(self.loss), ours(self.loss), type(optimizer), ours(optimizer),
-                tuple(sorted(optimizer.config().items())), self.xp, str(self.device),
-                _backend.dtype_name(self.dtype))
-
-    def _compiled_step(self, optimizer: optimizers.Optimizer) -> Any:
-        """``_step`` as a pure function of (parameters, buffers, random keys, optimizer
-        state, step count, x, t), compiled by the backend; ``None`` where the backend
-        runs eagerly. Compiled steps are kept process-wide by ``_signature``."""
-        # layers and their settings, the loss and hyper-parameters are constants of the
-        # compiled function: any change (a new activation, a learning-rate schedule) must
-        # compile it again, never be silently ignored
-        key = self._signature(optimizer)
-        with _STEPS_LOCK:
-            found = _STEPS.get(key)
-            if found is not None:
-                _STEPS.move_to_end(key)
-                return found
-        if not _backend.compiles(self.xp):
-            return None
-        # the structure the step is traced from: copies of the layers, loss and optimizer
-        # holding settings only (no arrays: the compiled step must not keep them alive)
-        template = copy.copy(self)
-        template.layers = [copy.copy(layer) for layer in self.layers]
-        for layer in template.layers:
-            for name in (*layer.param_names, *(f"grad_{p}" for p in layer.param_names),
-                         *layer.buffer_names, *layer.cache_names):
-                setattr(layer, name, None)
-        template.loss = copy.copy(self.loss)
-        template.optimizer = None
-        opt_template = copy.copy(optimizer)
-        opt_template.state = {}
-
-        def pure(params: list[Array], buffers: list[Array], keys: list[Array],
-                 state: dict[str, Any], step: Any, x: Array, t: Array) -> tuple[Any, ...]:
-            # traced on a shadow of the template (its own layer, loss, generator and
-            # optimizer objects), so tracing never puts traced values on a model's layers
-            # that predict() in another thread may be reading
-            shadow = copy.copy(template)
-            shadow.layers = [copy.copy(layer) for layer in template.layers]
-            shadow.loss = copy.copy(template.loss)
-            shadow._set_params(params)
-            shadow._set_buffers(buffers)
-            drawing: list[Any] = [layer for layer in shadow.layers
-                                  if hasattr(layer, "_generator")]
-            for layer, k in zip(drawing, keys):
-                layer.rng = layer._generator().with_state(k)
-            opt = copy.copy(opt_template)
-            opt.state, opt.t = dict(state), step - 1
-            e, y = shadow._step(x, t, opt)
-            keys_out = [r.state for r in shadow._generators()]
-            return shadow._params(), shadow._buffers(), keys_out, opt.state, e, y
-
-        compiled = _backend.compile_step(self.xp, pure)
-        with _STEPS_LOCK:
-            _STEPS[key] = compiled
-            while len(_STEPS) > _MAX_STEPS:
-                _STEPS.popitem(last=False)
-        return compiled
-
-    # ------------------------------------------------------------ data
-
-    def _inputs(self, X: Any, what: str = "X") -> Array:
-        """``X`` checked and moved to the model's backend/device/dtype (one transfer)."""
-        return _validation.inputs(X, self.xp, self.device, self.dtype, self.n_in, what)
-
-    def _targets(self, y: Any, n: int, what: str = "y") -> Array:
-        """``y`` checked against the loss and moved to the model's device."""
-        return _validation.targets(y, self.loss, self.xp, self.device, self.dtype, n,
-                                   self.n_out, what)
-
     # ------------------------------------------------------------ training
 
     def fit(
@@ -466,103 +375,44 @@ class Sequential:
         batch_size: int = 32,
         optimizer: optimizers.Optimizer | str | None = None,
         validation_data: tuple[Any, Any] | None = None,
+        validation_split: float = 0.0,
         shuffle: bool = True,
         seed: int | None = None,
         verbose: int = 1,
         strategy: str = "auto",
+        callbacks: Sequence[Callback] | None = None,
+        class_weight: dict[int, float] | str | None = None,
+        sample_weight: Any = None,
     ) -> History:
-        """Train for ``epochs`` passes over ``(X, y)`` in mini-batches.
+        """Train for ``epochs`` passes (default 1) over ``(X, y)`` in mini-batches.
 
         ``X`` and ``y`` may be arrays of any supported library (or nested lists); they
         are moved to the model's backend and device once. ``optimizer`` defaults to the
-        one this model last trained with, else ``Adam()``. ``seed`` fixes the shuffling.
-        Returns a ``History`` of per-epoch loss (and accuracy, and ``val_`` metrics).
+        one this model last trained with, else ``Adam()``; its learning rate may be a
+        schedule (``anyfc.schedules``). ``seed`` fixes the shuffling. Returns a
+        ``History`` of per-epoch metrics (``loss``, and ``accuracy`` or ``mae``/``r2``,
+        and their ``val_`` twins).
 
-        Dask arrays larger than memory: with ``strategy="auto"`` they are streamed a
-        chunk at a time to a model on any other backend; ``strategy="data_parallel"``
-        computes each step's gradients chunk by chunk where the chunks live (Dask
-        workers) and adds them up. See ``anyfc/_data.py``.
+        - ``validation_data=(X, y)``, or ``validation_split``: the last fraction of the
+          rows (before shuffling) held out, as in Keras.
+        - ``callbacks``: ``anyfc.callbacks`` objects (early stopping, checkpoints,
+          learning-rate control, CSV logs) or your own ``Callback`` subclasses.
+        - ``sample_weight`` (one weight per row) and ``class_weight`` (``{class:
+          weight}`` or ``"balanced"``) weight each row's loss; both multiply. The loss is
+          ``(1/n) Σ_k w_k e_k``, as Keras's.
+        - Dask arrays larger than memory: with ``strategy="auto"`` they are streamed a
+          chunk at a time to a model on any other backend; ``strategy="data_parallel"``
+          computes each step's gradients chunk by chunk where the chunks live (Dask
+          workers) and adds them up (``anyfc.training.data``).
+
+        Every argument is checked before anything changes; an epoch that raises or
+        diverges is undone (``anyfc.training.loop``).
         """
-        # every argument is checked, and the data planned, before anything changes
-        epochs = _validation.integer(epochs, "epochs", 0)
-        batch_size = _validation.integer(batch_size, "batch_size")
-        verbose = int(verbose) if isinstance(verbose, bool) else _validation.integer(
-            verbose, "verbose", 0)
-        if strategy not in ("auto", "data_parallel"):
-            raise ValueError(f"unknown strategy {strategy!r}; valid: 'auto', 'data_parallel'")
-        rng = _seeded(seed)
-        self._check_structure()
-        opt = optimizers.get(optimizer if optimizer is not None else self.optimizer)
-        opt_state = self._adopt(opt)
-        self._check_settings()
-        if not self._finite([*self._arrays(), *_state_arrays(opt)]):
-            raise ValueError("the model's parameters, buffers or optimizer state hold NaN or "
-                             "infinity before training; load or assign finite ones (see "
-                             "model.load_state_dict)")
-        _check_values(self.layers)
-        n, n_batches, batches, step = self._training_plan(X, y, batch_size, shuffle, strategy,
-                                                          opt)
-        val = None
-        if validation_data is not None:
-            val_x, val_y = _validation.pair(validation_data, "validation_data")
-            val = self._evaluation_plan(val_x, val_y, 1024, "validation X", "validation y")
-        previous = self.optimizer
-        self.optimizer = opt
-        opt.state = opt_state
-        history = History(loss=[])
-        if self.loss.classification:
-            history["accuracy"] = []
-        if val is not None:
-            history.update({"val_" + k: [] for k in list(history)})
-        bar = _Progress(verbose, epochs, n_batches)
-        for epoch in range(1, epochs + 1):
-            bar.start(epoch)
-            snapshot = self._snapshot()
-            try:
-                total: Any = 0.0
-                correct: Any = 0.0
-                last: Any = None
-                for last in batches(rng):
-                    loss_sum, hits = step(*last)
-                    total, correct = _backend.materialize([total + loss_sum, correct + hits])
-                    bar.batch()
-                # the loss of each batch is taken before its update, so the epoch's last
-                # update is checked apart: the parameters, the optimizer state and the loss
-                # of the last batch under the updated model must all be finite (one read of
-                # the device per epoch)
-                finite = self._finite([total, self._probe(*last), *self._arrays(),
-                                       *_state_arrays(opt)])
-            except BaseException:
-                self._restore(snapshot)  # an epoch is all or nothing, even when interrupted
-                if epoch == 1:  # nothing trained: the model keeps its optimizer, too
-                    self.optimizer = previous
-                raise
-            metrics = self._metrics(total, correct, n)
-            if not finite:
-                self._restore(snapshot)
-                if epoch == 1:
-                    self.optimizer = previous
-                raise FloatingPointError(
-                    f"training diverged in epoch {epoch}: its mean loss was {metrics['loss']}, "
-                    "and after its last update the parameters, the optimizer state or the "
-                    "loss are no longer all finite; try a lower learning rate (the optimizer "
-                    f"has lr={opt.lr}). The model and its optimizer keep their state from "
-                    f"before epoch {epoch}."
-                )
-            if val is not None:
-                metrics.update({"val_" + k: v for k, v in self._evaluate(*val).items()})
-            for key, value in metrics.items():
-                history[key].append(value)
-            bar.end(metrics)
-        self._forget()
-        return history
-
-    def _probe(self, xb: Array, tb: Array) -> Any:
-        """The loss of one training batch under the current parameters (0.0 for batches
-        that are not on the model's backend: data-parallel row ranges)."""
-        if _backend.is_lazy(xb) and not _backend.is_lazy(self._arrays()[0]):
-            return 0.0
-        return self.loss.value(self.forward(xb, training=False), tb)
+        return loop.fit(self, X, y, epochs=epochs, batch_size=batch_size,
+                        optimizer=optimizer, validation_data=validation_data,
+                        validation_split=validation_split, shuffle=shuffle, seed=seed,
+                        verbose=verbose, strategy=strategy, callbacks=callbacks,
+                        class_weight=class_weight, sample_weight=sample_weight)
 
     def _adopt(self, opt: optimizers.Optimizer) -> dict[str, Any]:
         """``opt``'s state, checked against this model's parameters and moved to where
@@ -590,74 +440,6 @@ class Sequential:
             return True
         return bool(_backend.to_float(xp.all(xp.stack(flags))))
 
-    def _streams(self, X: Any) -> bool:
-        """Whether ``X`` is a Dask array to stream to a model that is not on Dask."""
-        return _backend.is_lazy(X) and not _backend.is_lazy(self._arrays()[0])
-
-    def _lazy_data(self, X: Any, y: Any, what_x: str = "X",
-                   what_y: str = "y") -> tuple[Array, Array]:
-        """Dask ``X``/``y`` checked in one pass over the data (lazily cast), with the
-        same checks as in-memory data, and chunked alike along rows."""
-        dask_xp = _data.namespace()
-        X = _validation.inputs(X, dask_xp, "cpu", self.dtype, self.n_in, what_x)
-        t = _validation.targets(y, self.loss, dask_xp, "cpu", self.dtype, X.shape[0],
-                                self.n_out, what_y)
-        return _data.aligned(X, t)
-
-    def _training_plan(self, X: Any, y: Any, batch_size: int, shuffle: bool, strategy: str,
-                       opt: optimizers.Optimizer) -> tuple[int, int, Any, Any]:
-        """(rows, batches per epoch, batches(rng) -> iterator, step(xb, tb) -> (summed
-        loss, hits)) for in-memory, streamed or data-parallel training."""
-        xp = self.xp
-
-        def local_step(xb: Array, tb: Array) -> tuple[Array, Any]:
-            e, yb = self._train_step(xb, tb, opt)
-            hits = self.loss.n_correct(xp, yb, tb)[0] if self.loss.classification else 0.0
-            return e * xb.shape[0], hits
-
-        if strategy == "data_parallel":
-            if not self._streams(X):
-                raise ValueError("strategy='data_parallel' needs X as a Dask array (e.g. "
-                                 "dask.array.from_array(X, chunks=...)) and a model that is "
-                                 f"not on the dask backend; got {type(X).__name__} and "
-                                 f"backend {self.backend!r}")
-            _data.check_parallel(self)
-            Xd, td = self._lazy_data(X, y)
-            n = Xd.shape[0]
-            return (n, math.ceil(n / batch_size),
-                    lambda rng: _data.row_batches(Xd, td, batch_size, shuffle, rng),
-                    lambda xb, tb: _data.parallel_step(self, opt, xb, tb))
-        if self._streams(X):
-            Xd, td = self._lazy_data(X, y)
-            self._check_min_batch([c % batch_size or min(batch_size, c)
-                                   for c in Xd.chunks[0] if c], "the Dask chunks "
-                                  f"{tuple(Xd.chunks[0])} in batches of {batch_size} leave a "
-                                  "batch of {smallest}; rechunk the data or choose another "
-                                  "batch_size")
-            n_batches = sum(math.ceil(c / batch_size) for c in Xd.chunks[0])
-            return (Xd.shape[0], n_batches,
-                    lambda rng: _data.stream(Xd, td, self, batch_size, shuffle, rng),
-                    local_step)
-        X = self._inputs(X)
-        t = self._targets(y, X.shape[0])
-        n = X.shape[0]
-
-        def in_memory(rng: Any) -> Any:
-            order = _backend.from_host(rng.permutation(n), xp, self.device, None) if (
-                shuffle) else None
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)  # the standard leaves overshoot undefined
-                if order is None:
-                    yield X[start:stop, ...], t[start:stop, ...]
-                else:
-                    idx = order[start:stop]
-                    yield xp.take(X, idx, axis=0), xp.take(t, idx, axis=0)
-
-        self._check_min_batch([n % batch_size or min(batch_size, n)],
-                              f"{n} rows in batches of {batch_size} leave a last batch of "
-                              "{smallest}; choose another batch_size")
-        return n, math.ceil(n / batch_size), in_memory, local_step
-
     def _check_min_batch(self, sizes: list[int], why: str) -> None:
         """Refuse, before training, batches smaller than a layer needs (BatchNorm: 2)."""
         smallest = min(sizes, default=0)
@@ -667,6 +449,10 @@ class Sequential:
                 raise ValueError(f"layer {i} ({type(layer).__name__}) needs at least {need} "
                                  "rows per training batch, but " + why.format(
                                      smallest=smallest))
+
+    def _check_values(self) -> None:
+        """Each layer's values are ones it accepts (a running variance ≥ 0, ...)."""
+        _check_values(self.layers)
 
     def _check_settings(self) -> None:
         """Every layer's settings (changed since construction, say ``rate = 1.5``) are
@@ -687,13 +473,16 @@ class Sequential:
         state = {} if opt is None else {
             slot: {k: xp.asarray(v, copy=True) for k, v in values.items()}
             for slot, values in opt.state.items()}
-        return {"arrays": arrays, "state": state, "t": None if opt is None else opt.t}
+        counters = None if opt is None else (opt.t, opt.epoch, opt.lr)
+        return {"arrays": arrays, "state": state, "counters": counters}
 
     def _restore(self, snapshot: dict[str, Any]) -> None:
         for (layer, name), value in zip(self._slots("array"), snapshot["arrays"]):
             setattr(layer, name, value)
-        if self.optimizer is not None:
-            self.optimizer.state, self.optimizer.t = snapshot["state"], snapshot["t"]
+        opt = self.optimizer
+        if opt is not None and snapshot["counters"] is not None:
+            opt.state = snapshot["state"]
+            opt.t, opt.epoch, opt.lr = snapshot["counters"]
         self._forget()
 
     def _forget(self) -> None:
@@ -719,67 +508,54 @@ class Sequential:
         Keeps nothing on the model: safe from many threads at once."""
         batch_size = _validation.batch_size(batch_size, allow_none=True)
         self._check_structure()
-        if self._streams(X):
-            dask_xp = _data.namespace()
-            return _data.predict_lazy(
+        if _data.streams(self, X):
+            dask_xp = _dask.namespace()
+            return _dask.predict_lazy(
                 self, _validation.inputs(X, dask_xp, "cpu", self.dtype, self.n_in))
-        X = self._inputs(X)
+        X = _validation.inputs(X, self.xp, self.device, self.dtype, self.n_in)
         xp = self.xp
         out = [self.loss.output(xp, self.forward(xb, training=False))
                for _, xb in self._batches(X, batch_size)]
         return out[0] if len(out) == 1 else xp.concat(out, axis=0)
 
-    def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 1024) -> dict[str, float]:
-        """``{"loss": ..., "accuracy": ...}`` (accuracy for classification losses).
-        Dask arrays are streamed a chunk at a time. Keeps nothing on the model."""
+    def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 1024,
+                 sample_weight: Any = None) -> dict[str, float]:
+        """``{"loss": ..., "accuracy": ...}`` for the classification losses, ``{"loss":
+        ..., "mae": ..., "r2": ...}`` for regression (R² averaged over outputs, as
+        scikit-learn's ``r2_score``). With ``sample_weight`` the loss is weighted. Dask
+        arrays are streamed a chunk at a time. Keeps nothing on the model."""
         batch_size = _validation.batch_size(batch_size, allow_none=True)
         self._check_structure()
-        return self._evaluate(*self._evaluation_plan(X, y, batch_size))
+        arrays = loop._with_weights(self, _data.prepare(self, X, y), sample_weight, None)
+        return loop.evaluate(self, _data.for_evaluation(self, arrays, batch_size))
 
-    def _evaluation_plan(self, X: Any, y: Any, batch_size: int | None, what_x: str = "X",
-                         what_y: str = "y") -> tuple[int, Any]:
-        """(rows, batches() -> iterator of (x, t)) for in-memory or streamed data."""
-        if self._streams(X):
-            Xd, td = self._lazy_data(X, y, what_x, what_y)
-            rng = _backend.host_rng(0)
-            return Xd.shape[0], lambda: _data.stream(Xd, td, self, batch_size, False, rng)
-        X = self._inputs(X, what_x)
-        t = self._targets(y, X.shape[0], what_y)
-        n = X.shape[0]
-
-        def in_memory() -> Any:
-            for start, xb in self._batches(X, batch_size):
-                yield xb, t[start:start + xb.shape[0], ...]
-
-        return n, in_memory
-
-    def _evaluate(self, n: int, batches: Any) -> dict[str, float]:
-        xp = self.xp
-        total: Any = 0.0
-        correct: Any = 0.0
-        for xb, tb in batches():
-            yb = self.forward(xb, training=False)
-            total = total + self.loss.value(yb, tb) * xb.shape[0]
-            if self.loss.classification:
-                correct = correct + self.loss.n_correct(xp, yb, tb)[0]
-            total, correct = _backend.materialize([total, correct])
-        return self._metrics(total, correct, n)
-
-    def _metrics(self, total: Any, correct: Any, n: int) -> dict[str, float]:
-        """Loss and accuracy from device sums over ``n`` samples: the one host read."""
-        metrics = {"loss": _backend.to_float(total) / n}
-        if self.loss.classification:
-            metrics["accuracy"] = _backend.to_float(correct) / _count(self.loss, n, self.n_out)
-        return metrics
+    def summary(self, file: Any = None) -> None:
+        """Print the layers with their output shapes and parameter counts, then the
+        totals and where the model lives (backend, device, dtype, loss)."""
+        rows = [("#", "layer", "output shape", "params")]
+        width, total, buffers = None, 0, 0
+        for i, layer in enumerate(self.layers):
+            width = layer.n_out if layer.n_out is not None else width
+            shapes = layer.shapes()
+            count = sum(_size(shapes[name]) for name in layer.param_names)
+            buffers += sum(_size(shapes[name]) for name in layer.buffer_names)
+            total += count
+            rows.append((str(i), _short(layer), f"(None, {width})", f"{count:,}"))
+        cols = [max(len(r[k]) for r in rows) for k in range(4)]
+        line = "-" * (sum(cols) + 6)
+        out = [f"Sequential: {self.backend} {_backend.dtype_name(self.dtype)} on "
+               f"{self.device!r}, loss {self.loss.name}", line]
+        for k, r in enumerate(rows):
+            out.append(f"{r[0]:>{cols[0]}}  {r[1]:<{cols[1]}}  {r[2]:<{cols[2]}}  "
+                       f"{r[3]:>{cols[3]}}")
+            if k == 0:
+                out.append(line)
+        out += [line, f"Total parameters: {total:,} (trainable); buffers: {buffers:,} values"]
+        print("\n".join(out), file=file if file is not None else sys.stdout)
 
     def __repr__(self) -> str:
         inner = ",\n    ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n    {inner}\n], loss={self.loss.name!r})"
-
-
-_STEPS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()  # signature -> compiled step
-_STEPS_LOCK = threading.Lock()
-_MAX_STEPS = 64  # the least recently used compiled steps are dropped past this
 
 
 def _check_values(layers: list[Layer], arrays_of: Any = None, after: str = "") -> None:
@@ -790,6 +566,28 @@ def _check_values(layers: list[Layer], arrays_of: Any = None, after: str = "") -
                                      arrays_of(i, layer))
         if problem:
             raise ValueError(f"layers.{i}: {problem}{after}")
+
+
+def _short(layer: Layer) -> str:
+    """``Dense(64, 32, relu)``: the layer's type and settings, briefly."""
+    def text(value: Any) -> str:
+        if isinstance(value, dict) and "name" in value:
+            rest = ", ".join(f"{k}={v}" for k, v in value.items() if k != "name")
+            return f"{value['name']}({rest})" if rest else str(value["name"])
+        return str(value)
+
+    config = layer.config()
+    parts = [text(v) for k, v in config.items() if k in ("n_in", "n_out", "n", "activation")]
+    parts += [f"{k}={text(v)}" for k, v in config.items()
+              if k not in ("n_in", "n_out", "n", "activation", "init", "seed")]
+    return f"{type(layer).__name__}({', '.join(parts)})"
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 def _spec(spec: Any) -> tuple[str, dict[str, Any]]:
@@ -804,54 +602,3 @@ def _spec(spec: Any) -> tuple[str, dict[str, Any]]:
     if "init" in spec:
         config["init"] = spec["init"]
     return "Dense", config
-
-
-def _seeded(seed: Any) -> Any:
-    """The host generator for ``fit``'s shuffling, or a ValueError for a bad seed."""
-    try:
-        return _backend.host_rng(seed)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"seed must be None, a non-negative integer or a numpy Generator, "
-                         f"got {seed!r}") from exc
-
-
-def _state_arrays(opt: optimizers.Optimizer) -> list[Array]:
-    return [value for values in opt.state.values() for value in values.values()]
-
-
-def _count(loss: losses.Loss, n: int, n_out: int) -> int:
-    """How many predictions ``n_correct`` counts over ``n`` samples."""
-    return n * n_out if isinstance(loss, losses.BinaryCrossEntropy) else n
-
-
-class _Progress:
-    """A one-line progress bar per epoch (verbose=1), or one line per epoch
-    (verbose=2, or verbose=1 when the output is not a terminal). It never reads
-    the device: the loss is shown when the epoch ends."""
-
-    def __init__(self, verbose: int, epochs: int, n_batches: int) -> None:
-        self.verbose, self.epochs, self.n_batches = verbose, epochs, n_batches
-        self.live = verbose == 1 and sys.stdout.isatty()
-
-    def start(self, epoch: int) -> None:
-        self.epoch, self.done, self.t0, self.shown = epoch, 0, time.perf_counter(), 0.0
-
-    def batch(self) -> None:
-        self.done += 1
-        now = time.perf_counter()
-        if self.live and (now - self.shown > 0.1 or self.done == self.n_batches):
-            self.shown = now
-            width = 30
-            filled = width * self.done // self.n_batches
-            sys.stdout.write(
-                f"\rEpoch {self.epoch}/{self.epochs} [{'=' * filled}{'.' * (width - filled)}] "
-                f"{self.done}/{self.n_batches}")
-            sys.stdout.flush()
-
-    def end(self, metrics: dict[str, float]) -> None:
-        if not self.verbose:
-            return
-        text = " - ".join(f"{k}: {v:.4f}" for k, v in metrics.items())
-        lead = "\r" if self.live else ""
-        seconds = time.perf_counter() - self.t0
-        print(f"{lead}Epoch {self.epoch}/{self.epochs} - {seconds:.2f}s - {text}" + " " * 10)

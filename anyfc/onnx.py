@@ -471,7 +471,7 @@ def export(model: Sequential, path: str | os.PathLike[str], *, opset: int | None
         import onnx.numpy_helper
     except ImportError as exc:
         raise ImportError(f"anyfc.onnx.export needs the onnx package: {_INSTALL}") from exc
-    from . import __version__, io
+    from . import __version__, checkpoint
 
     output = _check_output(output)
     opset = _check_opset(opset, onnx.defs.onnx_opset_version())
@@ -522,7 +522,7 @@ def export(model: Sequential, path: str | os.PathLike[str], *, opset: int | None
                          f"onnx_nodes may be wrong): {exc}") from exc
     data = proto.SerializeToString()
 
-    io.write_atomically(target, lambda f: f.write(data))
+    checkpoint.write_atomically(target, lambda f: f.write(data))
 
 
 def _rename(builder: Builder, old: str, new: str) -> None:

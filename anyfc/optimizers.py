@@ -12,13 +12,15 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
-from . import _backend
+from . import _backend, schedules
 from ._validation import real as _check
+from .schedules import Schedule
 
 Array = Any
 State = dict[str, Array]
+Rate = float | Schedule | dict[str, Any]  # a learning rate: a number or a schedule
 
 
 def _slot(xp: ModuleType, state: State, key: str, p: Array) -> Array:
@@ -27,29 +29,132 @@ def _slot(xp: ModuleType, state: State, key: str, p: Array) -> Array:
     return xp.zeros_like(p) if value is None else value
 
 
+def _optional_positive(name: str, value: Any) -> float | None:
+    """``None``, or a positive finite number (else a ValueError naming ``name``)."""
+    return None if value is None else _check(name, value, low_open=True)
+
+
+def _like(x: Array, p: Array) -> Array:
+    """A 0-d array ``x`` in ``p``'s dtype and on its device (``x`` itself when it already
+    is): mixing dtypes would promote a float32 parameter, mixing devices fail."""
+    device = _backend.device_of(p)
+    if x.dtype == p.dtype and _backend.device_of(x) == device:
+        return x
+    return _backend.namespace_of(p).asarray(x, dtype=p.dtype, device=device)
+
+
+def _subtract_scaled(p: Array, a: Any, g: Array) -> Array:
+    """``p - a·g`` for a rate ``a`` that is a number (the fused, in-place update of
+    ``_backend.subtract_scaled_``) or a 0-d array (``_backend.subtract_``)."""
+    if isinstance(a, numbers.Real):  # a Python (or NumPy) number, never a device array
+        return _backend.subtract_scaled_(p, cast(float, a), g)
+    return _backend.subtract_(p, a * g)
+
+
 class Optimizer:
     """Base class. Subclasses implement ``update(xp, p, g, state) -> new p`` and name the
-    per-parameter state arrays they keep in ``slots`` (each shaped like its parameter)."""
+    per-parameter state arrays they keep in ``slots`` (each shaped like its parameter).
+
+    The learning rate ``lr`` is a number or a ``schedules.Schedule`` (or its config
+    dict); ``learning_rate()`` is the rate of the next step, and ``update`` uses the
+    rate of the step in progress, ``lr_t``.
+
+    Gradient clipping (Keras's ``clipvalue``/``clipnorm``) acts on the gradients
+    ``∂E/∂p`` of all parameters together, before weight decay and the update:
+
+        g ← clip(g, -c_v, c_v)                       (clipvalue c_v, each coordinate)
+        ‖g‖ = √(Σ_all parameters Σ g²);  g ← g · c_n / max(‖g‖, c_n)    (clipnorm c_n)
+
+    value clipping first, then the norm, when both are set. The norm is a 0-d array
+    computed where the gradients are: clipping reads nothing back to the host.
+    """
 
     slots: tuple[str, ...] = ()
 
-    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
-        self.lr = _check("lr", lr, low_open=True)
+    def __init__(self, lr: Rate, weight_decay: float = 0.0,
+                 clipnorm: float | None = None, clipvalue: float | None = None) -> None:
+        if not isinstance(lr, (Schedule, dict)):
+            _check("lr", lr, low_open=True)  # 0 only by assignment (to freeze training)
+        self.lr = lr
         self.weight_decay = _check("weight_decay", weight_decay)
+        self.clipnorm = _optional_positive("clipnorm", clipnorm)
+        self.clipvalue = _optional_positive("clipvalue", clipvalue)
         self.t = 0  # number of steps taken
+        self.epoch = 0  # number of epochs completed (end_epoch)
         self.state: dict[str, State] = {}  # "layer_index.param_name" -> state
+        self.lr_t: Any = self.learning_rate()  # the rate of the step in progress
 
-    def step(self, layers: Sequence[Any]) -> None:
-        """Update every parameter of ``layers`` from its gradient (after ``backward``)."""
-        self.t += 1
+    @property
+    def lr(self) -> float | Schedule:
+        """The learning rate: a positive number, or a schedule (``schedules.get``
+        builds one from a config dict). Checked on assignment, where 0 is accepted too
+        (``opt.lr = 0.0`` freezes training; the constructor takes positive rates)."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: Rate) -> None:
+        if isinstance(value, (Schedule, dict)):
+            self._lr: float | Schedule = schedules.get(value)
+        else:
+            self._lr = _check("lr", value)
+
+    def learning_rate(self) -> float:
+        """The rate of the next step: ``lr``, or ``lr(t)`` for a per-step schedule
+        (``t`` steps taken) and ``lr(epoch)`` for a per-epoch one."""
+        lr = self._lr
+        if not isinstance(lr, Schedule):
+            return lr
+        return lr(self.epoch if lr.per == "epoch" else self.t)
+
+    def end_epoch(self) -> None:
+        """Count one more completed epoch (the training loop calls this)."""
+        self.epoch += 1
+
+    def step(self, layers: Sequence[Any], lr: Any = None) -> None:
+        """Update every parameter of ``layers`` from its gradient (after ``backward``).
+
+        ``lr`` overrides ``learning_rate()`` for this step: a number, or a 0-d array
+        (a traced scalar inside a compiled step) that is used as it is, never read."""
+        found = []
         for i, layer in enumerate(layers):
             for name in layer.param_names:
-                p, g = getattr(layer, name), getattr(layer, "grad_" + name)
+                g = getattr(layer, "grad_" + name)
                 if g is None:
                     raise RuntimeError(f"layer {i} has no grad_{name}: call backward first")
-                state = self.state.setdefault(f"{i}.{name}", {})
-                setattr(layer, name, self.update(_backend.namespace_of(p), p, g, state))
+                found.append((layer, name, f"{i}.{name}", g))
+        if lr is None:
+            lr_t = self.learning_rate()
+        elif _backend.is_array(lr):
+            lr_t = lr
+        else:
+            lr_t = _check("lr", lr)
+        self.t += 1
+        self.lr_t = lr_t
+        grads = self._clip([g for *_, g in found])
+        for (layer, name, key, _), g in zip(found, grads):
+            p = getattr(layer, name)
+            if not isinstance(lr_t, numbers.Real):  # an array: in p's dtype, on its device
+                self.lr_t = _like(lr_t, p)
+            state = self.state.setdefault(key, {})
+            setattr(layer, name, self.update(_backend.namespace_of(p), p, g, state))
         self._materialize(layers)
+
+    def _clip(self, grads: list[Array]) -> list[Array]:
+        """The gradients clipped by value, then by their global norm (new arrays: the
+        layers' gradient buffers are left as they are)."""
+        if self.clipvalue is not None:
+            c = self.clipvalue
+            grads = [_backend.namespace_of(g).clip(g, -c, c) for g in grads]
+        if self.clipnorm is not None and grads:
+            xp = _backend.namespace_of(grads[0])
+            total = xp.sum(grads[0] * grads[0])
+            for g in grads[1:]:
+                total = total + xp.sum(g * g)
+            norm = xp.sqrt(total)  # ‖g‖, a 0-d array where the gradients are
+            c = xp.asarray(self.clipnorm, dtype=norm.dtype, device=_backend.device_of(norm))
+            scale = c / xp.maximum(norm, c)
+            grads = [g * _like(scale, g) for g in grads]
+        return grads
 
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         raise NotImplementedError
@@ -86,8 +191,8 @@ class Optimizer:
                 for slot, state in self.state.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"t": steps, "state.<layer>.<param>.<slot>": array, ...}``."""
-        out: dict[str, Any] = {"t": self.t}
+        """``{"t": steps, "epoch": epochs, "state.<layer>.<param>.<slot>": array, ...}``."""
+        out: dict[str, Any] = {"t": self.t, "epoch": self.epoch}
         for slot, state in self.state.items():
             for key, value in state.items():
                 out[f"state.{slot}.{key}"] = value
@@ -96,15 +201,19 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict[str, Any], backend: Any = None,
                         device: Any = None, dtype: Any = None) -> None:
         """Restore ``state_dict()``'s output, moving arrays to ``backend``/``device``.
-        All or nothing: the step count, every entry's name (a slot this optimizer keeps)
-        and every array (real numbers) are checked, and copied, before the state changes.
-        Shapes are checked against a model's parameters when ``fit`` adopts the state."""
-        t = state_dict.get("t", 0)
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 <= int(t) <= 2**53:
-            raise ValueError(f"optimizer state has an invalid step count t={t!r}")
+        All or nothing: the step and epoch counts (each optional, 0 when absent), every
+        entry's name (a slot this optimizer keeps) and every array (real numbers) are
+        checked, and copied, before the state changes. Shapes are checked against a
+        model's parameters when ``fit`` adopts the state."""
+        t, epoch = state_dict.get("t", 0), state_dict.get("epoch", 0)
+        for kind, name, count in (("step", "t", t), ("epoch", "epoch", epoch)):
+            if (isinstance(count, bool) or not isinstance(count, numbers.Integral)
+                    or not 0 <= int(count) <= 2**53):
+                raise ValueError(f"optimizer state has an invalid {kind} count {name}="
+                                 f"{count!r}; expected an integer in [0, 2**53]")
         new_state: dict[str, State] = {}
         for name, value in state_dict.items():
-            if name == "t":
+            if name in ("t", "epoch"):
                 continue
             parts = str(name).split(".")
             if len(parts) != 4 or parts[0] != "state" or parts[3] not in self.slots:
@@ -118,14 +227,22 @@ class Optimizer:
             # a copy: the state is updated in place, never into the caller's arrays
             new_state.setdefault(f"{parts[1]}.{parts[2]}", {})[parts[3]] = (
                 _backend.to_backend(value, backend, device, dtype, copy=True))
-        self.t, self.state = int(t), new_state
+        self.t, self.epoch, self.state = int(t), int(epoch), new_state
+
+    _counters = ("t", "epoch", "state", "lr_t")  # what training changes: not settings
 
     def config(self) -> dict[str, Any]:
-        """The hyper-parameters, enough to build the same optimizer again."""
-        return {k: v for k, v in vars(self).items() if k not in ("t", "state")}
+        """The hyper-parameters, plain JSON data (a schedule as its ``config()``):
+        ``type(self)(**config)`` builds the same optimizer again."""
+        lr = self._lr
+        out: dict[str, Any] = {"lr": lr.config() if isinstance(lr, Schedule) else lr}
+        out.update((k, v) for k, v in vars(self).items()
+                   if k != "_lr" and k not in self._counters)
+        return out
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        args = ", ".join(f"{k}={self._lr if k == 'lr' else v!r}"
+                         for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
 
 
@@ -141,9 +258,10 @@ class SGD(Optimizer):
 
     slots = ("v",)
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr: Rate = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, *, clipnorm: float | None = None,
+                 clipvalue: float | None = None) -> None:
+        super().__init__(lr, weight_decay, clipnorm, clipvalue)
         self.momentum = _check("momentum", momentum, 0.0, 1.0)
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
@@ -156,7 +274,7 @@ class SGD(Optimizer):
             v = state["v"] = _backend.scale_add_(
                 _slot(xp, state, "v", p), self.momentum, g)
             g = g + self.momentum * v if self.nesterov else v
-        return _backend.subtract_scaled_(p, self.lr, g)
+        return _subtract_scaled(p, self.lr_t, g)
 
 
 class AdaGrad(Optimizer):
@@ -167,15 +285,16 @@ class AdaGrad(Optimizer):
 
     slots = ("h",)
 
-    def __init__(self, lr: float = 0.01, eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr: Rate = 0.01, eps: float = 1e-8, weight_decay: float = 0.0, *,
+                 clipnorm: float | None = None, clipvalue: float | None = None) -> None:
+        super().__init__(lr, weight_decay, clipnorm, clipvalue)
         self.eps = _check("eps", eps, low_open=True)
 
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         if self.weight_decay:
             g = g + self.weight_decay * p
         h = state["h"] = _backend.scale_add_(_slot(xp, state, "h", p), 1.0, g * g)
-        return _backend.subtract_(p, self.lr * g / (xp.sqrt(h) + self.eps))
+        return _backend.subtract_(p, self.lr_t * g / (xp.sqrt(h) + self.eps))
 
 
 class RMSProp(Optimizer):
@@ -186,9 +305,10 @@ class RMSProp(Optimizer):
 
     slots = ("h",)
 
-    def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr: Rate = 0.001, rho: float = 0.9, eps: float = 1e-8,
+                 weight_decay: float = 0.0, *, clipnorm: float | None = None,
+                 clipvalue: float | None = None) -> None:
+        super().__init__(lr, weight_decay, clipnorm, clipvalue)
         self.rho = _check("rho", rho, 0.0, 1.0)
         self.eps = _check("eps", eps, low_open=True)
 
@@ -197,7 +317,7 @@ class RMSProp(Optimizer):
             g = g + self.weight_decay * p
         h = state["h"] = _backend.scale_add_(
             _slot(xp, state, "h", p), self.rho, g * g, 1.0 - self.rho)
-        return _backend.subtract_(p, self.lr * g / (xp.sqrt(h) + self.eps))
+        return _backend.subtract_(p, self.lr_t * g / (xp.sqrt(h) + self.eps))
 
 
 class Adam(Optimizer):
@@ -212,9 +332,10 @@ class Adam(Optimizer):
 
     slots = ("m", "v")
 
-    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr: Rate = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0, *,
+                 clipnorm: float | None = None, clipvalue: float | None = None) -> None:
+        super().__init__(lr, weight_decay, clipnorm, clipvalue)
         self.beta1 = _check("beta1", beta1, 0.0, 1.0)
         self.beta2 = _check("beta2", beta2, 0.0, 1.0)
         self.eps = _check("eps", eps, low_open=True)
@@ -229,7 +350,7 @@ class Adam(Optimizer):
         m = state["m"] = _backend.scale_add_(_slot(xp, state, "m", p), b1, g, 1.0 - b1)
         v = state["v"] = _backend.scale_add_(
             _slot(xp, state, "v", p), b2, g * g, 1.0 - b2)
-        step_size = self.lr / (1.0 - b1**self.t)
+        step_size = self.lr_t / (1.0 - b1**self.t)
         denom = xp.sqrt(v) / (1.0 - b2**self.t) ** 0.5 + self.eps  # t may be traced (JAX)
         return _backend.subtract_(p, step_size * m / denom)
 
@@ -240,13 +361,15 @@ class AdamW(Adam):
         p ← p - η·λ·p, then the Adam step on the undecayed gradient.
     """
 
-    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.01) -> None:
-        super().__init__(lr, beta1, beta2, eps, weight_decay)
+    def __init__(self, lr: Rate = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.01, *,
+                 clipnorm: float | None = None, clipvalue: float | None = None) -> None:
+        super().__init__(lr, beta1, beta2, eps, weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue)
 
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         if self.weight_decay:
-            p = _backend.subtract_scaled_(p, self.lr * self.weight_decay, p)
+            p = _subtract_scaled(p, self.lr_t * self.weight_decay, p)
         return self._adam_step(xp, p, g, state)
 
 
@@ -260,7 +383,7 @@ def get(optimizer: str | Optimizer | None) -> Optimizer:
     gives ``Adam()``.
 
     >>> get("sgd")
-    SGD(lr=0.01, weight_decay=0.0, momentum=0.0, nesterov=False)
+    SGD(lr=0.01, weight_decay=0.0, clipnorm=None, clipvalue=None, momentum=0.0, nesterov=False)
     """
     if optimizer is None:
         return Adam()

@@ -636,9 +636,11 @@ def test_what_save_writes_np_load_reads_alike(tmp_path):
         names = set(archive.files)
         meta = json.loads(archive["__anyfc__"].tobytes())
     assert names == {"__anyfc__", *model.state_dict(),
-                     *("optimizer." + k for k in model.optimizer.state_dict() if k != "t")}
+                     *("optimizer." + k for k in model.optimizer.state_dict()
+                       if k not in ("t", "epoch"))}
     assert meta["format"] == "anyfc" and meta["format_version"] == io.FORMAT_VERSION == 2
-    assert meta["optimizer"] == {"class": "Adam", "config": model.optimizer.config(), "t": 4}
+    assert meta["optimizer"] == {"class": "Adam", "config": model.optimizer.config(), "t": 4,
+                                 "epoch": model.optimizer.epoch}
 
 
 def test_round_trip_on_every_cpu_backend(cpu_bk, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import anyfc
-from anyfc import _data
+from anyfc import _dask as dask_mechanics
 
 
 def _model(dtype="float64", backend="numpy"):
@@ -35,9 +35,9 @@ def test_streaming_fit_learns_the_digits(dask_bk, digits):
 
 def test_stream_visits_every_row_once_a_chunk_at_a_time(dask_bk):
     X = np.arange(100, dtype=np.float64).reshape(-1, 1) * np.ones((1, 64))
-    Xd, td = _data.aligned(_dask(X, 20), _dask(np.zeros(100, dtype=np.int64), 20))
+    Xd, td = dask_mechanics.aligned(_dask(X, 20), _dask(np.zeros(100, dtype=np.int64), 20))
     model = _model()
-    batches = list(_data.stream(Xd, td, model, 8, True, np.random.default_rng(0)))
+    batches = list(dask_mechanics.stream((Xd, td), model, 8, True, np.random.default_rng(0)))
     rows = [anyfc.to_numpy(xb)[:, 0].astype(int) for xb, _ in batches]
     seen = np.concatenate(rows)
     assert sorted(seen.tolist()) == list(range(100))  # every row exactly once

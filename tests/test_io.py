@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import anyfc
-from anyfc import _backend, io
+from anyfc import _backend, checkpoint
 
 
 def _trained(bk, optimizer=None, seed=0):
@@ -143,7 +143,7 @@ def test_interrupted_save_keeps_the_old_checkpoint(tmp_path, rng, monkeypatch):
         f.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(io.np, "savez", broken_savez)
+    monkeypatch.setattr(checkpoint.np, "savez", broken_savez)
     with pytest.raises(KeyboardInterrupt):
         model.save(path)
     assert path.read_bytes() == old

@@ -1,5 +1,6 @@
-"""Data larger than memory: Dask arrays streamed to an in-memory model, data-parallel
-steps over row-chunks on a Dask cluster, and lazy prediction.
+"""Dask mechanics for data larger than memory: Dask arrays streamed to an in-memory model,
+data-parallel steps over row-chunks on a Dask cluster, and lazy prediction. (Which of
+them a ``fit`` uses is chosen once, in ``anyfc.training.data``.)
 
 The batch gradient is a sum over samples, ``∂E/∂W = Σ_k x_kᵀ δ_k``, so it splits over
 row-chunks and adds up exactly. Every chunk runs the same layer code as everywhere else;
@@ -21,16 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from . import _backend
-
-if TYPE_CHECKING:
-    from .model import Sequential
+from . import _metrics as metrics
 
 Array = Any
+Model = Any  # a Model; not imported, so that model.py can import this module
 
 
 def namespace() -> Any:
@@ -38,13 +38,17 @@ def namespace() -> Any:
     return _backend.get_namespace("dask")
 
 
-def aligned(X: Array, t: Array) -> tuple[Array, Array]:
-    """``X`` with its columns in one chunk and ``t`` chunked by the same rows."""
+def aligned(X: Array, *others: Array) -> tuple[Array, ...]:
+    """``X`` with its columns in one chunk, and each other array (targets, weights)
+    chunked by the same rows."""
     X = X.rechunk({1: -1}) if X.ndim == 2 else X
-    chunks = {0: X.chunks[0]}
-    if t.ndim == 2:
-        chunks[1] = -1
-    return X, t.rechunk(chunks)
+    out = [X]
+    for a in others:
+        chunks = {0: X.chunks[0]}
+        if a.ndim == 2:
+            chunks[1] = -1
+        out.append(a.rechunk(chunks))
+    return tuple(out)
 
 
 def _blocks(a: Array) -> list[Any]:
@@ -55,96 +59,97 @@ def _blocks(a: Array) -> list[Any]:
 # ---------------------------------------------------------------- streaming
 
 
-def stream(X: Array, t: Array, model: Sequential, batch_size: int | None, shuffle: bool,
-           rng: np.random.Generator) -> Iterator[tuple[Array, Array]]:
-    """Mini-batches of ``(X, t)`` (checked by ``_validation``) on the model's backend and
-    device, a chunk at a time, the next chunk computed in the background while this one
-    trains. Integer labels stay integers; other targets take the model's dtype."""
+def stream(arrays: tuple[Array, ...], model: Model, batch_size: int | None, shuffle: bool,
+           rng: np.random.Generator) -> Iterator[tuple[Array, ...]]:
+    """Mini-batches of ``arrays`` (``(X, t)`` or ``(X, t, w)``, checked by
+    ``_validation`` and ``aligned``) on the model's backend and device, a chunk at a time,
+    the next chunk computed in the background while this one trains. Integer labels stay
+    integers; everything else takes the model's dtype."""
     import dask
 
-    labels_as_int = namespace().isdtype(t.dtype, "integral")
-    x_blocks, t_blocks = _blocks(X), _blocks(t)
-    order = rng.permutation(len(x_blocks)) if shuffle else np.arange(len(x_blocks))
+    dask_xp = namespace()
+    as_int = [dask_xp.isdtype(a.dtype, "integral") for a in arrays]
+    blocks = [_blocks(a) for a in arrays]
+    order = rng.permutation(len(blocks[0])) if shuffle else np.arange(len(blocks[0]))
 
-    def load(k: int) -> tuple[Any, Any]:
-        return dask.compute(x_blocks[k], t_blocks[k])
+    def load(k: int) -> tuple[Any, ...]:
+        return tuple(dask.compute(*(b[k] for b in blocks)))
 
+    xp = model.xp
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(load, int(order[0]))
         for i in range(len(order)):
-            x_host, t_host = pending.result()
+            hosts = pending.result()
             if i + 1 < len(order):
                 pending = pool.submit(load, int(order[i + 1]))
-            xc = _backend.to_backend(x_host, model.xp, model.device, model.dtype)
-            tc = _backend.to_backend(t_host, model.xp, model.device,
-                                     None if labels_as_int else model.dtype)
-            n = xc.shape[0]
+            chunk = [_backend.to_backend(h, xp, model.device, None if integral else model.dtype)
+                     for h, integral in zip(hosts, as_int)]
+            n = chunk[0].shape[0]
             step = n if batch_size is None else batch_size
             if shuffle:
-                idx = _backend.from_host(rng.permutation(n), model.xp, model.device, None)
-                xc, tc = model.xp.take(xc, idx, axis=0), model.xp.take(tc, idx, axis=0)
+                idx = _backend.from_host(rng.permutation(n), xp, model.device, None)
+                chunk = [xp.take(a, idx, axis=0) for a in chunk]
             for start in range(0, n, step):
                 stop = min(start + step, n)
-                yield xc[start:stop, ...], tc[start:stop, ...]
+                yield tuple(a[start:stop, ...] for a in chunk)
 
 
 # ---------------------------------------------------------------- data-parallel
 
 
-def row_batches(X: Array, t: Array, batch_size: int, shuffle: bool,
-                rng: np.random.Generator) -> Iterator[tuple[Array, Array]]:
+def row_batches(arrays: tuple[Array, ...], batch_size: int, shuffle: bool,
+                rng: np.random.Generator) -> Iterator[tuple[Array, ...]]:
     """Row ranges of the Dask arrays (still lazy), in order or in shuffled order."""
-    n = X.shape[0]
+    n = arrays[0].shape[0]
     starts = np.arange(0, n, batch_size)
     if shuffle:
         starts = rng.permutation(starts)
     for start in starts:
         stop = min(int(start) + batch_size, n)
-        yield X[int(start):stop], t[int(start):stop]
+        yield tuple(a[int(start):stop] for a in arrays)
 
 
-def _shipped(model: Sequential) -> tuple[dict[str, Any], Any]:
-    """The model as plain data for the workers: its architecture, and its parameters on
-    the host as one delayed object, so each worker receives them once."""
+def _shipped(model: Model) -> tuple[Any, dict[str, Any], Any]:
+    """The model as plain data for the workers: its class, its architecture, and its
+    parameters on the host as one delayed object, so each worker receives them once."""
     import dask
 
     params = [_backend.to_numpy(p) for p in model._arrays()]
-    return model.architecture(), dask.delayed(params, traverse=False)
+    return type(model), model.architecture(), dask.delayed(params, traverse=False)
 
 
-def _model_for(arch: dict[str, Any], params: list[np.ndarray], x: Array) -> Sequential:
+def _model_for(cls: Any, arch: dict[str, Any], params: list[np.ndarray], x: Array) -> Model:
     """On a worker: the model rebuilt on the chunk's own library and device (a GPU for
     a CuPy chunk)."""
-    from .model import Sequential
-
-    return Sequential.from_architecture(arch, params, _backend.namespace_of(x),
-                                        _backend.device_of(x))
+    return cls.from_architecture(arch, params, _backend.namespace_of(x), _backend.device_of(x))
 
 
-def _chunk_sums(arch: dict[str, Any], params: list[np.ndarray], x: Array,
-                t: Array) -> dict[str, Any]:
+def _chunk_sums(cls: Any, arch: dict[str, Any], params: list[np.ndarray], x: Array,
+                t: Array, w: Array | None = None) -> dict[str, Any]:
     """On a worker: the same layer code on one chunk. Returns summed (not averaged)
-    gradients, loss and hits, so chunks add up to the batch's."""
-    model = _model_for(arch, params, x)
+    gradients and the chunk's metric sums (``metrics.batch_sums``, on the host), so
+    chunks add up to the batch's."""
+    model = _model_for(cls, arch, params, x)
     xp, n = model.xp, x.shape[0]
     kind = _backend.check_numeric(t, "y")
     target = t if kind != "real floating" else xp.astype(t, model.dtype)
+    weight = None if w is None else xp.astype(w, model.dtype)
     y = model.forward(xp.astype(x, model.dtype))
-    loss = model.loss.forward(y, target)
+    loss = (model.loss.forward(y, target) if weight is None else
+            model.loss.forward(y, target, weight))
     model.backward(model.loss.backward())
     grads = [getattr(layer, "grad_" + name) * n for layer in model.layers
              for name in layer.param_names]
-    hits = _backend.to_float(model.loss.n_correct(xp, y, target)[0]) if (
-        model.loss.classification) else 0.0
-    return {"grads": grads, "loss": _backend.to_float(loss) * n, "hits": hits, "n": n}
+    sums = metrics.batch_sums(model.loss, xp, y, target, loss * n)
+    return {"grads": grads, "sums": metrics.to_host(sums)}
 
 
 def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {"grads": [g + h for g, h in zip(a["grads"], b["grads"])],
-            "loss": a["loss"] + b["loss"], "hits": a["hits"] + b["hits"], "n": a["n"] + b["n"]}
+            "sums": metrics.merge(a["sums"], b["sums"])}
 
 
-def check_parallel(model: Sequential) -> None:
+def check_parallel(model: Model) -> None:
     """Refuse (before anything changes) a model that chunks computed apart cannot train
     exactly: layers with running statistics or random masks."""
     coupled = [f"{i} ({type(layer).__name__})" for i, layer in enumerate(model.layers)
@@ -156,45 +161,47 @@ def check_parallel(model: Sequential) -> None:
             "chunks computed apart would not share; stream the data instead (the default)")
 
 
-def parallel_step(model: Sequential, optimizer: Any, xb: Array, tb: Array) -> tuple[float, float]:
-    """One data-parallel step on the row range ``(xb, tb)``: per-chunk gradient sums,
-    a tree reduction, one optimizer step. Returns (summed loss, hits) of the batch."""
+def parallel_step(model: Model, optimizer: Any, batch: tuple[Array, ...]) -> dict[str, Any]:
+    """One data-parallel step on the row range ``batch`` (``(x, t)`` or ``(x, t, w)``):
+    per-chunk gradient sums, a tree reduction, one optimizer step. Returns the batch's
+    metric sums (on the host)."""
     import dask
 
-    arch, params = _shipped(model)
-    parts = [dask.delayed(_chunk_sums)(arch, params, xc, tc)
-             for xc, tc in zip(_blocks(xb), _blocks(tb))]
+    cls, arch, params = _shipped(model)
+    parts = [dask.delayed(_chunk_sums)(cls, arch, params, *chunk)
+             for chunk in zip(*(_blocks(a) for a in batch))]
     while len(parts) > 1:  # a tree, so no single task adds every chunk's gradients
         parts = [dask.delayed(_add)(parts[i], parts[i + 1]) if i + 1 < len(parts)
                  else parts[i] for i in range(0, len(parts), 2)]
     (total,) = dask.compute(parts[0])
+    n = total["sums"]["n"]
     grads = iter(total["grads"])
     for layer in model.layers:
         for name in layer.param_names:
-            g = _backend.to_backend(next(grads) / total["n"], model.xp, model.device,
-                                    model.dtype)
+            g = _backend.to_backend(next(grads) / n, model.xp, model.device, model.dtype)
             setattr(layer, "grad_" + name, g)
     optimizer.step(model.layers)
-    return total["loss"], total["hits"]
+    return dict(total["sums"])
 
 
 # ---------------------------------------------------------------- inference
 
 
-def _predict_chunk(arch: dict[str, Any], params: list[np.ndarray], x: Array) -> Array:
-    model = _model_for(arch, params, x)
+def _predict_chunk(cls: Any, arch: dict[str, Any], params: list[np.ndarray],
+                   x: Array) -> Array:
+    model = _model_for(cls, arch, params, x)
     return model.loss.output(model.xp, model.forward(model.xp.astype(x, model.dtype), False))
 
 
-def predict_lazy(model: Sequential, X: Array) -> Array:
+def predict_lazy(model: Model, X: Array) -> Array:
     """``model.predict`` over a Dask array, as a Dask array: one task per row-chunk."""
     import dask
     import dask.array as da
 
     X = X.rechunk({1: -1})
-    arch, params = _shipped(model)
+    cls, arch, params = _shipped(model)
     dtype = np.dtype(_backend.dtype_name(model.dtype))
-    parts = [da.from_delayed(dask.delayed(_predict_chunk)(arch, params, block),
+    parts = [da.from_delayed(dask.delayed(_predict_chunk)(cls, arch, params, block),
                              shape=(rows, model.n_out), dtype=dtype)
              for block, rows in zip(_blocks(X), X.chunks[0])]
     return da.concatenate(parts, axis=0)

@@ -1,0 +1,296 @@
+"""Callbacks: code that ``fit`` runs at the start and end of training, of each epoch and
+of each batch, with the model and the epoch's metrics in hand — as in Keras.
+
+    model.fit(X, y, epochs=100, validation_data=(Xv, yv), callbacks=[
+        EarlyStopping("val_loss", patience=5, restore_best_weights=True),
+        ModelCheckpoint("best.npz", save_best_only=True),
+        ReduceLROnPlateau(factor=0.5, patience=2),
+        CSVLogger("log.csv"),
+    ])
+
+A callback sees the fit through ``self.run`` (a ``Run``: the model, its optimizer, the
+number of epochs, the metric names) and stops it with ``self.run.stop_training = True``.
+Epochs and batches are numbered from 0. An epoch's ``logs`` hold its metrics (host
+numbers: the loop reads the device once per epoch), its ``val_`` metrics and ``lr``, the
+learning rate the epoch started with. A batch's logs hold only ``size``, its rows: the
+loop does not read the device per batch.
+
+Every callback checks its settings against the fit in ``check`` (a monitored metric
+the fit does not report, say) before training changes anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .. import _validation
+
+Logs = dict[str, Any]
+
+
+class Run:
+    """The fit a callback is part of."""
+
+    def __init__(self, model: Any, optimizer: Any, epochs: int, metrics: list[str]) -> None:
+        self.model, self.optimizer, self.epochs = model, optimizer, epochs
+        self.metrics = metrics  # the keys of an epoch's logs (besides "lr")
+        self.stop_training = False
+
+
+class Callback:
+    """Base class: every hook does nothing; override those you need."""
+
+    run: Run
+
+    @property
+    def model(self) -> Any:
+        return self.run.model
+
+    def check(self, run: Run) -> None:
+        """Refuse (ValueError) settings that cannot work in ``run``; called before the
+        fit changes anything."""
+
+    def on_train_begin(self, logs: Logs | None = None) -> None: ...
+
+    def on_train_end(self, logs: Logs | None = None) -> None: ...
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None: ...
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None: ...
+
+    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None: ...
+
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None: ...
+
+
+def _mode(mode: str, monitor: str) -> str:
+    """"min" or "max": ``auto`` maximises accuracy and R², minimises everything else."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "max" if monitor.endswith(("accuracy", "r2")) else "min"
+    return mode
+
+
+class _Monitor(Callback):
+    """A callback that watches one metric for improvement by more than ``min_delta``."""
+
+    def __init__(self, monitor: str, mode: str, min_delta: float) -> None:
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a metric name (a str), got {monitor!r}")
+        self.monitor = monitor
+        self.mode = _mode(mode, monitor)
+        self.min_delta = _validation.real("min_delta", min_delta)
+
+    def check(self, run: Run) -> None:
+        if self.monitor not in run.metrics:
+            hint = (" (val_ metrics need validation_data or validation_split)"
+                    if self.monitor.startswith("val_") else "")
+            raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, which this "
+                             f"fit does not report{hint}; it reports {', '.join(run.metrics)}")
+
+    def _improved(self, current: float, best: float) -> bool:
+        if math.isnan(current):
+            return False
+        if self.mode == "min":
+            return current < best - self.min_delta
+        return current > best + self.min_delta
+
+    def _worst(self) -> float:
+        return math.inf if self.mode == "min" else -math.inf
+
+
+class EarlyStopping(_Monitor):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs (counted from ``start_from_epoch``). With ``restore_best_weights``, the model
+    ends with the parameters and buffers of its best epoch: a copy on the model's device
+    is taken whenever the metric improves (never a host round trip). ``baseline``: a
+    value to beat for an epoch to count as an improvement. After the fit,
+    ``best_epoch``, ``best`` and ``stopped_epoch`` (``None`` if it ran to the end) say
+    what happened."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best_weights: bool = False,
+                 start_from_epoch: int = 0, baseline: float | None = None,
+                 verbose: int = 0) -> None:
+        super().__init__(monitor, mode, min_delta)
+        self.patience = _validation.integer(patience, "patience", 0)
+        self.start_from_epoch = _validation.integer(start_from_epoch, "start_from_epoch", 0)
+        self.restore_best_weights = bool(restore_best_weights)
+        self.baseline = None if baseline is None else _validation.real(
+            "baseline", baseline, -math.inf)
+        self.verbose = verbose
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.wait = 0
+        self.best = self._worst() if self.baseline is None else self.baseline
+        self.best_epoch = self.stopped_epoch = None
+        self.best_weights: dict[str, Any] | None = None
+        self.last_epoch = -1
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        self.last_epoch = epoch
+        if epoch < self.start_from_epoch:
+            return
+        current = float((logs or {})[self.monitor])
+        if self._improved(current, self.best):
+            self.best, self.best_epoch, self.wait = current, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.state_dict(copy=True)
+            return
+        self.wait += 1
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.run.stop_training = True
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: early stopping ({self.monitor} best "
+                      f"{self.best:.4f} at epoch {(self.best_epoch or 0) + 1})")
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        if self.best_weights is not None and self.best_epoch != self.last_epoch:
+            self.model.load_state_dict(self.best_weights)
+            if self.verbose:
+                print(f"Restored the weights of epoch {(self.best_epoch or 0) + 1}")
+        self.best_weights = None  # do not keep a copy of the model alive
+
+
+class ModelCheckpoint(_Monitor):
+    """Save the model (``model.save``: the same atomic, pickle-free file) after every
+    epoch, or with ``save_best_only`` only when ``monitor`` improved. ``path`` may hold
+    ``{epoch}`` (from 1) and metric fields, e.g. ``"model-{epoch:03d}-{val_loss:.3f}.npz"``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss",
+                 save_best_only: bool = False, mode: str = "auto", min_delta: float = 0.0,
+                 verbose: int = 0) -> None:
+        super().__init__(monitor, mode, min_delta)
+        self.path = os.fspath(path)
+        self.save_best_only = bool(save_best_only)
+        self.verbose = verbose
+        self.saved: list[str] = []
+
+    def check(self, run: Run) -> None:
+        if self.save_best_only:
+            super().check(run)
+        try:
+            self._path(0, dict.fromkeys(run.metrics, 0.0))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"ModelCheckpoint path {self.path!r} has a field this fit does "
+                             f"not report ({exc}); fields: epoch, {', '.join(run.metrics)}"
+                             ) from None
+
+    def _path(self, epoch: int, logs: Logs) -> str:
+        return self.path.format(**{**logs, "epoch": epoch + 1})
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.best = self._worst()
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        logs = logs or {}
+        if self.save_best_only:
+            current = float(logs[self.monitor])
+            if not self._improved(current, self.best):
+                return
+            self.best = current
+        path = self._path(epoch, logs)
+        self.model.save(path)
+        self.saved.append(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved the model to {path}")
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at the start of every epoch: ``schedule`` is an
+    ``anyfc.schedules`` schedule (called with the epoch) or a function
+    ``(epoch, lr) -> new lr``, as in Keras. On JAX the rate is an argument of the
+    compiled step: changing it never compiles the step again."""
+
+    def __init__(self, schedule: Callable[..., float], verbose: int = 0) -> None:
+        if not callable(schedule):
+            raise TypeError(f"schedule must be a schedule or a function (epoch, lr) -> lr, "
+                            f"got {schedule!r}")
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        opt = self.run.optimizer
+        if hasattr(self.schedule, "per"):  # an anyfc schedule: a function of the epoch
+            lr = self.schedule(epoch)
+        else:
+            lr = self.schedule(epoch, opt.learning_rate())
+        opt.lr = _validation.real("the learning rate from the schedule", lr, low_open=True)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: learning rate {opt.lr:.6g}")
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Multiply the learning rate by ``factor`` (not below ``min_lr``) when ``monitor``
+    has not improved by more than ``min_delta`` for ``patience`` epochs; then wait
+    ``cooldown`` epochs before counting again (Keras's rule). Needs a constant learning
+    rate (a number, not a schedule)."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0,
+                 min_lr: float = 0.0, verbose: int = 0) -> None:
+        super().__init__(monitor, mode, min_delta)
+        self.factor = _validation.real("factor", factor, 0.0, 1.0, low_open=True)
+        self.patience = _validation.integer(patience, "patience", 0)
+        self.cooldown = _validation.integer(cooldown, "cooldown", 0)
+        self.min_lr = _validation.real("min_lr", min_lr)
+        self.verbose = verbose
+
+    def check(self, run: Run) -> None:
+        super().check(run)
+        if not isinstance(run.optimizer.lr, (int, float)):
+            raise ValueError("ReduceLROnPlateau needs an optimizer with a constant learning "
+                             f"rate, but its lr is {run.optimizer.lr!r}; use one or the other")
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.best, self.wait, self.cooldown_counter = self._worst(), 0, 0
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        current = float((logs or {})[self.monitor])
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current, self.best):
+            self.best, self.wait = current, 0
+        elif self.cooldown_counter == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                opt = self.run.optimizer
+                old = float(opt.lr)
+                if old > self.min_lr:
+                    opt.lr = max(old * self.factor, self.min_lr)
+                    if self.verbose:
+                        print(f"Epoch {epoch + 1}: learning rate reduced to {opt.lr:.6g}")
+                self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class CSVLogger(Callback):
+    """Append each epoch's logs (``epoch`` from 0, the metrics, ``lr``) to a CSV file;
+    the header is written at the start of training unless ``append`` continues a file.
+    The file is opened and closed at each write, so an interrupted fit leaves it whole."""
+
+    def __init__(self, path: str | os.PathLike[str], separator: str = ",",
+                 append: bool = False) -> None:
+        self.path, self.separator, self.append = os.fspath(path), separator, bool(append)
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.columns = ["epoch", *self.run.metrics, "lr"]
+        fresh = not self.append or not os.path.exists(self.path) or (
+            os.path.getsize(self.path) == 0)
+        if fresh:
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f, delimiter=self.separator).writerow(self.columns)
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        row = {**(logs or {}), "epoch": epoch}
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f, delimiter=self.separator).writerow(
+                [row.get(c, "") for c in self.columns])

@@ -1,0 +1,240 @@
+"""The training loop and evaluation, working on the model object they are handed.
+
+Per epoch: for each mini-batch of the data (``anyfc.training.data``) one training step
+(``anyfc.training.step``), its metric sums added on the device; at the epoch's end one
+read of the device — the metrics, and whether the parameters, buffers, optimizer state
+and the last batch's loss under the updated model are all finite. An epoch is all or
+nothing: one that raises (even Ctrl-C) or diverges is undone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .. import _backend, _metrics, _validation, optimizers
+from . import data as _data
+from .callbacks import Callback, Run
+from .history import History, Progress
+
+Model = Any
+
+
+def fit(
+    model: Model,
+    X: Any,
+    y: Any,
+    *,
+    epochs: int = 1,
+    batch_size: int = 32,
+    optimizer: optimizers.Optimizer | str | None = None,
+    validation_data: tuple[Any, Any] | None = None,
+    validation_split: float = 0.0,
+    shuffle: bool = True,
+    seed: int | None = None,
+    verbose: int = 1,
+    strategy: str = "auto",
+    callbacks: Sequence[Callback] | None = None,
+    class_weight: dict[int, float] | str | None = None,
+    sample_weight: Any = None,
+) -> History:
+    """``Sequential.fit`` (see there): every argument is checked, and the data planned,
+    before anything changes."""
+    epochs = _validation.integer(epochs, "epochs", 0)
+    batch_size = _validation.integer(batch_size, "batch_size")
+    verbose = int(verbose) if isinstance(verbose, bool) else _validation.integer(
+        verbose, "verbose", 0)
+    if strategy not in ("auto", "data_parallel"):
+        raise ValueError(f"unknown strategy {strategy!r}; valid: 'auto', 'data_parallel'")
+    split = _validation.real("validation_split", validation_split, 0.0, 1.0)
+    if split and validation_data is not None:
+        raise ValueError("give validation_data or validation_split, not both")
+    hooks = _callbacks(callbacks)
+    rng = _seeded(seed)
+    model._check_structure()
+    opt = optimizers.get(optimizer if optimizer is not None else model.optimizer)
+    opt_state = model._adopt(opt)
+    model._check_settings()
+    if not model._finite([*model._arrays(), *_state_arrays(opt)]):
+        raise ValueError("the model's parameters, buffers or optimizer state hold NaN or "
+                         "infinity before training; load or assign finite ones (see "
+                         "model.load_state_dict)")
+    model._check_values()
+
+    arrays = _with_weights(model, _data.prepare(model, X, y), sample_weight, class_weight)
+    val = None
+    if split:
+        arrays, held_out = _split(arrays, split)
+        val = _data.for_evaluation(model, held_out, 1024)
+    elif validation_data is not None:
+        val_x, val_y = _validation.pair(validation_data, "validation_data")
+        val = _data.for_evaluation(
+            model, _data.prepare(model, val_x, val_y, "validation X", "validation y"), 1024)
+    train = _data.for_training(model, arrays, batch_size, shuffle, strategy)
+    model._check_min_batch([train.last_batch()], train.why() + " {smallest}; choose another "
+                           "batch_size" + (" or rechunk the data" if isinstance(
+                               train, _data.Streamed) else ""))
+    names = _metrics.names(model.loss)
+    run = Run(model, opt, epochs, names + (["val_" + k for k in names] if val else []))
+    for hook in hooks:
+        hook.run = run
+        hook.check(run)
+    for hook in hooks:
+        hook.on_train_begin({})
+
+    previous = model.optimizer
+    model.optimizer = opt
+    opt.state = opt_state
+    history = History({k: [] for k in run.metrics})
+    bar = Progress(verbose, epochs, train.n_batches)
+    logs: dict[str, Any] = {}
+    for epoch in range(epochs):
+        snapshot = model._snapshot()
+        try:
+            for hook in hooks:
+                hook.on_epoch_begin(epoch, {})
+            lr = opt.learning_rate()
+            bar.start(epoch + 1)
+            sums, last = _epoch(model, opt, train, rng, hooks, bar)
+            # the loss of each batch is taken before its update, so the epoch's last
+            # update is checked apart: parameters, buffers, optimizer state and the loss
+            # of the last batch under the updated model must all be finite
+            finite = model._finite([sums["loss"], _probe(model, last), *model._arrays(),
+                                    *_state_arrays(opt)])
+        except BaseException:
+            _undo(model, snapshot, epoch, previous)  # even when interrupted
+            raise
+        metrics = _metrics.result(sums, model.loss, model.n_out)
+        if not finite:
+            _undo(model, snapshot, epoch, previous)
+            raise FloatingPointError(
+                f"training diverged in epoch {epoch + 1}: its mean loss was "
+                f"{metrics['loss']}, and after its last update the parameters, the optimizer "
+                "state or the loss are no longer all finite; try a lower learning rate (the "
+                f"optimizer has lr={opt.lr}). The model and its optimizer keep their state "
+                f"from before epoch {epoch + 1}.")
+        opt.end_epoch()
+        if val is not None:
+            metrics.update({"val_" + k: v for k, v in evaluate(model, val).items()})
+        for key, value in metrics.items():
+            history[key].append(value)
+        history.epoch.append(epoch)
+        history.lr.append(lr)
+        bar.end(metrics)
+        logs = {**metrics, "lr": lr}
+        for hook in hooks:
+            hook.on_epoch_end(epoch, logs)
+        if run.stop_training:
+            break
+    for hook in hooks:
+        hook.on_train_end(logs)
+    model._forget()
+    return history
+
+
+def _epoch(model: Model, opt: Any, train: Any, rng: Any, hooks: list[Callback],
+           bar: Progress) -> tuple[_metrics.Sums, Any]:
+    """One pass over ``train``: (the metric sums, the last batch)."""
+    sums: _metrics.Sums | None = None
+    last = None
+    for i, batch in enumerate(train.batches(rng)):
+        for hook in hooks:
+            hook.on_train_batch_begin(i, {})
+        sums = _metrics.materialize(_metrics.merge(sums, train.train(model, opt, batch)))
+        last = batch
+        for hook in hooks:
+            hook.on_train_batch_end(i, {"size": batch[0].shape[0]})
+        bar.batch()
+    assert sums is not None  # every data has at least one row (checked when prepared)
+    return sums, last
+
+
+def evaluate(model: Model, data: Any) -> dict[str, float]:
+    """The metrics of ``model`` over ``data`` (inference: nothing kept on the model)."""
+    sums: _metrics.Sums | None = None
+    for batch in data.batches(_backend.host_rng(0)):
+        sums = _metrics.materialize(_metrics.merge(sums, data.evaluate(model, batch)))
+    assert sums is not None
+    return _metrics.result(sums, model.loss, model.n_out)
+
+
+def _callbacks(callbacks: Any) -> list[Callback]:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    hooks = list(callbacks) if isinstance(callbacks, (list, tuple)) else None
+    if hooks is None or not all(isinstance(c, Callback) for c in hooks):
+        raise TypeError("callbacks must be a list of anyfc callbacks (subclasses of "
+                        f"anyfc.callbacks.Callback), got {callbacks!r:.100}")
+    return hooks
+
+
+def _with_weights(model: Model, arrays: tuple[Any, ...], sample_weight: Any,
+                  class_weight: Any) -> tuple[Any, ...]:
+    """``(X, t)``, or ``(X, t, w)`` with each row's loss weight: ``sample_weight`` times
+    the weight of the row's class (``class_weight``), on the data's backend and device."""
+    if sample_weight is None and class_weight is None:
+        return arrays
+    X, t = arrays
+    lazy = _data.streams(model, X)
+    xp = _backend.namespace_of(X)
+    device = _backend.device_of(X)
+    w = None
+    if sample_weight is not None:
+        w = _validation.sample_weight(sample_weight, X.shape[0], xp, device, model.dtype)
+    if class_weight is not None:
+        if lazy:
+            raise ValueError("class_weight needs the labels in memory; with Dask data pass "
+                             "per-row weights as sample_weight (a Dask array)")
+        per_row = _validation.class_weight(class_weight, t, model.loss, model.n_out)
+        cw = _backend.to_backend(per_row, xp, device, model.dtype)
+        w = cw if w is None else w * cw
+    return (*_data_aligned(lazy, X, t, w),)
+
+
+def _data_aligned(lazy: bool, X: Any, t: Any, w: Any) -> tuple[Any, ...]:
+    if lazy:
+        from .. import _dask
+
+        return _dask.aligned(X, t, w)
+    return X, t, w
+
+
+def _split(arrays: tuple[Any, ...], split: float) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """(training rows, held-out rows): the last ``split`` of the rows, before any
+    shuffling (as Keras)."""
+    n = int(arrays[0].shape[0])
+    k = int(math.floor(n * (1.0 - split)))
+    if k < 1 or k >= n:
+        raise ValueError(f"validation_split={split} of {n} rows leaves {k} for training and "
+                         f"{n - k} for validation; both need at least one")
+    return tuple(a[:k, ...] for a in arrays), tuple(a[k:, ...] for a in arrays)
+
+
+def _probe(model: Model, batch: Any) -> Any:
+    """The loss of one training batch under the current parameters (0.0 for batches that
+    are not on the model's backend: data-parallel row ranges)."""
+    if _data.streams(model, batch[0]):
+        return 0.0
+    return model.loss.value(model.forward(batch[0], training=False), batch[1])
+
+
+def _undo(model: Model, snapshot: Any, epoch: int, previous: Any) -> None:
+    model._restore(snapshot)
+    if epoch == 0:  # nothing trained: the model keeps its optimizer, too
+        model.optimizer = previous
+
+
+def _seeded(seed: Any) -> Any:
+    """The host generator for shuffling, or a ValueError for a bad seed."""
+    try:
+        return _backend.host_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"seed must be None, a non-negative integer or a numpy Generator, "
+                         f"got {seed!r}") from exc
+
+
+def _state_arrays(opt: optimizers.Optimizer) -> list[Any]:
+    return [value for values in opt.state.values() for value in values.values()]
