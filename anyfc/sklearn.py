@@ -62,7 +62,24 @@ Choices, and how they differ from scikit-learn
   non-numeric) classes no array library can hold the labels, so ``predict`` returns a
   NumPy array of labels (``classes_`` is always NumPy) while ``predict_proba`` still
   follows the input. NumPy, pandas and list inputs give NumPy outputs either way.
-- **Pickling**: parameters and optimizer state are stored as NumPy arrays; unpickling
+- **dropout** and **batch_norm** (anyfc's, not scikit-learn's): ``dropout=p`` (in
+  [0, 1); 0: none) puts an ``anyfc.Dropout(p)`` after each hidden layer's activation;
+  ``batch_norm=True`` makes each hidden layer ``Dense`` (identity) → ``BatchNorm`` → the
+  activation as a layer (``ReLU``, ``Tanh``, ``Sigmoid``; none for ``"identity"``). The
+  output layer never gets either. The weights are drawn as without them (the same
+  ``coefs_`` shapes and initial values); then one seed per dropout layer is drawn from
+  ``random_state``, so a run is reproducible on a given backend and device. ``alpha``
+  penalises the Dense weights only (never BatchNorm's scale and shift). Prediction,
+  scoring and early stopping's validation score use inference mode (running
+  statistics, no dropout). With ``batch_norm=True`` a training batch needs 2 rows: a
+  last batch of one row is trained together with the batch before it, and fitting one
+  sample (or ``batch_size=1``) is refused. A ``warm_start``/``partial_fit`` network keeps
+  its layers: turning ``batch_norm`` or ``dropout`` on or off then raises (a new
+  dropout rate is taken). Training with either no longer follows scikit-learn's
+  trajectory (scikit-learn has neither).
+- **Pickling**: parameters, BatchNorm's running statistics and optimizer state are
+  stored as NumPy arrays, the dropout rates and seeds with the architecture (a dropout
+  stream restarts from its seed after unpickling or moving); unpickling
   rebuilds the network on the estimator's backend and device (``backend=None``: the
   backend it was trained on). If that backend or device is missing where it is
   unpickled, the model lands on NumPy with a warning and ``backend``/``device`` say so.
@@ -91,7 +108,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _backend, activations, losses, optimizers
-from .layers import Dense
+from .layers import Activation, BatchNorm, Dense, Dropout, Layer, ReLU, Sigmoid, Tanh
 from .model import Sequential
 
 Array = Any
@@ -102,6 +119,10 @@ ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "r
 """scikit-learn's hidden-layer activation names → anyfc's."""
 
 SOLVERS = ("adam", "sgd", "adamw", "rmsprop", "adagrad")
+
+_ACTIVATION_LAYERS: dict[str, type[Activation]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+"""anyfc's hidden activation name → the activation layer after a BatchNorm (none for
+identity)."""
 
 
 # ---------------------------------------------------------------- losses, scaled as in scikit-learn
@@ -118,42 +139,60 @@ class _LogisticLogLoss(losses.BinaryCrossEntropy):
     entries), so ``∂E/∂z = (σ(z) - t)/h``:
 
         E = (1/h) Σ [ max(z, 0) - z·t + log(1 + e^{-|z|}) ]
+
+    Row weights ``w`` (anyfc's convention, ``losses``) weight each row's terms:
+    ``E = (1/h) Σ_k w_k Σ_j e_kj``, ``∂E/∂z_k = w_k (σ(z_k) - t_k)/h``.
     """
 
-    def value(self, y: Array, t: Array) -> Array:
+    def value(self, y: Array, t: Array, w: Array | None = None) -> Array:
         xp = _backend.namespace_of(y)
         t = self.targets(xp, t, y.shape[1], y.dtype)
         per_entry = xp.maximum(y, 0.0) - y * t + xp.log1p(xp.exp(-xp.abs(y)))
+        if w is not None:
+            per_entry = per_entry * xp.reshape(losses._row_weights(y, w), (-1, 1))
         return xp.sum(per_entry) / y.shape[0]
 
-    def forward(self, y: Array, t: Array) -> Array:
-        self.z, self.t = y, self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
-        return self.value(y, self.t)
+    def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
+        xp = _backend.namespace_of(y)
+        self.z, self.t = y, self.targets(xp, t, y.shape[1], y.dtype)
+        self.w = None if w is None else xp.reshape(losses._row_weights(y, w), (-1, 1))
+        return self.value(y, self.t, w)
 
     def backward(self) -> Array:
         xp = _backend.namespace_of(self.z)
-        return (activations.sigmoid(xp, self.z) - self.t) / self.z.shape[0]
+        grad = (activations.sigmoid(xp, self.z) - self.t) / self.z.shape[0]
+        return grad if self.w is None else grad * self.w
 
 
 class _HalfSquaredError(losses.MeanSquaredError):
     """scikit-learn's ``squared_error``: ``E = ½·mean over all h·k entries of (ŷ - y)²``
     with scikit-learn's gradient ``∂E/∂ŷ = (ŷ - y)/h`` (for one output the gradient of E
-    itself; for ``k`` outputs ``k`` times it, as in scikit-learn)."""
+    itself; for ``k`` outputs ``k`` times it, as in scikit-learn). Row weights ``w``
+    (anyfc's convention, ``losses``) weight each row's terms and gradient."""
 
-    def value(self, y: Array, t: Array) -> Array:
+    def value(self, y: Array, t: Array, w: Array | None = None) -> Array:
         diff = y - self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
-        return 0.5 * self._mean_square(diff)
+        if w is None:
+            return 0.5 * self._mean_square(diff)
+        return 0.5 * self._weighted_mean_square(diff, losses._row_weights(y, w))
 
-    def forward(self, y: Array, t: Array) -> Array:
-        self.diff = y - self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
-        return 0.5 * self._mean_square(self.diff)
+    def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
+        xp = _backend.namespace_of(y)
+        self.diff = y - self.targets(xp, t, y.shape[1], y.dtype)
+        if w is None:
+            self.w = None
+            return 0.5 * self._mean_square(self.diff)
+        w = losses._row_weights(y, w)
+        self.w = xp.reshape(w, (-1, 1))
+        return 0.5 * self._weighted_mean_square(self.diff, w)
 
     @staticmethod
     def _mean_square(diff: Array) -> Array:
         return _backend.namespace_of(diff).sum(diff * diff) / (diff.shape[0] * diff.shape[1])
 
     def backward(self) -> Array:
-        return self.diff / self.diff.shape[0]
+        grad = self.diff / self.diff.shape[0]
+        return grad if self.w is None else grad * self.w
 
 
 _LOSSES: dict[str, type[losses.Loss]] = {
@@ -166,21 +205,24 @@ _LOSSES: dict[str, type[losses.Loss]] = {
 
 class _L2(optimizers.Optimizer):
     """Adds scikit-learn's L2 gradient ``alpha·W/h`` (``h``: rows in the batch) to every
-    layer's ``grad_w`` — never to biases — before the update. Under JAX this runs inside
-    the compiled step, where ``h`` is the static batch shape."""
+    Dense layer's ``grad_w`` — never to biases or other layers' parameters — before the
+    update. Under JAX this runs inside the compiled step, where ``h`` is the static batch
+    shape."""
 
     alpha: float = 0.0
 
-    def step(self, layers: Any) -> None:
+    def step(self, layers: Any, *args: Any, **kwargs: Any) -> None:
         if self.alpha:
-            scale = self.alpha / layers[0].x.shape[0]
-            for layer in layers:
+            dense = [layer for layer in layers if isinstance(layer, Dense)]
+            x: Any = dense[0].x  # the batch the gradients are of
+            scale = self.alpha / x.shape[0]
+            for layer in dense:  # BatchNorm's γ/β and parameter-free layers: no L2
                 g = layer.grad_w
                 # in the layer's own gradient buffer where the library updates in place;
                 # a new array where it cannot (JAX) or where += rebinds (Dask)
                 g += scale * layer.w
                 layer.grad_w = g
-        super().step(layers)
+        super().step(layers, *args, **kwargs)
 
 
 class _Adam(_L2, optimizers.Adam):
@@ -193,7 +235,8 @@ class _Adam(_L2, optimizers.Adam):
         m = state["m"] = _backend.scale_add_(optimizers._slot(xp, state, "m", p), b1, g, 1.0 - b1)
         v = state["v"] = _backend.scale_add_(
             optimizers._slot(xp, state, "v", p), b2, g * g, 1.0 - b2)
-        step_size = self.lr * (1.0 - b2**self.t) ** 0.5 / (1.0 - b1**self.t)  # t may be traced
+        # lr_t: the rate of this step (set by Optimizer.step); t may be traced (JAX)
+        step_size = self.lr_t * (1.0 - b2**self.t) ** 0.5 / (1.0 - b1**self.t)
         return _backend.subtract_(p, step_size * m / (xp.sqrt(v) + self.eps))
 
 
@@ -224,8 +267,19 @@ def _is_foreign_array(X: Any) -> bool:
 
 
 def _params(model: Sequential) -> list[Array]:
-    """The live parameters ``[w0, b0, w1, b1, ...]`` (weights at even places)."""
+    """Every live array of the model — parameters and buffers (BatchNorm's running
+    statistics), in ``state_dict`` and ``from_architecture`` order."""
     return list(model.state_dict().values())
+
+
+def _dense(model: Sequential) -> list[Dense]:
+    """The Dense layers, input first (the other layers: BatchNorm, activations, dropout)."""
+    return [layer for layer in model.layers if isinstance(layer, Dense)]
+
+
+def _weights(model: Sequential) -> list[Array]:
+    """The live weight matrices of the Dense layers, input first."""
+    return [layer.w for layer in _dense(model)]
 
 
 def _all_finite(xp: ModuleType, arrays: list[Array]) -> bool:
@@ -323,6 +377,8 @@ class _BaseMLP(BaseEstimator):
         beta_2: float = 0.999,
         epsilon: float = 1e-8,
         n_iter_no_change: int = 10,
+        dropout: float = 0.0,
+        batch_norm: bool = False,
         backend: Any = None,
         device: Any = None,
         dtype: Any = "float64",
@@ -347,6 +403,8 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.dropout = dropout
+        self.batch_norm = batch_norm
         self.backend = backend
         self.device = device
         self.dtype = dtype
@@ -395,6 +453,12 @@ class _BaseMLP(BaseEstimator):
         _check_real("epsilon", self.epsilon, 0.0, low_open=True)
         if not (_real(self.n_iter_no_change) and self.n_iter_no_change == np.inf):
             _check_int("n_iter_no_change", self.n_iter_no_change, 1)
+        _check_real("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        _check_bool("batch_norm", self.batch_norm)
+        if self.batch_norm and isinstance(self.batch_size, numbers.Integral) and (
+                self.batch_size < 2):
+            raise ValueError(f"batch_size must be at least 2 with batch_norm=True (BatchNorm "
+                             f"normalises over a batch's rows), got {self.batch_size!r}")
         if _backend.dtype_name(self.dtype) not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
@@ -509,15 +573,28 @@ class _BaseMLP(BaseEstimator):
         self.out_activation_ = self._out_kind
         hidden = ACTIVATIONS[self.activation]
         factor = 2.0 if self.activation == "logistic" else 6.0
-        layers = []
+        where = dict(backend=xp, device=dev, dtype=dt)
+        blocks: list[list[Layer]] = []  # one per Dense: the Dense and the layers after it
         for i, (fan_in, fan_out) in enumerate(zip(units, units[1:])):
             bound = np.sqrt(factor / (fan_in + fan_out))
             w = rng.uniform(-bound, bound, (fan_in, fan_out))
             b = rng.uniform(-bound, bound, fan_out)
-            act = hidden if i < len(units) - 2 else "identity"
-            layers.append(Dense.from_params(_backend.to_backend(w, xp, dev, dt),
-                                            _backend.to_backend(b, xp, dev, dt), act))
-        self.model_ = Sequential(layers, _LOSSES[self._out_kind]())
+            last = i == len(units) - 2
+            act = "identity" if last or self.batch_norm else hidden
+            block: list[Layer] = [Dense.from_params(_backend.to_backend(w, xp, dev, dt),
+                                                    _backend.to_backend(b, xp, dev, dt), act)]
+            if self.batch_norm and not last:  # Dense (affine) → BatchNorm → activation
+                block.append(BatchNorm(fan_out, **where))
+                if hidden in _ACTIVATION_LAYERS:
+                    block.append(_ACTIVATION_LAYERS[hidden](**where))
+            blocks.append(block)
+        if self.dropout:
+            # seeds drawn after every weight, so the weights are those without dropout
+            for block in blocks[:-1]:
+                seed = int(rng.randint(0, 2**31 - 1))
+                block.append(Dropout(float(self.dropout), seed=seed, **where))
+        self.model_ = Sequential([layer for block in blocks for layer in block],
+                                 _LOSSES[self._out_kind]())
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_: list[float] = []
@@ -537,12 +614,10 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         if not first_pass:  # the same architecture, or a clear error
-            sizes = [layer.n_out for layer in self.model_.layers[:-1]]
-            if sizes != self._hidden_sizes():
-                raise ValueError(f"hidden_layer_sizes is {self.hidden_layer_sizes!r} but the "
-                                 f"fitted network has hidden layers {tuple(sizes)}; fit "
-                                 "without warm_start to train a new network")
+            self._check_architecture()
         X, y = self._check_Xy(X, y, reset=first_pass)
+        if self.batch_norm:
+            self._check_batch_norm_rows(int(X.shape[0]))
         T = self._encode(y, incremental)
         xp, dev, dt = self._placement()
         rng = check_random_state(self.random_state)
@@ -560,6 +635,36 @@ class _BaseMLP(BaseEstimator):
         self._train(self._to_model(X), _backend.to_backend(T, xp, dev, dt), T, rng,
                     incremental)
         return self
+
+    def _check_architecture(self) -> None:
+        """The fitted network (continued by ``warm_start``/``partial_fit``) is the one
+        the parameters describe: the same hidden sizes, with BatchNorm and dropout layers
+        as ``batch_norm``/``dropout`` ask; a new dropout rate is set on its layers."""
+        layers = self.model_.layers
+        sizes = [layer.n_out for layer in _dense(self.model_)[:-1]]
+        if sizes != self._hidden_sizes():
+            raise ValueError(f"hidden_layer_sizes is {self.hidden_layer_sizes!r} but the "
+                             f"fitted network has hidden layers {tuple(sizes)}; fit "
+                             "without warm_start to train a new network")
+        has_norm = any(isinstance(layer, BatchNorm) for layer in layers)
+        if has_norm != bool(self.batch_norm):
+            raise ValueError(f"batch_norm is {self.batch_norm!r} but the fitted network has "
+                             f"{'' if has_norm else 'no '}BatchNorm layers; fit without "
+                             "warm_start to train a new network")
+        drops = [layer for layer in layers if isinstance(layer, Dropout)]
+        if bool(drops) != bool(self.dropout):
+            raise ValueError(f"dropout is {self.dropout!r} but the fitted network has "
+                             f"{'' if drops else 'no '}dropout layers; fit without "
+                             "warm_start to train a new network")
+        for layer in drops:
+            layer.rate = float(self.dropout)
+
+    @staticmethod
+    def _check_batch_norm_rows(n: int) -> None:
+        if n < 2:
+            raise ValueError(f"batch_norm=True needs at least 2 samples to train on (BatchNorm "
+                             f"normalises over a batch's rows), got {n} sample"
+                             f"{'' if n == 1 else 's'}")
 
     def _zero_state(self, opt: optimizers.Optimizer) -> None:
         """Create the optimizer's state (zeros, as its first step would), so every step
@@ -602,6 +707,12 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It "
                               "is going to be clipped", stacklevel=4)
             batch_size = int(np.clip(self.batch_size, 1, n))
+        starts = list(range(0, n, batch_size))
+        if self.batch_norm:
+            self._check_batch_norm_rows(n)
+            if len(starts) > 1 and n - starts[-1] == 1:
+                starts.pop()  # BatchNorm needs 2 rows: the last row joins the batch before
+        bounds = list(zip(starts, [*starts[1:], n]))
         penalty = _penalty_fn(xp) if self.alpha else None
         half_alpha = 0.5 * float(self.alpha)
         lazy = _backend.is_lazy(X)
@@ -614,15 +725,14 @@ class _BaseMLP(BaseEstimator):
                     order = _backend.from_host(sample_idx, xp, dev)
                 total: Any = 0.0  # lazy data: the running sum, kept computed
                 batch_losses, penalties, sizes = [], [], []  # eager: summed once per epoch
-                for start in range(0, n, batch_size):
-                    stop = min(start + batch_size, n)
+                for start, stop in bounds:
                     if self.shuffle:
                         idx = order[start:stop]
                         xb, tb = xp.take(X, idx, axis=0), xp.take(T, idx, axis=0)
                     else:
                         xb, tb = X[start:stop, ...], T[start:stop, ...]
                     # the L2 term of the batch's loss, with the weights before its update
-                    pen = None if penalty is None else penalty(_params(model)[0::2], half_alpha)
+                    pen = None if penalty is None else penalty(_weights(model), half_alpha)
                     e = model.train_step(xb, tb, opt)
                     if lazy:
                         total = _backend.materialize(
@@ -744,20 +854,22 @@ class _BaseMLP(BaseEstimator):
 
     @property
     def coefs_(self) -> list[np.ndarray]:
-        """The weight matrices, input first, as NumPy copies."""
+        """The weight matrices of the Dense layers, input first, as NumPy copies."""
         if "model_" not in self.__dict__:
             raise AttributeError("coefs_ exists once the estimator is fitted")
-        return [_backend.to_numpy(w) for w in _params(self.model_)[0::2]]
+        return [_backend.to_numpy(w) for w in _weights(self.model_)]
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
-        """The bias vectors, input first, as NumPy copies."""
+        """The bias vectors of the Dense layers, input first, as NumPy copies."""
         if "model_" not in self.__dict__:
             raise AttributeError("intercepts_ exists once the estimator is fitted")
-        return [_backend.to_numpy(b) for b in _params(self.model_)[1::2]]
+        return [_backend.to_numpy(layer.b) for layer in _dense(self.model_)]
 
     def __getstate__(self) -> dict[str, Any]:
-        """Parameters and optimizer state as NumPy arrays: the pickle loads anywhere."""
+        """Parameters, buffers (BatchNorm's running statistics) and optimizer state as
+        NumPy arrays, the layers' settings (dropout rates and seeds) in the architecture:
+        the pickle loads anywhere."""
         state = dict(super().__getstate__())
         model = state.pop("model_", None)
         if model is not None:
@@ -775,6 +887,9 @@ class _BaseMLP(BaseEstimator):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         host = state.pop("_host_model", None)
+        # pickles from before dropout and batch_norm were parameters: networks without
+        state.setdefault("dropout", 0.0)
+        state.setdefault("batch_norm", False)
         super().__setstate__(state)
         if host is None:
             return
@@ -807,8 +922,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Binary targets train one sigmoid output (``predict_proba`` gives two columns),
     multi-class targets a softmax, multi-label indicator matrices one sigmoid per label
     (``predict`` gives the indicator matrix). Classes may be of any type (strings too).
-    See the module's docstring for the parameters beyond scikit-learn's — ``backend``,
-    ``device``, ``dtype`` — and for what differs.
+    See the module's docstring for the parameters beyond scikit-learn's — ``dropout``,
+    ``batch_norm``, ``backend``, ``device``, ``dtype`` — and for what differs.
     """
 
     def _encode(self, y: np.ndarray, incremental: bool) -> np.ndarray:
@@ -928,7 +1043,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by anyfc on any backend, with
     scikit-learn's ``MLPRegressor`` parameters and behaviour (stochastic solvers,
     squared error, identity output; ``y`` of shape ``(n,)`` or ``(n, k)``). See the
-    module's docstring for ``backend``, ``device`` and ``dtype`` and for what differs.
+    module's docstring for ``dropout``, ``batch_norm``, ``backend``, ``device`` and
+    ``dtype`` and for what differs.
     """
 
     _out_kind = "identity"

@@ -1,6 +1,7 @@
 """anyfc inside scikit-learn: a Pipeline(StandardScaler, anyfc.sklearn.MLPClassifier) tuned
-by GridSearchCV on scikit-learn's breast-cancer data, then the best network moved to
-another backend, where it predicts the same.
+by GridSearchCV on scikit-learn's breast-cancer data (sizes and L2 term, and anyfc's
+dropout on the larger network), then the best network moved to another backend, where it
+predicts the same.
 
     python examples/sklearn_pipeline.py                          # NumPy, then another backend
     python examples/sklearn_pipeline.py --backend torch --to jax
@@ -57,8 +58,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                               random_state=args.seed, backend=args.backend,
                               device=args.device)),
     ])
-    grid = GridSearchCV(pipe, {"mlp__hidden_layer_sizes": [(16,), (64, 32)],
-                               "mlp__alpha": [1e-4, 1e-1]}, cv=args.cv, n_jobs=args.n_jobs)
+    # a list of grids: every size with both L2 terms, and one candidate more with dropout
+    # (anyfc's, after each hidden layer; prediction never drops) where it has most to do
+    grid = GridSearchCV(pipe, [{"mlp__hidden_layer_sizes": [(16,), (64, 32)],
+                                "mlp__alpha": [1e-4, 1e-1]},
+                               {"mlp__hidden_layer_sizes": [(64, 32)], "mlp__alpha": [1e-4],
+                                "mlp__dropout": [0.2]}], cv=args.cv, n_jobs=args.n_jobs)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # short runs stop at max_iter
