@@ -75,6 +75,27 @@ class DeviceRandom:
         host = self._gen.random(shape, dtype=np.dtype(_backend.dtype_name(dtype)))
         return _backend.from_host(host, self.xp, self.device, dtype)
 
+    def snapshot(self) -> Any:
+        """The generator's position, for ``restore`` (an undone epoch draws its dropout
+        masks again from where it started)."""
+        if self.name == "jax":
+            return self.state  # immutable
+        if self.name == "torch":
+            return self._gen.get_state()  # a copy
+        if self.name == "cupy":
+            return None  # CuPy's generator offers no state to copy: not restored
+        return self._gen.bit_generator.state  # a copy (a dict of Python ints)
+
+    def restore(self, snapshot: Any) -> None:
+        if snapshot is None:
+            return
+        if self.name == "jax":
+            self.state = snapshot
+        elif self.name == "torch":
+            self._gen.set_state(snapshot)
+        else:
+            self._gen.bit_generator.state = snapshot
+
     def with_state(self, state: Any) -> DeviceRandom:
         """A copy drawing from ``state`` (JAX: a traced key inside a compiled step)."""
         twin = object.__new__(DeviceRandom)

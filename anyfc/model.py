@@ -474,7 +474,9 @@ class Sequential:
             slot: {k: xp.asarray(v, copy=True) for k, v in values.items()}
             for slot, values in opt.state.items()}
         counters = None if opt is None else (opt.t, opt.epoch, opt.lr)
-        return {"arrays": arrays, "state": state, "counters": counters}
+        generators = [(g, g.snapshot()) for g in self._generators()]
+        return {"arrays": arrays, "state": state, "counters": counters,
+                "generators": generators}
 
     def _restore(self, snapshot: dict[str, Any]) -> None:
         for (layer, name), value in zip(self._slots("array"), snapshot["arrays"]):
@@ -483,6 +485,8 @@ class Sequential:
         if opt is not None and snapshot["counters"] is not None:
             opt.state = snapshot["state"]
             opt.t, opt.epoch, opt.lr = snapshot["counters"]
+        for generator, position in snapshot["generators"]:
+            generator.restore(position)
         self._forget()
 
     def _forget(self) -> None:

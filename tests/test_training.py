@@ -447,3 +447,25 @@ def test_weighted_training_is_the_same_on_every_data_path(dask_bk):
                da.from_array(w, chunks=10))
     _assert_weights(memory, trained(*chunked), rtol=1e-12)
     _assert_weights(memory, trained(*chunked, strategy="data_parallel"), rtol=1e-12)
+
+
+def test_an_undone_epoch_draws_the_same_dropout_masks_again(bk):
+    def model():
+        return anyfc.Sequential([
+            bk.dense(3, 8, "tanh", seed=0),
+            anyfc.Dropout(0.5, seed=3, backend=bk.name, device=bk.device_name, dtype="float64"),
+            bk.dense(8, 2, "identity", seed=1)])
+
+    class FailOnce(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                raise RuntimeError("interrupted")
+
+    a, b = model(), model()
+    a.fit(X, Y, epochs=1, batch_size=8, verbose=0, seed=0)
+    with pytest.raises(RuntimeError):
+        a.fit(X, Y, epochs=1, batch_size=8, verbose=0, seed=1, callbacks=[FailOnce()])
+    a.fit(X, Y, epochs=1, batch_size=8, verbose=0, seed=1)
+    b.fit(X, Y, epochs=1, batch_size=8, verbose=0, seed=0)
+    b.fit(X, Y, epochs=1, batch_size=8, verbose=0, seed=1)
+    _assert_weights(_weights(a), _weights(b), rtol=0, atol=0)
