@@ -56,7 +56,8 @@ def fit(
     opt = optimizers.get(optimizer if optimizer is not None else model.optimizer)
     opt_state = model._adopt(opt)
     model._check_settings()
-    if not model._finite([*model._arrays(), *_state_arrays(opt)]):
+    moved_state = [v for values in opt_state.values() for v in values.values()]
+    if not model._finite([*model._arrays(), *moved_state]):
         raise ValueError("the model's parameters, buffers or optimizer state hold NaN or "
                          "infinity before training; load or assign finite ones (see "
                          "model.load_state_dict)")
