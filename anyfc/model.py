@@ -518,8 +518,9 @@ class Sequential:
                 self, _validation.inputs(X, dask_xp, "cpu", self.dtype, self.n_in))
         X = _validation.inputs(X, self.xp, self.device, self.dtype, self.n_in)
         xp = self.xp
-        out = [self.loss.output(xp, self.forward(xb, training=False))
-               for _, xb in self._batches(X, batch_size)]
+        with _backend.precision_scope(xp, self.device):  # anyfc's, as in training
+            out = [self.loss.output(xp, self.forward(xb, training=False))
+                   for _, xb in self._batches(X, batch_size)]
         return out[0] if len(out) == 1 else xp.concat(out, axis=0)
 
     def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 1024,

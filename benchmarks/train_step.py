@@ -5,12 +5,23 @@ optimizer, float32.
     python benchmarks/train_step.py                      # every CPU contender
     python benchmarks/train_step.py --backend cupy       # GPU: anyfc on CuPy vs torch-cuda
     python benchmarks/train_step.py --cases b32,b1024 --procs 5
+    python benchmarks/train_step.py --fit                # a full fit epoch per round
+    python benchmarks/train_step.py --contenders torch.nn,anyfc:torch+compile
+
+Contenders: ``torch.nn``, ``plain_numpy``, and ``anyfc:BACKEND[+COMPILER][:DEVICE]`` —
+anyfc on BACKEND with its default step compiler (JAX: ``jit``; the others eager), or with
+the one named (``anyfc:torch+compile``: ``torch.compile`` of the whole step;
+``anyfc:jax+eager``: JAX op by op), see ``anyfc._backend.set_step_compiler``.
 
 Each contender runs in its own process (BLAS thread pools of different libraries must not
-share one), ``--procs`` times; each process times ``--rounds`` rounds of steps and reports
-its median. The table gives the median over processes, the ratio to torch.nn, the
-achieved GFLOP/s against a GEMM of the same shape on the same library (the limit), and
-the peak memory the training added to the process.
+share one), ``--procs`` times; each process times ``--rounds`` rounds of steps (or, with
+``--fit``, of one ``fit`` epoch each over ``steps`` batches, shuffled, metrics included;
+torch.nn runs the same epoch by hand) and reports its median. The table gives the median
+over processes, the ratio to torch.nn, the achieved GFLOP/s against a GEMM of the same
+shape on the same library (the limit), the peak memory the training added to the
+process, and the compile time: what the warm-up steps (or the first epoch) took beyond
+the same number of steady ones — the compilation of JAX's and torch.compile's steps
+(TorchInductor caches its kernels on disk, so processes after the first compile faster).
 """
 
 from __future__ import annotations
@@ -35,13 +46,15 @@ CASES = {  # name -> (layer sizes, batch size, steps per round)
     "b1024": ([784, 256, 256, 10], 1024, 20),
     "wide": ([4096, 4096, 4096, 10], 256, 4),
 }
-# torch.nn, the baseline, runs first in each case: rows print as they finish, with ratios.
-CPU_CONTENDERS = ["torch.nn", "anyfc:numpy", "anyfc:torch", "anyfc:jax", "plain_numpy"]
+# torch.nn, the baseline, runs first in each round; rows print when their case is done.
+CPU_CONTENDERS = ["torch.nn", "anyfc:numpy", "anyfc:torch", "anyfc:jax", "anyfc:torch+compile",
+                  "plain_numpy"]
 GPU_CONTENDERS = {  # --backend: anyfc on that GPU backend (and the others), vs torch-cuda
     "cupy": ["torch.nn:cuda", "anyfc:cupy", "anyfc:torch:cuda", "anyfc:jax"],
     "torch": ["torch.nn:cuda", "anyfc:torch:cuda"],
 }
 LR = 0.01
+FIT_MIN_BATCHES = 8  # --fit: batches per epoch at least (fit's once-an-epoch work amortised)
 
 
 def step_flops(sizes: list[int], batch: int) -> float:
@@ -98,16 +111,32 @@ class PlainNumpy:
     def sync(self) -> None:
         pass
 
+    def epoch(self, X: np.ndarray, y: np.ndarray, batch: int, seed: int) -> None:
+        order = np.random.default_rng(seed).permutation(len(X))
+        for start in range(0, len(X), batch):
+            idx = order[start:start + batch]
+            self.step(X[idx], y[idx])
+
 
 class AnyfcContender:
-    def __init__(self, sizes: list[int], backend: str, device: str | None) -> None:
+    def __init__(self, sizes: list[int], backend: str, device: str | None,
+                 compiler: str | None = None) -> None:
         import anyfc
+        from anyfc import _backend
 
         self.anyfc = anyfc
+        if compiler:
+            _backend.set_step_compiler(backend, compiler)
         layers = [anyfc.Dense(a, b, "relu" if i < len(sizes) - 2 else "identity", seed=i)
                   for i, (a, b) in enumerate(zip(sizes, sizes[1:]))]
         self.model = anyfc.Sequential(layers, backend=backend, device=device, dtype="float32")
         self.opt = anyfc.optimizers.SGD(lr=LR)
+
+    def epoch(self, X: Any, y: Any, batch: int, seed: int) -> None:
+        """One ``fit`` epoch: shuffled batches, the step, the loss and accuracy sums, and
+        fit's once-an-epoch checks (snapshot for undo, finiteness)."""
+        self.model.fit(X, y, epochs=1, batch_size=batch, optimizer=self.opt, shuffle=True,
+                       seed=seed, verbose=0)
 
     def put(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
         m = self.model
@@ -150,14 +179,41 @@ class TorchNN:
         if self.device != "cpu":
             self.torch.cuda.synchronize()
 
+    def epoch(self, X: Any, y: Any, batch: int, seed: int) -> None:
+        """The epoch a torch user writes: shuffled batches, the step, the loss and the
+        number of correct predictions summed on the device, read once at the end."""
+        torch = self.torch
+        gen = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(X), generator=gen).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        hits = torch.zeros((), device=self.device, dtype=torch.int64)
+        for start in range(0, len(X), batch):
+            idx = order[start:start + batch]
+            x, t = X.index_select(0, idx), y.index_select(0, idx)
+            self.opt.zero_grad(set_to_none=True)
+            out = self.net(x)
+            loss = self.loss(out, t)
+            loss.backward()
+            self.opt.step()
+            loss_sum += loss.detach() * len(idx)
+            hits += (out.detach().argmax(1) == t).sum()
+        float(loss_sum), int(hits)  # noqa: B018  (fit reads its metrics once an epoch)
+
+
+def parse(contender: str) -> tuple[str, str | None, str | None]:
+    """``anyfc:torch+compile:cuda`` → (``torch``, ``compile``, ``cuda``)."""
+    _, spec, *device = contender.split(":")
+    backend, _, compiler = spec.partition("+")
+    return backend, compiler or None, device[0] if device else None
+
 
 def build(contender: str, sizes: list[int]) -> Any:
     if contender == "plain_numpy":
         return PlainNumpy(sizes)
     if contender.startswith("torch.nn"):
         return TorchNN(sizes, "cuda" if contender.endswith(":cuda") else "cpu")
-    _, backend, *device = contender.split(":")
-    return AnyfcContender(sizes, backend, device[0] if device else None)
+    backend, compiler, device = parse(contender)
+    return AnyfcContender(sizes, backend, device, compiler)
 
 
 def gemm_limit(contender: str, sizes: list[int], batch: int) -> float:
@@ -175,14 +231,16 @@ def gemm_limit(contender: str, sizes: list[int], batch: int) -> float:
         xt, wt = torch.from_numpy(x).to(dev), torch.from_numpy(w).to(dev)
         matmul = lambda: xt @ wt  # noqa: E731
         sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    elif contender == "anyfc:jax":
+    elif contender.startswith("anyfc:jax"):
         import jax.numpy as jnp
 
         xj, wj = jnp.asarray(x), jnp.asarray(w)
         last: list[Any] = [None]
 
         def matmul() -> None:
-            last[0] = xj @ wj  # dispatched asynchronously, like the others
+            # full float32, as anyfc's steps ask for (JAX's default on NVIDIA GPUs is TF32);
+            # dispatched asynchronously, like the others
+            last[0] = jnp.matmul(xj, wj, precision="highest")
 
         def sync() -> None:
             last[0].block_until_ready()
@@ -216,6 +274,38 @@ def _peak_device_bytes(contender: str) -> float:
     return float("nan")
 
 
+def _synced(runner: Any, fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    runner.sync()
+    return time.perf_counter() - start
+
+
+def fit_worker(contender: str, case: str, rounds: int) -> dict[str, Any]:
+    """Runs in its own process: median seconds per step over ``rounds`` epochs of
+    ``steps`` batches each (at least ``FIT_MIN_BATCHES``), after one epoch of warm-up,
+    which compiles."""
+    sizes, batch, steps = CASES[case]
+    steps = max(steps, FIT_MIN_BATCHES)
+    runner = build(contender, sizes)
+    X, y = make_data(sizes, batch, steps)
+    if hasattr(runner, "put"):
+        X, y = runner.put(X, y)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    first = _synced(runner, lambda: runner.epoch(X, y, batch, 0))
+    per_epoch = [_synced(runner, lambda r=r: runner.epoch(X, y, batch, r + 1))
+                 for r in range(rounds)]
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    device = str(runner.model.device) if hasattr(runner, "model") else (
+        getattr(runner, "device", "cpu"))
+    epoch = statistics.median(per_epoch)
+    return {"device": device, "seconds": epoch / steps,
+            "compile_s": max(0.0, first - epoch),
+            "gemm_gflops": gemm_limit(contender, sizes, batch),
+            "rss_added_mb": (rss_after - rss_before) / 1024,
+            "rss_peak_mb": rss_after / 1024, "device_mb": _peak_device_bytes(contender) / 2**20}
+
+
 def worker(contender: str, case: str, rounds: int) -> dict[str, Any]:
     """Runs in its own process: median seconds per step over ``rounds`` rounds."""
     sizes, batch, steps = CASES[case]
@@ -225,9 +315,8 @@ def worker(contender: str, case: str, rounds: int) -> dict[str, Any]:
                for i in range(8)] if hasattr(runner, "put") else [
         (X[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(8)]
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for i in range(max(3, steps // 10)):  # warm-up (JIT, allocator, BLAS threads)
-        runner.step(*batches[i % 8])
-    runner.sync()
+    warm = max(3, steps // 10)  # warm-up (compilation, allocator, BLAS threads)
+    warm_s = [_synced(runner, lambda i=i: runner.step(*batches[i % 8])) for i in range(warm)]
     per_step = []
     for _ in range(rounds):
         start = time.perf_counter()
@@ -238,7 +327,9 @@ def worker(contender: str, case: str, rounds: int) -> dict[str, Any]:
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     device = str(runner.model.device) if hasattr(runner, "model") else (
         getattr(runner, "device", "cpu"))
-    return {"device": device, "seconds": statistics.median(per_step),
+    seconds = statistics.median(per_step)
+    return {"device": device, "seconds": seconds,
+            "compile_s": max(0.0, sum(warm_s) - warm * seconds),
             "gemm_gflops": gemm_limit(contender, sizes, batch),
             "rss_added_mb": (rss_after - rss_before) / 1024,
             "rss_peak_mb": rss_after / 1024, "device_mb": _peak_device_bytes(contender) / 2**20}
@@ -249,7 +340,7 @@ def available(contender: str) -> bool:
 
     lib = {"torch.nn": "torch", "plain_numpy": "numpy"}.get(contender.split(":")[0])
     if lib is None:
-        lib = contender.split(":")[1]
+        lib = parse(contender)[0]
     return importlib.util.find_spec(lib) is not None
 
 
@@ -263,12 +354,18 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=None,
                         help="processes per contender (default 3 on CPU, 1 on a GPU)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for every library in the worker processes (default: "
+                        "each library's own; 1 keeps a shared machine's numbers steady)")
+    parser.add_argument("--fit", action="store_true",
+                        help="time full fit epochs (shuffling, metrics) instead of bare steps")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--worker", nargs=2, metavar=("CONTENDER", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.rounds)))
+        work = fit_worker if args.fit else worker
+        print(json.dumps(work(args.worker[0], args.worker[1], args.rounds)))
         return
     if args.contenders:
         contenders = args.contenders.split(",")
@@ -285,33 +382,50 @@ def main() -> None:
         if "cupy" in contenders[0] and "cupy" not in anyfc.available_backends():
             print("no usable CuPy GPU here: nothing to benchmark")
             return
+    env = dict(os.environ)
+    if args.threads:
+        n = str(args.threads)
+        env.update(OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n,
+                   XLA_FLAGS=f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen="
+                   f"{'true' if args.threads > 1 else 'false'} "
+                   f"intra_op_parallelism_threads={n}".strip())
     results: dict[str, dict[str, Any]] = {}
-    print_header()
+    print_header(args.fit)
     for case in args.cases.split(","):
-        for contender in contenders:
-            runs = []
-            for _ in range(args.procs):
+        # the processes of one round run one after the other, contender by contender, so
+        # a change in the machine's load falls on every contender alike
+        runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
+        failed: set[str] = set()
+        for _ in range(args.procs):
+            for contender in contenders:
+                if contender in failed:
+                    continue
                 cmd = [sys.executable, __file__, "--worker", contender, case,
-                       "--rounds", str(args.rounds)]
-                proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+                       "--rounds", str(args.rounds)] + (["--fit"] if args.fit else [])
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if proc.returncode != 0:
                     print(f"{contender} {case} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-                    break
-                runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            if runs:
-                row = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "device"}
-                row.update(device=runs[0]["device"], all_ms=[r["seconds"] * 1e3 for r in runs])
-                results[f"{case}|{contender}"] = row
-                print_row(results, contenders, case, contender)  # as soon as it is known
-                if args.json:
-                    with open(args.json, "w") as f:
-                        json.dump(results, f, indent=1)
+                    failed.add(contender)
+                    continue
+                runs[contender].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        for contender in contenders:
+            got = runs[contender]
+            if not got:
+                continue
+            row = {k: statistics.median(r[k] for r in got) for k in got[0] if k != "device"}
+            row.update(device=got[0]["device"], all_ms=[r["seconds"] * 1e3 for r in got])
+            results[f"{case}|{contender}"] = row
+            print_row(results, contenders, case, contender)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
 
 
-def print_header() -> None:
-    print("| case | contender | device | ms/step (median) | vs torch.nn | GFLOP/s | GEMM GFLOP/s "
-          "| % of GEMM | peak RSS added (MB) | device MB |", flush=True)
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+def print_header(fit: bool = False) -> None:
+    what = "ms/step in a fit epoch (median)" if fit else "ms/step (median)"
+    print(f"| case | contender | device | {what} | vs torch.nn | GFLOP/s | GEMM GFLOP/s "
+          "| % of GEMM | peak RSS added (MB) | device MB | compile s |", flush=True)
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
 
 
 def print_row(results: dict[str, dict[str, Any]], contenders: list[str], case: str,
@@ -327,7 +441,7 @@ def print_row(results: dict[str, dict[str, Any]], contenders: list[str], case: s
     print(f"| {shape} b{batch} | {contender} | {r['device']} | {r['seconds'] * 1e3:.3f} "
           f"| {ratio:.2f}x | {gflops:.0f} | {r['gemm_gflops']:.0f} "
           f"| {100 * gflops / r['gemm_gflops']:.0f}% | {r['rss_added_mb']:.1f} "
-          f"| {r['device_mb']:.0f} |", flush=True)
+          f"| {r['device_mb']:.0f} | {r.get('compile_s', float('nan')):.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -154,8 +154,9 @@ def _epoch(model: Model, opt: Any, train: Any, rng: Any, hooks: list[Callback],
 def evaluate(model: Model, data: Any) -> dict[str, float]:
     """The metrics of ``model`` over ``data`` (inference: nothing kept on the model)."""
     sums: _metrics.Sums | None = None
-    for batch in data.batches(_backend.host_rng(0)):
-        sums = _metrics.materialize(_metrics.merge(sums, data.evaluate(model, batch)))
+    with _backend.precision_scope(model.xp, model.device):  # anyfc's, as in training
+        for batch in data.batches(_backend.host_rng(0)):
+            sums = _metrics.materialize(_metrics.merge(sums, data.evaluate(model, batch)))
     assert sums is not None
     return _metrics.result(sums, model.loss, model.n_out)
 

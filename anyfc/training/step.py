@@ -1,18 +1,27 @@
 """One training step on a model: forward, loss, backward, update — eagerly, or as one
-compiled function where the backend compiles (JAX).
+compiled function where the backend's step compiler is on (``_backend.set_step_compiler``:
+``jax.jit`` for JAX by default, ``torch.compile`` for torch on request).
 
     y = model.forward(x);  E = loss(y, t[, w]);  model.backward(∂E/∂y);  optimizer.step
 
-The compiled step is the same code traced once into a pure function of (parameters,
-buffers, random keys, optimizer state, step count, learning rate, x, t, w). It is keyed
-on everything it closes over (``signature``); the learning rate is an *argument*, so a
-schedule or a callback that changes it never compiles the step again.
+``eager_step`` is the reference and the fallback. The compiled step is the same code
+traced into a pure function of (parameters, buffers, random state, optimizer state, step
+count, learning rate, x, t, w). It is keyed on everything it closes over
+(``signature``: layers and their settings, activations, loss, optimizer class and
+settings, backend, device, dtype, the step compiler and the precision); the compiler
+itself retraces for a new batch shape. The learning rate and the step count are
+*arguments*, so a schedule or a callback that changes the rate never compiles the step
+again. Dropout draws inside the step from the threaded key (JAX) or from numbers drawn
+eagerly from the layer's own generator (torch.compile: ``StepCompiler.random``);
+BatchNorm's running statistics go in and come out as buffers.
+
+Every step runs under anyfc's precision policy (``_backend.precision_scope``: full float32
+products unless ``set_precision("high")``); a JAX step records it when traced.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import threading
 from collections import Counter, OrderedDict
 from typing import Any
@@ -32,22 +41,61 @@ def train_step(model: Model, x: Array, t: Array, w: Array | None,
                optimizer: Any) -> tuple[Array, Array]:
     """One mini-batch on ``model``; returns (the batch's mean loss as a 0-d array, the
     network's output). ``w``: per-row loss weights or ``None``."""
-    step = compiled(model, optimizer)
-    if step is None:
-        return eager_step(model, x, t, w, optimizer)
-    generators = model._generators()
-    # the step count goes in as a float: an int would be a 32-bit integer under JAX's
-    # default mode and overflow past 2**31 - 1 steps; the learning rate is a float too
-    params, buffers, keys, state, e, y = step(
-        model._params(), model._buffers(), [g.state for g in generators], optimizer.state,
-        float(optimizer.t + 1), float(optimizer.learning_rate()), x, t, w)
+    xp, device = model.xp, model.device  # properties: read once
+    step = _compiled(model, optimizer, xp, device)
+    with _backend.precision_scope(xp, device):
+        if step is None:
+            return eager_step(model, x, t, w, optimizer)
+        generators = model._generators()
+        drawn = step.random == "drawn"
+        keys = (_draws(model, generators, x) if drawn else [g.state for g in generators])
+        # the step count goes in as a float: an int would be a 32-bit integer under JAX's
+        # default mode and overflow past 2**31 - 1 steps; the learning rate is a float too
+        params, buffers, keys, state, e, y = step(
+            model._params(), model._buffers(), keys, optimizer.state,
+            float(optimizer.t + 1), float(optimizer.learning_rate()), x, t, w)
     model._set_params(params)
     model._set_buffers(buffers)
-    for generator, key in zip(generators, keys):
-        generator.state = key
+    if not drawn:
+        for generator, key in zip(generators, keys):
+            generator.state = key
     optimizer.state, optimizer.t = state, optimizer.t + 1
     model._forget()
     return e, y
+
+
+def _draws(model: Model, generators: list[Any], x: Array) -> list[Array]:
+    """The uniform numbers the eager step would draw from each dropout layer's generator,
+    drawn now, in its order and shapes: a layer that keeps its width (``n_out`` None)
+    sees the width of the layer before, a batch of ``x``'s rows."""
+    shapes, width = [], x.shape[1]
+    for layer in model.layers:
+        if hasattr(layer, "_generator"):
+            shapes.append((x.shape[0], width))
+        width = layer.n_out if layer.n_out is not None else width
+    return [g.uniform(shape, model.dtype) for g, shape in zip(generators, shapes)]
+
+
+class _Drawn:
+    """A generator standing in for a dropout layer's inside a compiled step: it hands out
+    numbers drawn before the step (``_draws``)."""
+
+    state = None
+
+    def __init__(self, values: Array) -> None:
+        self.values = values
+
+    def matches(self, xp: Any, device: Any) -> bool:
+        return True
+
+    def uniform(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        if tuple(shape) != tuple(self.values.shape) or dtype != self.values.dtype:
+            raise ValueError(
+                f"a layer drew {tuple(shape)} random numbers inside the compiled step, but "
+                f"{tuple(self.values.shape)} were drawn for it (a layer that draws numbers "
+                "must keep its input's shape); use set_step_compiler(backend, 'eager')")
+        values, self.values = self.values, None
+        return values
 
 
 def eager_step(model: Model, x: Array, t: Array, w: Array | None, optimizer: Any,
@@ -65,35 +113,60 @@ def eager_step(model: Model, x: Array, t: Array, w: Array | None, optimizer: Any
 
 def signature(model: Model, optimizer: Any) -> tuple[Any, ...]:
     """Everything a compiled step closes over: each layer's type and settings (sizes,
-    activations and their parameters, rates, ...), the loss, the optimizer and its
-    settings except the learning rate (an argument), and where the model lives. anyfc's
+    activations and their parameters, rates, ...), the loss and its settings, the
+    optimizer and its settings except the learning rate (an argument), where the model
+    lives (backend, device, dtype), the step compiler and the precision policy. anyfc's
     own layers, losses and optimizers are fully described by their type and settings, so
     models alike share one compiled step (a grid search compiles once); objects of other
     classes (your own layers) are keyed by identity too, since their behaviour may hang
-    on more than their config."""
-    def ours(obj: Any) -> Any:
-        return None if type(obj).__module__.startswith("anyfc.") else id(obj)
+    on more than their config. (Batch shapes are the compiler's to key on: it traces
+    again for a new one.)"""
+    xp, device = model.xp, model.device
+    return _signature(model, optimizer, xp, device, _backend.step_compiler(xp, device))
 
-    layers = tuple((type(layer), ours(layer),
-                    json.dumps(layer.config(), sort_keys=True, default=repr))
+
+def _ours(obj: Any) -> Any:
+    return None if type(obj).__module__.startswith("anyfc.") else id(obj)
+
+
+def _signature(model: Model, optimizer: Any, xp: Any, device: Any,
+               compiler: Any) -> tuple[Any, ...]:
+    # repr of the settings, not JSON: a third of the time, and as exact (True, 1 and
+    # 1.0 stay apart; an object without a repr of its own is keyed by its address)
+    # a layer's seed only starts its generator, whose state goes in as an argument (or
+    # its draws do): models alike but for their seeds share one step
+    layers = tuple((type(layer), _ours(layer),
+                    repr([(k, v) for k, v in layer.config().items() if k != "seed"]))
                    for layer in model.layers)
-    settings = json.dumps({k: v for k, v in optimizer.config().items() if k != "lr"},
-                          sort_keys=True, default=repr)
-    return (layers, type(model.loss), ours(model.loss), type(optimizer), ours(optimizer),
-            settings, model.xp, str(model.device), _backend.dtype_name(model.dtype))
+    settings = repr([(k, v) for k, v in optimizer.config().items() if k != "lr"])
+    loss = model.loss
+    loss_settings = repr([(k, v) for k, v in vars(loss).items()
+                          if v is None or isinstance(v, (bool, int, float, str))])
+    return (layers, type(loss), _ours(loss), loss_settings, type(optimizer), _ours(optimizer),
+            settings, xp, str(device), _backend.dtype_name(model.dtype), compiler,
+            _backend.get_precision())
 
 
 def compiled(model: Model, optimizer: Any) -> Any:
-    """``eager_step`` as a pure function compiled by the backend, or ``None`` where the
-    backend runs eagerly. Compiled steps are kept process-wide by ``signature``."""
-    key = signature(model, optimizer)
+    """``eager_step`` as a pure function compiled by the backend's step compiler, or
+    ``None`` where the backend runs eagerly. Compiled steps are kept process-wide by
+    ``signature``; each has ``random``, how its dropout numbers enter: ``"state"``
+    (JAX's keys go in and the next come out) or ``"drawn"`` (drawn before the step from
+    each layer's own generator, in the eager step's order: compilers that cannot take a
+    generator, and libraries whose generators are stateful objects)."""
+    return _compiled(model, optimizer, model.xp, model.device)
+
+
+def _compiled(model: Model, optimizer: Any, xp: Any, device: Any) -> Any:
+    compiler = _backend.step_compiler(xp, device)
+    if compiler is None:
+        return None
+    key = _signature(model, optimizer, xp, device, compiler)
     with _LOCK:
         found = STEPS.get(key)
         if found is not None:
             STEPS.move_to_end(key)
             return found
-    if not _backend.compiles(model.xp):
-        return None
     # the structure the step is traced from: copies of the model, layers, loss and
     # optimizer holding settings only (no arrays: the compiled step must not keep them
     # alive, nor see a later change to the live objects)
@@ -108,6 +181,10 @@ def compiled(model: Model, optimizer: Any) -> Any:
     opt_template = copy.copy(optimizer)
     opt_template.state = {}
     backend = model.backend
+    # random state threads through the step only where it is an array (JAX keys);
+    # stateful generators (NumPy, torch, CuPy) have their numbers drawn before the step
+    drawn = compiler.random == "drawn" or any(g.state is None for g in model._generators())
+    precision = _backend.get_precision()
 
     def pure(params: list[Array], buffers: list[Array], keys: list[Array],
              state: dict[str, Any], step: Any, lr: Any, x: Array, t: Array,
@@ -123,16 +200,32 @@ def compiled(model: Model, optimizer: Any) -> Any:
         shadow._set_buffers(buffers)
         drawing: list[Any] = [layer for layer in shadow.layers if hasattr(layer, "_generator")]
         for layer, k in zip(drawing, keys):
-            layer.rng = layer._generator().with_state(k)
+            layer.rng = _Drawn(k) if drawn else layer._generator().with_state(k)
         opt = copy.copy(opt_template)
         opt.state, opt.t = dict(state), step - 1
-        e, y = eager_step(shadow, x, t, w, opt, lr=lr)
-        keys_out = [r.state for r in shadow._generators()]
+        # the precision is recorded in the traced products (JAX: precision=HIGHEST)
+        with _backend.precision_scope(xp, device, precision):
+            e, y = eager_step(shadow, x, t, w, opt, lr=lr)
+        keys_out = [] if drawn else [r.state for r in shadow._generators()]
         return shadow._params(), shadow._buffers(), keys_out, opt.state, e, y
 
-    compiled = _backend.compile_step(model.xp, pure)
+    compiled = _Compiled(compiler.compile(pure, device), compiler,
+                         "drawn" if drawn else "state")
     with _LOCK:
         STEPS[key] = compiled
         while len(STEPS) > MAX_STEPS:
             STEPS.popitem(last=False)
     return compiled
+
+
+class _Compiled:
+    """A compiled step, its compiler, and how its random numbers enter (``random``:
+    ``"state"``, the generators' state goes in and out; ``"drawn"``, ``_draws``)."""
+
+    __slots__ = ("fn", "compiler", "random")
+
+    def __init__(self, fn: Any, compiler: Any, random: str) -> None:
+        self.fn, self.compiler, self.random = fn, compiler, random
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
