@@ -453,8 +453,11 @@ def dtype_name(dtype: Any) -> str:
     """
     if isinstance(dtype, str):
         return dtype
+    # keyed with the type first: dtypes of different libraries are never compared (that
+    # warns on array_api_strict)
+    key = (type(dtype), dtype)
     try:
-        return _dtype_names[dtype]
+        return _dtype_names[key]
     except (KeyError, TypeError):  # not seen yet, or not hashable
         pass
     text = str(dtype)
@@ -462,13 +465,13 @@ def dtype_name(dtype: Any) -> str:
                              "complex128") if n in text), text)
     try:
         if len(_dtype_names) < 256:
-            _dtype_names[dtype] = name
+            _dtype_names[key] = name
     except TypeError:
         pass
     return name
 
 
-_dtype_names: dict[Any, str] = {}  # dtype_name is on the hot path (every step's key)
+_dtype_names: dict[tuple[type, Any], str] = {}  # dtype_name is on the hot path (step keys)
 
 
 # ---------------------------------------------------------------- host randomness
