@@ -14,6 +14,7 @@ Only the public API is used (``Sequential``, the layers, ``anyfc.optimizers``, `
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import Counter
 from typing import Any
@@ -842,3 +843,1051 @@ def test_a_custom_activation_reprs_all_its_settings():
 
     assert repr(Scaled(0.5, 3.0)) == "Scaled(a=0.5, b=3.0)"
     assert Scaled().config() == {"name": "scaled", "a": 1.0, "b": 2.0}
+
+
+# ---------------------------------------------------------------- optimizers: the edges
+# Mutation testing of anyfc/optimizers.py (tests/README.md) left these unchecked: the
+# default hyper-parameters, the range and the name in each setting's error, a learning
+# rate given as an array of another dtype or device, Optimizer.to, and what
+# load_state_dict accepts, refuses and where it puts the arrays.
+
+
+def _strict(device: str | None = "device1") -> tuple[Any, Any]:
+    """array_api_strict (in the test extra, so in every session) and one of its devices:
+    mixing devices there raises, as on a GPU."""
+    xp = pytest.importorskip("array_api_strict")
+    return xp, (None if device is None else xp.Device(device))
+
+
+@pytest.mark.parametrize("kind", ["SGD", "AdaGrad", "RMSProp", "Adam", "AdamW"])
+def test_each_optimizer_by_default_follows_its_equation_with_the_documented_settings(kind):
+    """``Optimizer()`` and ``optimizers.get(name)`` take RefOptimizer's defaults (the
+    signatures' documented ones)."""
+    for opt in (getattr(optimizers, kind)(), optimizers.get(kind.lower())):
+        layer = anyfc.Dense(3, 2, "identity", dtype="float64")
+        layer.w, layer.b = W0.copy(), B0.copy()
+        ref, params = RefOptimizer(kind), {"w": W0.copy(), "b": B0.copy()}
+        for gw, gb in GRADS:
+            layer.grad_w, layer.grad_b = gw.copy(), gb.copy()
+            opt.step([layer])
+            ref.step(params, {"w": gw, "b": gb})
+        np.testing.assert_allclose(layer.w, params["w"], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(layer.b, params["b"], rtol=RTOL, atol=ATOL)
+        assert opt.config().items() >= {k: v for k, v in ref.hp.items()}.items()
+
+
+# (optimizer, the setting, a value out of its range, the range as the error writes it)
+OUT_OF_RANGE = [
+    ("SGD", "momentum", 1.0, r"[0.0, 1.0)"),
+    ("RMSProp", "rho", 1.0, r"[0.0, 1.0)"),
+    ("RMSProp", "rho", -0.1, r"[0.0, 1.0)"),
+    ("Adam", "beta1", 1.0, r"[0.0, 1.0)"),
+    ("Adam", "beta2", 1.0, r"[0.0, 1.0)"),
+    ("AdamW", "beta2", 1.5, r"[0.0, 1.0)"),
+    ("AdaGrad", "eps", 0.0, r"(0.0, inf)"),
+    ("RMSProp", "eps", 0.0, r"(0.0, inf)"),
+    ("Adam", "eps", 0.0, r"(0.0, inf)"),
+    ("AdamW", "eps", -1e-8, r"(0.0, inf)"),
+    ("SGD", "weight_decay", -0.1, r"[0.0, inf)"),
+    ("Adam", "clipnorm", 0.0, r"(0.0, inf)"),
+    ("AdaGrad", "clipvalue", 0.0, r"(0.0, inf)"),
+]
+
+
+@pytest.mark.parametrize("kind, name, value, interval", OUT_OF_RANGE)
+def test_each_optimizer_setting_is_range_checked_by_name(kind, name, value, interval):
+    import re
+
+    with pytest.raises(ValueError, match="^" + re.escape(
+            f"{name} must be a finite number in {interval}, got {value!r}") + "$"):
+        getattr(optimizers, kind)(**{name: value})
+
+
+@pytest.mark.parametrize("kind, name, value", [
+    ("SGD", "momentum", 0.0), ("RMSProp", "rho", 0.0), ("RMSProp", "rho", 0.999),
+    ("Adam", "beta1", 0.0), ("Adam", "beta2", 0.9999), ("AdaGrad", "eps", 1e-300),
+    ("AdamW", "weight_decay", 0.0)])
+def test_each_optimizer_setting_takes_the_ends_of_its_range(kind, name, value):
+    assert getattr(getattr(optimizers, kind)(**{name: value}), name) == value
+
+
+def test_nesterov_without_momentum_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match=r"^nesterov=True needs momentum > 0$"):
+        optimizers.SGD(0.1, nesterov=True)
+
+
+@pytest.mark.parametrize("lr_dtype, lr_device", [
+    ("float64", None), ("float64", "device1"), ("float32", None)])
+def test_an_array_learning_rate_of_another_dtype_or_device_is_moved_to_each_parameter(
+        lr_dtype, lr_device):
+    """``step(layers, lr=a)`` with ``a`` a 0-d array of another dtype, or on another
+    device, or both: the update is made with ``a`` in each parameter's dtype (float32) and
+    on its device, so the parameters keep both (array_api_strict raises on mixed
+    devices)."""
+    xp, device = _strict()
+    lr = anyfc.to_backend(np.asarray(0.1), "array_api_strict", lr_device, lr_dtype)
+    for opt in (optimizers.SGD(), optimizers.Adam(), optimizers.SGD(clipnorm=0.5)):
+        layer = anyfc.Dense(3, 2, "identity", backend="array_api_strict", device="device1",
+                            dtype="float32")
+        layer.w = anyfc.to_backend(W0, "array_api_strict", "device1", "float32")
+        layer.b = anyfc.to_backend(B0, "array_api_strict", "device1", "float32")
+        ref, params = RefOptimizer(type(opt).__name__, lr=0.1), {"w": W0.copy(),
+                                                                 "b": B0.copy()}
+        for gw, gb in GRADS[:2]:
+            layer.grad_w = anyfc.to_backend(gw, "array_api_strict", "device1", "float32")
+            layer.grad_b = anyfc.to_backend(gb, "array_api_strict", "device1", "float32")
+            opt.step([layer], lr=lr)
+            if opt.clipnorm is not None:  # the reference does not clip: scale here
+                norm = np.sqrt(np.sum(gw * gw) + np.sum(gb * gb))
+                gw, gb = gw * (0.5 / max(norm, 0.5)), gb * (0.5 / max(norm, 0.5))
+            ref.step(params, {"w": gw, "b": gb})
+        for name in ("w", "b"):
+            p = getattr(layer, name)
+            assert p.dtype == xp.float32 and p.device == device, name
+            np.testing.assert_allclose(np.asarray(anyfc.to_numpy(p)), params[name],
+                                       rtol=1e-5, atol=1e-6, err_msg=name)
+        assert opt.lr_t.dtype == xp.float32 and opt.lr_t.device == device
+
+
+def _adam_with_state() -> optimizers.Adam:
+    layer = anyfc.Dense(3, 2, "identity", dtype="float64")
+    layer.w, layer.b = W0.copy(), B0.copy()
+    opt = optimizers.Adam(0.01)
+    for gw, gb in GRADS[:2]:
+        layer.grad_w, layer.grad_b = gw.copy(), gb.copy()
+        opt.step([layer])
+    return opt
+
+
+def test_optimizer_to_moves_every_state_array_to_the_backend_device_and_dtype():
+    xp, device = _strict()
+    opt = _adam_with_state()
+    before = host_opt_state(opt)
+    assert opt.to("array_api_strict", "device1", "float32") is opt
+    state = opt.state_dict()
+    assert state.keys() == before.keys() and state["t"] == 2
+    for key in (k for k in state if k.startswith("state.")):
+        value = state[key]
+        assert type(value) is type(xp.asarray(0.0)), key
+        assert value.dtype == xp.float32 and value.device == device, key
+        np.testing.assert_allclose(host(value), before[key], rtol=1e-6, err_msg=key)
+
+
+def test_load_state_dict_puts_the_arrays_on_the_backend_device_and_dtype():
+    xp, device = _strict()
+    saved = _adam_with_state().state_dict()
+    opt = optimizers.Adam(0.01)
+    opt.load_state_dict(saved, "array_api_strict", "device1", "float32")
+    state = opt.state_dict()
+    assert state.keys() == saved.keys() and (state["t"], state["epoch"]) == (2, 0)
+    for key in (k for k in state if k.startswith("state.")):
+        assert state[key].dtype == xp.float32 and state[key].device == device, key
+        np.testing.assert_allclose(host(state[key]), saved[key], rtol=1e-6, err_msg=key)
+
+
+def test_load_state_dict_counts_default_to_zero_and_reach_2_to_the_53():
+    saved = {k: v for k, v in _adam_with_state().state_dict().items() if k.startswith("state.")}
+    opt = optimizers.Adam()
+    opt.t, opt.epoch = 7, 3
+    opt.load_state_dict(saved)  # neither count given: both 0
+    assert (opt.t, opt.epoch) == (0, 0)
+    opt.load_state_dict({"epoch": 4})
+    assert (opt.t, opt.epoch, opt.state) == (0, 4, {})
+    opt.load_state_dict({"t": 2**53, "epoch": 2**53})
+    assert (opt.t, opt.epoch) == (2**53, 2**53)
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({"t": -1}, r"^optimizer state has an invalid step count t=-1; expected an integer "
+                r"in \[0, 2\*\*53\]$"),
+    ({"t": 2**53 + 1}, r"invalid step count t=9007199254740993;"),
+    ({"epoch": 1.5}, r"^optimizer state has an invalid epoch count epoch=1\.5; "),
+    ({"epoch": True}, r"invalid epoch count epoch=True;"),
+    ({"state.0.w.v.x": np.zeros(2)}, r"^unexpected optimizer state entry 'state\.0\.w\.v\.x'; "
+                                     r"SGD keeps state\.<layer>\.<parameter>\.<slot> with "
+                                     r"slot in \('v',\)$"),
+    ({"other.0.w.v": np.zeros(2)}, r"unexpected optimizer state entry 'other\.0\.w\.v'"),
+    ({"state.0.w.m": np.zeros(2)}, r"unexpected optimizer state entry 'state\.0\.w\.m'"),
+])
+def test_load_state_dict_refuses_bad_entries_naming_them(entry, match):
+    opt = optimizers.SGD(momentum=0.5)
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(entry)
+    assert (opt.t, opt.epoch, opt.state) == (0, 0, {})
+
+
+def test_load_state_dict_refuses_state_that_is_no_array_of_real_numbers():
+    opt = optimizers.SGD(momentum=0.5)
+    with pytest.raises(TypeError, match=r"^optimizer state entry 'state\.0\.w\.v' is a list, "
+                                        r"not an array$"):
+        opt.load_state_dict({"state.0.w.v": [0.0, 1.0]})
+    with pytest.raises(TypeError, match=r"^optimizer state entry 'state\.0\.w\.v' has dtype "
+                                        r"complex128"):
+        opt.load_state_dict({"state.0.w.v": np.zeros(2, dtype=complex)})
+    assert opt.state == {}
+
+
+def test_clipnorm_of_a_layer_with_a_single_parameter():
+    """The global norm over one gradient (a custom layer with one parameter): the only
+    gradient is both the first and the last."""
+
+    class Scale(anyfc.Layer):
+        param_names = ("w",)
+
+    layer = Scale()
+    layer.w, layer.grad_w = W0.copy(), GRADS[0][0].copy()
+    optimizers.SGD(0.1, clipnorm=0.5).step([layer])
+    g = GRADS[0][0]
+    np.testing.assert_allclose(layer.w, W0 - 0.1 * g * 0.5 / np.sqrt(np.sum(g * g)),
+                               rtol=RTOL)
+
+
+def test_an_unknown_optimizer_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"^unknown optimizer 'lbfgs'; valid optimizers are "
+                                         r"sgd, adagrad, rmsprop, adam, adamw$"):
+        optimizers.get("lbfgs")
+    with pytest.raises(ValueError, match=r"^unknown optimizer 3; "):
+        optimizers.get(3)
+
+
+def test_a_learning_rate_given_to_step_is_checked_by_name():
+    layer = anyfc.Dense(3, 2, "identity", dtype="float64")
+    layer.grad_w, layer.grad_b = GRADS[0][0].copy(), GRADS[0][1].copy()
+    with pytest.raises(ValueError, match=r"^lr must be a finite number in \[0\.0, inf\), "
+                                         r"got -0\.1$"):
+        optimizers.SGD().step([layer], lr=-0.1)
+
+
+def test_a_custom_optimizer_gets_the_base_class_defaults():
+    """``Optimizer.__init__(lr)``: no weight decay, no clipping (a user's subclass)."""
+
+    class Plain(optimizers.Optimizer):
+        def update(self, xp, p, g, state):
+            return p - self.lr_t * g
+
+    opt = Plain(0.1)
+    assert (opt.weight_decay, opt.clipnorm, opt.clipvalue) == (0.0, None, None)
+    layer = anyfc.Dense(3, 2, "identity", dtype="float64")
+    layer.w, layer.b = W0.copy(), B0.copy()
+    layer.grad_w, layer.grad_b = GRADS[0][0].copy(), GRADS[0][1].copy()
+    opt.step([layer])
+    np.testing.assert_allclose(layer.w, W0 - 0.1 * GRADS[0][0], rtol=RTOL)
+
+
+def test_a_step_over_layers_without_parameters_only_counts_the_step():
+    opt = optimizers.SGD(0.1, momentum=0.5)
+    opt.step([anyfc.ReLU(), anyfc.Dropout(0.5)])
+    assert (opt.t, opt.state) == (1, {})
+
+
+def test_a_fresh_optimizer_updates_at_its_learning_rate():
+    """``lr_t``, the rate ``update`` uses, is the first step's rate before any step: a
+    subclass's ``update`` called directly works."""
+    opt = optimizers.SGD(anyfc.schedules.StepDecay(0.1, step_size=1, gamma=0.5, per="step"))
+    assert opt.lr_t == opt.learning_rate() == 0.1
+    np.testing.assert_allclose(opt.update(np, W0.copy(), GRADS[0][0], {}),
+                               W0 - 0.1 * GRADS[0][0], rtol=RTOL)
+
+
+# ---------------------------------------------------------------- losses: the edges
+# Mutation testing of anyfc/losses.py: the dtype of every result when the targets and
+# weights come in other dtypes (float32 outputs, integer labels, float64 weights), the
+# single-output targets of shape (h,), softmax far from 0, the threshold of binary
+# accuracy at exactly z = 0 and t = ½, the count of predictions, and the messages.
+
+
+Z4 = RNG.standard_normal((4, 3)) * 2
+W4 = np.array([0.5, 2.0, 1.0, 0.25])
+
+
+def _ref_weighted(loss: str, z: np.ndarray, t: np.ndarray, w: np.ndarray
+                  ) -> tuple[float, np.ndarray]:
+    """``E = (1/n) Σ_k w_k e_k`` and its gradient ``w_k ∂e_k/∂z_k / n`` (ref_loss's
+    unweighted per-row terms, each row alone: its mean times its share of n)."""
+    h = z.shape[0]
+    e, grad = 0.0, np.zeros_like(z)
+    for k in range(h):
+        ek, gk, _, _ = ref_loss(loss, z[k:k + 1], t[k:k + 1])
+        per_row = 1 if loss == "softmax_cross_entropy" else z.shape[1]
+        n = h * per_row
+        e += w[k] * ek * per_row / n
+        grad[k] = w[k] * gk[0] * per_row / n
+    return e, grad
+
+
+# loss -> (targets as given: labels, 0/1 floats or reals)
+LOSS_TARGETS = {
+    "softmax_cross_entropy": np.array([0, 2, 1, 2]),
+    "binary_cross_entropy": RNG.integers(0, 2, (4, 3)).astype(np.float64),
+    "mean_squared_error": RNG.standard_normal((4, 3)),
+}
+
+
+@pytest.mark.parametrize("name", list(LOSS_TARGETS))
+def test_losses_keep_the_outputs_dtype_whatever_the_targets_and_weights_dtype(name):
+    """On array_api_strict (no implicit casts to another kind): float32 outputs with
+    int64 labels or float64 targets and float64 weights give float32 losses, gradients
+    and hit counts, equal to the float64 references."""
+    xp, _ = _strict(None)
+    loss = anyfc.losses.get(name)
+    t_host = LOSS_TARGETS[name]
+    y = xp.asarray(Z4, dtype=xp.float32)
+    t = xp.asarray(t_host)  # int64 labels or float64 targets
+    w = xp.asarray(W4, dtype=xp.float64)
+    e, grad, hits, _ = ref_loss(name, Z4, t_host)
+    got = loss.value(y, t)
+    assert got.dtype == xp.float32
+    assert float(got) == pytest.approx(e, rel=1e-5)
+    e_w, grad_w = _ref_weighted(name, Z4, t_host, W4)
+    for got in (loss.value(y, t, w), loss.forward(y, t, w)):
+        assert got.dtype == xp.float32
+        assert float(got) == pytest.approx(e_w, rel=1e-5)
+    g = loss.backward()
+    assert g.dtype == xp.float32 and g.shape == y.shape
+    np.testing.assert_allclose(np.asarray(anyfc.to_numpy(g)), grad_w, rtol=1e-5, atol=1e-7)
+    got = loss.forward(y, t)
+    assert got.dtype == xp.float32 and float(got) == pytest.approx(e, rel=1e-5)
+    np.testing.assert_allclose(np.asarray(anyfc.to_numpy(loss.backward())), grad, rtol=1e-5,
+                               atol=1e-7)
+    if loss.classification:
+        count, total = loss.n_correct(xp, y, t)
+        assert float(count) == hits and total == (4 if name == "softmax_cross_entropy" else 12)
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "mean_squared_error"])
+def test_a_single_output_takes_targets_of_shape_h(name):
+    """``t`` of shape (h,) against ``y`` of shape (h, 1): one target per row, never the
+    (h, h) table broadcasting would give."""
+    z = Z4[:, :1]
+    t = np.array([1.0, 0.0, 0.0, 1.0])
+    loss = anyfc.losses.get(name)
+    e, grad, _, _ = ref_loss(name, z, t)
+    e_w, grad_w = _ref_weighted(name, z, t.reshape(-1, 1), W4)
+    assert float(loss.value(z, t)) == pytest.approx(e, rel=RTOL)
+    assert float(loss.forward(z, t)) == pytest.approx(e, rel=RTOL)
+    np.testing.assert_allclose(loss.backward(), grad, rtol=RTOL)
+    assert float(loss.value(z, t, W4)) == pytest.approx(e_w, rel=RTOL)
+    assert float(loss.forward(z, t, W4)) == pytest.approx(e_w, rel=RTOL)
+    np.testing.assert_allclose(loss.backward(), grad_w, rtol=RTOL)
+
+
+def test_softmax_output_of_logits_far_from_zero():
+    """Each row shifted by its own maximum: rows near +1000 and -1000 in one batch."""
+    z = np.array([[1000.0, 999.0, 997.0], [-1000.0, -1001.0, -1003.0], [0.0, -1.0, -3.0]])
+    expected = ref_probabilities("softmax_cross_entropy", np.array([[0.0, -1.0, -3.0]]))
+    loss = anyfc.losses.get("softmax_cross_entropy")
+    np.testing.assert_allclose(loss.output(np, z), np.repeat(expected, 3, axis=0), rtol=1e-14)
+    t = np.array([1, 2, 0])
+    e, grad, _, _ = ref_loss("softmax_cross_entropy", z - z.max(axis=1, keepdims=True), t)
+    assert float(loss.value(z, t)) == pytest.approx(e, rel=1e-14)
+    assert float(loss.forward(z, t)) == pytest.approx(e, rel=1e-14)
+    np.testing.assert_allclose(loss.backward(), grad, rtol=1e-14)
+
+
+def test_binary_accuracy_at_a_logit_of_zero_and_a_target_of_one_half():
+    """σ(0) = ½ is not above one half: predicted 0; a soft target of ½ is class 0 too
+    (ref_loss's ``s > ½`` and ``t > ½``)."""
+    loss = anyfc.losses.get("binary_cross_entropy")
+    z = np.array([[0.0], [-1.0], [1.0]])
+    t = np.array([[0.0], [0.5], [1.0]])
+    count, total = loss.n_correct(np, z, t)
+    _, _, hits, n = ref_loss("binary_cross_entropy", z, t)
+    assert (float(count), total) == (hits, n) == (3.0, 3)
+
+
+def test_loss_names_reprs_and_errors():
+    for name, cls in [("mse", "MeanSquaredError"), ("cross_entropy", "SoftmaxCrossEntropy"),
+                      ("Binary_Cross_Entropy", "BinaryCrossEntropy")]:
+        assert repr(anyfc.losses.get(name)) == f"{cls}()"
+    with pytest.raises(TypeError, match=r"^mean_squared_error is not a classification loss$"):
+        anyfc.losses.get("mse").n_correct(np, Z4, Z4)
+    with pytest.raises(ValueError, match=r"^unknown loss 'hinge'; valid losses are "
+                                         r"softmax_cross_entropy, cross_entropy, "
+                                         r"binary_cross_entropy, mean_squared_error, mse$"):
+        anyfc.losses.get("hinge")
+
+
+@pytest.mark.parametrize("w, shape", [(np.ones((4, 1)), r"\(4, 1\)"), (np.ones(3), r"\(3,\)"),
+                                      ([1.0] * 4, "list"), (2.0, "float")])
+def test_sample_weights_of_another_shape_are_refused_naming_it(w, shape):
+    for name, t in LOSS_TARGETS.items():
+        loss = anyfc.losses.get(name)
+        for call in (loss.value, loss.forward):
+            with pytest.raises(ValueError, match=r"^the sample weights w must have shape "
+                                                 rf"\(4,\), one per row of y, got {shape}$"):
+                call(Z4, t, w)
+
+
+def test_softmax_accuracy_of_one_hot_targets_equals_that_of_their_labels(bk):
+    """One-hot rows (h, c) are read by their argmax, never as labels or flattened."""
+    loss, k, y, _ = CASES["softmax"]
+    model = _mlp(bk, loss, k)
+    expected = ref_metrics(loss, ref_output(_mlp_params(model), X), y)
+    one_hot = np.eye(k)[y]
+    for batch_size in (5, None):
+        got = model.evaluate(X, one_hot, batch_size=batch_size)
+        assert got["accuracy"] == pytest.approx(expected["accuracy"], rel=RTOL)
+        assert got["loss"] == pytest.approx(expected["loss"], rel=RTOL)
+    count, total = anyfc.losses.get(loss).n_correct(np, Z4, np.eye(3)[[0, 2, 1, 2]])
+    assert (float(count), total) == ref_loss(loss, Z4, np.array([0, 2, 1, 2]))[2:]
+
+
+# ---------------------------------------------------------------- the training loop: the edges
+# Mutation testing of anyfc/training/loop.py: validation_split at the ends of what it
+# allows, every callback hook with its arguments (and with zero epochs), BatchNorm's
+# statistics moved by training batches only, verbose output, the error messages, and
+# weights made on a model on another device in float32.
+
+
+def test_validation_split_may_leave_one_row_on_either_side():
+    """n = 4: a split of 0.75 trains on row 0 and validates on rows 1-3 (k = ⌊n(1-s)⌋ = 1);
+    a split so small that 1 - s rounds to 1 leaves nothing to validate on."""
+    Xs, ys = X_OPT[:4], T_OPT[:4]
+    model = anyfc.Sequential([anyfc.Dense(3, 2, "identity", dtype="float64")],
+                             loss="mean_squared_error")
+    model.load_state_dict({"layers.0.w": W0, "layers.0.b": B0})
+    history = model.fit(Xs, ys, epochs=1, batch_size=4, validation_split=0.75, verbose=0,
+                        optimizer=optimizers.SGD(0.1))
+    _, grad_z, _, _ = ref_loss("mean_squared_error", Xs[:1] @ W0 + B0, ys[:1])
+    w, b = W0 - 0.1 * Xs[:1].T @ grad_z, B0 - 0.1 * grad_z.sum(axis=0)
+    assert history["val_loss"][0] == pytest.approx(
+        ref_loss("mean_squared_error", Xs[1:] @ w + b, ys[1:])[0], rel=RTOL)
+    with pytest.raises(ValueError, match=r"^validation_split=1e-17 of 4 rows leaves 4 for "
+                                         r"training and 0 for validation; both need at least "
+                                         r"one$"):
+        model.fit(Xs, ys, validation_split=1e-17, verbose=0)
+    with pytest.raises(ValueError, match=r"^validation_split=0\.8 of 4 rows leaves 0 for "
+                                         r"training and 4 for validation; "):
+        model.fit(Xs, ys, validation_split=0.8, verbose=0)
+
+
+class _Recorder(anyfc.callbacks.Callback):
+    """Every hook call, with copies of its arguments; stops the fit after ``stop_at``."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.stop_at = stop_at
+
+    def check(self, run):
+        self.calls.append(("check", run))
+
+    def on_train_begin(self, logs=None):
+        self.calls.append(("train_begin", logs))
+
+    def on_train_end(self, logs=None):
+        self.calls.append(("train_end", dict(logs)))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(("epoch_begin", epoch, logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(("epoch_end", epoch, dict(logs)))
+        if epoch == self.stop_at:
+            self.run.stop_training = True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.calls.append(("batch_begin", batch, logs))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls.append(("batch_end", batch, dict(logs)))
+
+
+@pytest.mark.parametrize("stop_at", [None, 1])
+def test_callbacks_see_every_hook_with_its_arguments(stop_at):
+    """10 rows in batches of 4 (4, 4, 2), 3 epochs (or stopped after the second), a
+    per-epoch schedule: each hook's arguments follow from the definitions in
+    ``anyfc.training.callbacks``, and the epoch logs are the history's numbers plus the
+    epoch's starting lr."""
+    model = anyfc.Sequential([anyfc.Dense(3, 2, "identity", dtype="float64")],
+                             loss="mean_squared_error")
+    model.load_state_dict({"layers.0.w": W0, "layers.0.b": B0})
+    opt = optimizers.SGD(anyfc.schedules.StepDecay(0.1, step_size=1, gamma=0.5))
+    rec = _Recorder(stop_at)
+    history = model.fit(X_OPT, T_OPT, epochs=3, batch_size=4, shuffle=False, verbose=0,
+                        optimizer=opt, validation_data=(X_OPT[:3], T_OPT[:3]),
+                        callbacks=rec)
+    epochs = 3 if stop_at is None else stop_at + 1
+    assert history.epoch == list(range(epochs))
+    assert history.lr == [0.1 * 0.5**e for e in range(epochs)]
+    assert all(len(v) == epochs for v in history.values())
+    logs = [{**{k: v[e] for k, v in history.items()}, "lr": history.lr[e]}
+            for e in range(epochs)]
+    metrics = ["loss", "mae", "r2"]
+    run = rec.calls[0][1]
+    assert (run.model, run.optimizer, run.epochs) == (model, opt, 3)
+    assert run.metrics == metrics + ["val_" + k for k in metrics] and rec.run is run
+    expected: list[tuple[Any, ...]] = [("check", run), ("train_begin", {})]
+    for e in range(epochs):
+        expected.append(("epoch_begin", e, {}))
+        for i, size in enumerate([4, 4, 2]):
+            expected += [("batch_begin", i, {}), ("batch_end", i, {"size": size})]
+        expected.append(("epoch_end", e, logs[e]))
+    expected.append(("train_end", logs[-1]))
+    assert rec.calls == expected
+    assert set(logs[0]) == {*run.metrics, "lr"}
+    assert run.stop_training is (stop_at is not None)
+
+
+def test_batch_norm_running_statistics_move_once_per_training_batch():
+    """Each training batch moves BatchNorm's running statistics once (torch's rule, in the
+    layer's docstring); the end-of-epoch checks and validation, which run in inference,
+    never do."""
+    m = 0.3
+    model = anyfc.Sequential([anyfc.BatchNorm(3, momentum=m, dtype="float64"),
+                              anyfc.Dense(3, 2, "identity", dtype="float64", seed=0)],
+                             loss="mean_squared_error")
+    model.fit(X_OPT, T_OPT, epochs=2, batch_size=6, shuffle=False, verbose=0,
+              optimizer=optimizers.SGD(0.1), validation_data=(X_OPT[:3], T_OPT[:3]))
+    mean, var = np.zeros(3), np.ones(3)
+    for _ in range(2):
+        for xb in (X_OPT[:6], X_OPT[6:]):
+            mean = (1 - m) * mean + m * xb.mean(axis=0)
+            var = (1 - m) * var + m * xb.var(axis=0, ddof=1)
+    state = host_state(model)
+    np.testing.assert_allclose(state["layers.0.running_mean"], mean, rtol=RTOL)
+    np.testing.assert_allclose(state["layers.0.running_var"], var, rtol=RTOL)
+
+
+def test_fit_checks_its_settings_by_name():
+    model = anyfc.Sequential([anyfc.Dense(3, 2, "identity", dtype="float64")],
+                             loss="mean_squared_error")
+    cases = [
+        ({"verbose": -1}, ValueError, r"^verbose must be a non-negative integer, got -1$"),
+        ({"strategy": "data_parallel"}, ValueError,
+         r"^strategy='data_parallel' needs X as a Dask array"),
+        ({"strategy": "pipeline"}, ValueError,
+         r"^unknown strategy 'pipeline'; valid: 'auto', 'data_parallel'$"),
+        ({"validation_split": 0.2, "validation_data": (X_OPT, T_OPT)}, ValueError,
+         r"^give validation_data or validation_split, not both$"),
+        ({"callbacks": iter([anyfc.callbacks.EarlyStopping("loss")])}, TypeError,
+         r"^callbacks must be a list of anyfc callbacks \(subclasses of "
+         r"anyfc\.callbacks\.Callback\), got <list_iterator object"),
+        ({"callbacks": [print]}, TypeError, r"^callbacks must be a list of anyfc callbacks"),
+    ]
+    for settings, error, match in cases:
+        with pytest.raises(error, match=match):
+            model.fit(X_OPT, T_OPT, **settings)
+    model.layers[0].w = np.full((3, 2), np.nan)  # assigned: load_state_dict refuses it
+    with pytest.raises(ValueError, match=r"^the model's parameters, buffers or optimizer "
+                                         r"state hold NaN or infinity before training; load "
+                                         r"or assign finite ones \(see "
+                                         r"model\.load_state_dict\)$"):
+        model.fit(X_OPT, T_OPT, verbose=0)
+
+
+def _progress_lines(history: Any, epochs: int) -> list[str]:
+    """verbose's line per epoch: ``Epoch e/E - <seconds>s - key: value - ...`` (regexes)."""
+    import re
+
+    return [rf"Epoch {e + 1}/{epochs} - \d+\.\d\ds - " + re.escape(" - ".join(
+        f"{k}: {v[e]:.4f}" for k, v in history.items())) + " {10}" for e in range(epochs)]
+
+
+@pytest.mark.parametrize("verbose", [False, True, 0, 2])
+def test_fit_takes_verbose_as_a_bool_or_a_level(verbose, capsys):
+    """Off for 0 and False; one line per epoch for 2, and for 1 or True when the output is
+    no terminal (as under pytest)."""
+    import re
+
+    model = anyfc.Sequential([anyfc.Dense(3, 2, "identity", dtype="float64")],
+                             loss="mean_squared_error")
+    model.load_state_dict({"layers.0.w": W0, "layers.0.b": B0})
+    capsys.readouterr()
+    history = model.fit(X_OPT, T_OPT, epochs=2, batch_size=10, shuffle=False,
+                        verbose=verbose, optimizer=optimizers.SGD(0.1),
+                        validation_data=(X_OPT[:3], T_OPT[:3]))
+    lines = capsys.readouterr().out.splitlines()
+    expected = _progress_lines(history, 2) if verbose else []
+    assert len(lines) == len(expected)
+    for line, pattern in zip(lines, expected):
+        assert re.fullmatch(pattern, line), (line, pattern)
+
+
+def test_verbose_1_on_a_terminal_draws_a_bar_per_epoch(capsys, monkeypatch):
+    """10 rows in batches of 4: 3 batches an epoch, the bar redrawn in place ("\\r")."""
+    import re
+    import sys
+
+    model = anyfc.Sequential([anyfc.Dense(3, 2, "identity", dtype="float64")],
+                             loss="mean_squared_error")
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    history = model.fit(X_OPT, T_OPT, epochs=2, batch_size=4, shuffle=False, verbose=1)
+    out = capsys.readouterr().out
+    bars = re.findall(r"\rEpoch (\d)/(\d) \[([=.]{30})\] (\d)/(\d)", out)
+    assert bars and {(e, n) for e, n, *_ in bars} == {("1", "2"), ("2", "2")}
+    for _, _, bar, done, total in bars:
+        filled = 30 * int(done) // 3
+        assert total == "3" and bar == "=" * filled + "." * (30 - filled)
+    assert {(e, d) for e, _, _, d, _ in bars} >= {("1", "3"), ("2", "3")}  # each epoch's end
+    ends = [line.split("\r")[-1].rstrip() for line in out.split("\n") if line]
+    for line, pattern in zip(ends, _progress_lines(history, 2)):
+        assert re.fullmatch(pattern.removesuffix(" {10}"), line), (line, pattern)
+    assert len(ends) == 2
+
+
+def test_a_too_small_last_batch_is_refused_before_training():
+    model = anyfc.Sequential([anyfc.Dense(4, 3, "tanh", dtype="float64", seed=0),
+                              anyfc.BatchNorm(3, dtype="float64")], loss="mean_squared_error")
+    before = host_state(model)
+    with pytest.raises(ValueError, match=r"^layer 1 \(BatchNorm\) needs at least 2 rows per "
+                                         r"training batch, but 11 rows in batches of 5 leave "
+                                         r"a last batch of 1; choose another batch_size$"):
+        model.fit(X[:11], RNG.standard_normal((11, 3)), batch_size=5, verbose=0)
+    assert_same_state(host_state(model), before)
+
+
+def test_divergence_is_reported_with_the_epoch_the_rate_and_what_is_kept():
+    model = anyfc.Sequential([anyfc.Dense(3, 1, "identity", dtype="float64")],
+                             loss="mean_squared_error")
+    model.load_state_dict({"layers.0.w": np.full((3, 1), 0.1), "layers.0.b": np.zeros(1)})
+    opt = optimizers.Adam(1e200)
+    with pytest.raises(FloatingPointError, match=r"^training diverged in epoch 1: its mean "
+                                                 r"loss was [^,]+, and after its last update "
+                                                 r"the parameters, the optimizer state or the "
+                                                 r"loss are no longer all finite; try a lower "
+                                                 r"learning rate \(the optimizer has "
+                                                 r"lr=1e\+200\)\. The model and its optimizer "
+                                                 r"keep their state from before epoch 1\.$"):
+        _diverging_fit(model, opt, 2)
+
+
+def test_zero_epochs_change_nothing_and_end_with_empty_logs():
+    model = anyfc.Sequential([anyfc.Dense(3, 2, "identity", dtype="float64")],
+                             loss="mean_squared_error")
+    before = host_state(model)
+    rec = _Recorder()
+    history = model.fit(X_OPT, T_OPT, epochs=0, verbose=0, callbacks=[rec])
+    assert [c[0] for c in rec.calls] == ["check", "train_begin", "train_end"]
+    assert rec.calls[-1] == ("train_end", {}) and dict(history) == {"loss": [], "mae": [],
+                                                                    "r2": []}
+    assert_same_state(host_state(model), before)
+
+
+@pytest.mark.parametrize("loss", ["mean_squared_error", "softmax_cross_entropy"])
+def test_weighted_training_of_a_float32_model_on_another_device(loss):
+    """sample_weight (a host list) and class_weight become row weights on the model's
+    device, in its dtype: one full-batch SGD step equals the weighted reference."""
+    _strict()
+    labels = np.array([0, 1, 1, 0, 1, 0, 0, 1, 1, 1])
+    t = T_OPT if loss == "mean_squared_error" else labels
+    sw = [1.0, 2.0, 0.5, 1.0, 3.0, 1.0, 0.0, 1.0, 2.0, 1.5]
+    cw = {0: 2.0, 1: 0.5} if loss == "softmax_cross_entropy" else None
+    rows = np.array(sw) * (np.array([cw[k] for k in labels]) if cw else 1.0)
+    model = anyfc.Sequential([anyfc.Dense(3, 2, "identity", backend="array_api_strict",
+                                          device="device1", dtype="float32")], loss=loss)
+    model.load_state_dict({"layers.0.w": W0, "layers.0.b": B0})
+    history = model.fit(X_OPT, t, epochs=1, batch_size=10, shuffle=False, verbose=0,
+                        optimizer=optimizers.SGD(0.1), sample_weight=sw, class_weight=cw)
+    e, grad = _ref_weighted(loss, X_OPT @ W0 + B0, t, rows)
+    assert history["loss"][0] == pytest.approx(e, rel=1e-5)
+    end = host_state(model)
+    np.testing.assert_allclose(end["layers.0.w"], W0 - 0.1 * X_OPT.T @ grad, rtol=1e-5)
+    np.testing.assert_allclose(end["layers.0.b"], B0 - 0.1 * grad.sum(axis=0), rtol=1e-5)
+
+
+# ---------------------------------------------------------------- callbacks: the edges
+# Mutation testing of anyfc/training/callbacks.py: EarlyStopping's and
+# ReduceLROnPlateau's rules and defaults against Keras's (written below), driven epoch by
+# epoch through the hooks; LearningRateScheduler, CSVLogger and ModelCheckpoint through
+# fit; every setting's check and message; what "auto" mode picks.
+
+
+def _ref_plateau(values: list[float], lr: float, factor: float = 0.1, patience: int = 10,
+                 min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0,
+                 mode: str = "min") -> tuple[list[float], list[int]]:
+    """Keras's ReduceLROnPlateau (its defaults): the rate after each epoch, and the
+    epochs (from 0) where it was reduced."""
+    best, wait, counter, rates, reduced = (math.inf if mode == "min" else -math.inf), 0, 0, [], []
+    for epoch, v in enumerate(values):
+        if counter > 0:
+            counter, wait = counter - 1, 0
+        better = v < best - min_delta if mode == "min" else v > best + min_delta
+        if better:  # never for NaN
+            best, wait = v, 0
+        elif counter == 0:
+            wait += 1
+            if wait >= patience and lr > min_lr:
+                lr, counter, wait = max(lr * factor, min_lr), cooldown, 0
+                reduced.append(epoch)
+        rates.append(lr)
+    return rates, reduced
+
+
+def _drive(callback: anyfc.callbacks.Callback, monitor: str, values: list[float],
+           lr: float) -> list[float]:
+    """The optimizer's rate after each epoch's ``on_epoch_end`` (logs hold ``monitor``)."""
+    opt = optimizers.SGD(lr)
+    run = anyfc.callbacks.Run(None, opt, len(values), ["loss", monitor])
+    callback.run = run
+    callback.check(run)
+    callback.on_train_begin({})
+    rates = []
+    for epoch, v in enumerate(values):
+        callback.on_epoch_begin(epoch, {})
+        callback.on_epoch_end(epoch, {"loss": 0.0, monitor: v, "lr": opt.lr})
+        rates.append(opt.lr)
+    return rates
+
+
+# 40 epochs: 5 clear improvements, then a plateau within 1e-4 of its best
+PLATEAU = [1.0 - 0.01 * i for i in range(5)] + [0.96 - 9e-5 * (i % 2) for i in range(35)]
+
+
+def test_reduce_lr_on_plateau_defaults_are_keras_rule(capsys):
+    rates = _drive(anyfc.callbacks.ReduceLROnPlateau(), "val_loss", PLATEAU, 0.1)
+    expected, reduced = _ref_plateau(PLATEAU, 0.1)
+    assert len(reduced) == 3
+    np.testing.assert_allclose(rates, expected, rtol=1e-15)
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("settings, monitor, values", [
+    ({"patience": 2, "cooldown": 1, "factor": 0.5, "min_lr": 0.02, "min_delta": 0.0},
+     "val_loss", [1.0, 1.0, 1.0, 0.9, float("nan"), 0.9, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95,
+                  0.95, 0.95, 0.95, 0.95]),
+    ({"patience": 1, "cooldown": 2, "factor": 0.3, "min_delta": 0.05},
+     "val_accuracy", [0.5, 0.52, 0.6, 0.6, 0.61, 0.7, 0.7, 0.7, 0.7, 0.7, 0.9, 0.9]),
+    ({"patience": 0, "factor": 0.5, "mode": "max", "min_lr": 0.025},
+     "loss", [3.0, 2.0, 4.0, 4.0, 4.0, 5.0]),
+    ({"patience": 2, "factor": 0.5}, "val_r2", [float("nan"), float("nan"), 0.5, 0.6, 0.6,
+                                                 0.6, 0.7]),
+])
+def test_reduce_lr_on_plateau_follows_keras_rule(settings, monitor, values, capsys):
+    rates = _drive(anyfc.callbacks.ReduceLROnPlateau(monitor, verbose=1, **settings),
+                   monitor, values, 0.1)
+    mode = settings.get("mode", "max" if monitor.endswith(("accuracy", "r2")) else "min")
+    keras = {k: v for k, v in settings.items() if k != "mode"}
+    expected, reduced = _ref_plateau(values, 0.1, mode=mode, **keras)
+    assert reduced, "the case reduces nothing"
+    np.testing.assert_allclose(rates, expected, rtol=1e-15)
+    assert capsys.readouterr().out.splitlines() == [
+        f"Epoch {e + 1}: learning rate reduced to {expected[e]:.6g}" for e in reduced]
+
+
+def _fit_small(callbacks: list[Any], epochs: int = 3, lr: float = 0.1) -> Any:
+    model = anyfc.Sequential([anyfc.Dense(3, 2, "identity", dtype="float64")],
+                             loss="mean_squared_error")
+    model.load_state_dict({"layers.0.w": W0, "layers.0.b": B0})
+    return model.fit(X_OPT, T_OPT, epochs=epochs, batch_size=10, shuffle=False, verbose=0,
+                     optimizer=optimizers.SGD(lr), validation_data=(X_OPT[:3], T_OPT[:3]),
+                     callbacks=callbacks)
+
+
+def test_learning_rate_scheduler_calls_a_function_with_the_epoch_and_the_current_rate(capsys):
+    seen = []
+
+    def halve(epoch, lr):
+        seen.append((epoch, lr))
+        return lr / 2
+
+    history = _fit_small([anyfc.callbacks.LearningRateScheduler(halve, verbose=1)])
+    assert seen == [(0, 0.1), (1, 0.05), (2, 0.025)]
+    assert history.lr == [0.05, 0.025, 0.0125]
+    assert capsys.readouterr().out.splitlines() == [
+        f"Epoch {e + 1}: learning rate {lr:.6g}" for e, lr in enumerate(history.lr)]
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, float("nan")])
+def test_learning_rate_scheduler_refuses_a_rate_that_is_not_positive(bad):
+    with pytest.raises(ValueError, match=r"^the learning rate from the schedule must be a "
+                                         rf"finite number in \(0\.0, inf\), got {bad!r}$"):
+        _fit_small([anyfc.callbacks.LearningRateScheduler(lambda epoch, lr: bad)])
+
+
+def _read_csv(path: Any, separator: str) -> list[list[str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.reader(f, delimiter=separator))
+
+
+def test_csv_logger_writes_the_history_with_its_separator(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("an old log\n")
+    history = _fit_small([anyfc.callbacks.CSVLogger(path, separator=";")])
+    rows = _read_csv(path, ";")
+    metrics = ["loss", "mae", "r2", "val_loss", "val_mae", "val_r2"]
+    assert rows[0] == ["epoch", *metrics, "lr"]  # the old file replaced (append=False)
+    assert len(rows) == 4
+    for e, row in enumerate(rows[1:]):
+        assert int(row[0]) == e and float(row[-1]) == history.lr[e]
+        assert [float(v) for v in row[1:-1]] == [history[k][e] for k in metrics]
+
+
+def test_csv_logger_appends_with_a_header_only_to_a_new_or_empty_file(tmp_path):
+    header = ["epoch", "loss", "mae", "r2", "val_loss", "val_mae", "val_r2", "lr"]
+    for existing in (None, ""):
+        path = tmp_path / f"log{existing is None}.csv"
+        if existing is not None:
+            path.write_text(existing)
+        _fit_small([anyfc.callbacks.CSVLogger(path, append=True)], epochs=1)
+        rows = _read_csv(path, ",")
+        assert rows[0] == header and len(rows) == 2
+        _fit_small([anyfc.callbacks.CSVLogger(path, append=True)], epochs=2)
+        rows = _read_csv(path, ",")
+        assert rows[0] == header and [r[0] for r in rows[1:]] == ["0", "0", "1"]
+
+
+def test_csv_logger_leaves_a_value_missing_from_the_logs_empty(tmp_path):
+    path = tmp_path / "log.csv"
+    logger = anyfc.callbacks.CSVLogger(path)
+    logger.run = anyfc.callbacks.Run(None, optimizers.SGD(0.1), 1, ["loss", "val_loss"])
+    logger.on_train_begin({})
+    logger.on_epoch_end(0, {"loss": 0.5})
+    assert _read_csv(path, ",") == [["epoch", "loss", "val_loss", "lr"], ["0", "0.5", "", ""]]
+
+
+def _ref_early_stopping(values: list[float], patience: int = 0, min_delta: float = 0.0,
+                        mode: str = "min", start_from_epoch: int = 0,
+                        baseline: float | None = None) -> tuple[int | None, int | None]:
+    """Keras's EarlyStopping rule: (the epoch it stops after, or None; the best epoch)."""
+    best = baseline if baseline is not None else (math.inf if mode == "min" else -math.inf)
+    best_epoch, wait = None, 0
+    for epoch, v in enumerate(values):
+        if epoch < start_from_epoch:
+            continue
+        if (v < best - min_delta) if mode == "min" else (v > best + min_delta):
+            best, best_epoch, wait = v, epoch, 0
+            continue
+        wait += 1
+        if wait >= patience and epoch > 0:
+            return epoch, best_epoch
+    return None, best_epoch
+
+
+def _drive_to_the_end(callback: Any, monitor: str, values: list[float]
+                      ) -> tuple[anyfc.Sequential, int]:
+    """Epoch by epoch through the hooks, the model's bias set to the epoch's number before
+    its ``on_epoch_end``, until the callback stops the run: (the model, epochs run)."""
+    model = anyfc.Sequential([anyfc.Dense(1, 1, "identity", dtype="float64")],
+                             loss="mean_squared_error")
+    run = anyfc.callbacks.Run(model, optimizers.SGD(0.1), len(values), ["loss", monitor])
+    callback.run = run
+    callback.check(run)
+    callback.on_train_begin({})
+    logs: dict[str, float] = {}
+    epochs = 0
+    for epoch, v in enumerate(values):
+        model.load_state_dict({"layers.0.w": np.zeros((1, 1)), "layers.0.b": np.full(1, epoch)})
+        callback.on_epoch_begin(epoch, {})
+        logs = {"loss": 0.0, monitor: v, "lr": 0.1}
+        callback.on_epoch_end(epoch, logs)
+        epochs += 1
+        if run.stop_training:
+            break
+    callback.on_train_end(logs)
+    return model, epochs
+
+
+# (settings, monitor, values); every case stops
+EARLY = [
+    ({}, "val_loss", [1.0, 0.9, 0.9, 0.8]),
+    ({}, "val_loss", [1.0, 1.1, 0.5]),
+    ({"patience": 2, "min_delta": 0.05}, "val_loss", [1.0, 0.97, 0.9, 0.88, 0.86, 0.5]),
+    ({"patience": 1}, "val_loss", [1.0, float("nan"), 0.5]),
+    ({"patience": 3, "baseline": 0.5}, "val_loss", [0.8, 0.7, 0.6, 0.6, 0.1]),
+    ({"patience": 1, "start_from_epoch": 2}, "val_loss", [1.0, 2.0, 3.0, 3.0, 4.0]),
+    ({}, "val_accuracy", [0.5, 0.6, 0.6, 0.7]),
+    ({}, "r2", [0.1, 0.2, 0.1, 0.7]),
+    ({"min_delta": 0.1}, "val_accuracy", [0.5, 0.55, 0.9]),
+    ({"mode": "max"}, "loss", [1.0, 2.0, 1.5]),
+    ({"patience": 2, "mode": "min"}, "val_r2", [0.1, 0.2, 0.3, 0.0]),
+]
+
+
+@pytest.mark.parametrize("settings, monitor, values", EARLY)
+@pytest.mark.parametrize("restore", [False, True])
+def test_early_stopping_follows_keras_rule(settings, monitor, values, restore, capsys):
+    mode = settings.get("mode", "max" if monitor.endswith(("accuracy", "r2")) else "min")
+    keras = {k: v for k, v in settings.items() if k != "mode"}
+    stop, best_epoch = _ref_early_stopping(values, mode=mode, **keras)
+    assert stop is not None, "the case never stops"
+    extra = {"monitor": monitor, "restore_best_weights": True, "verbose": 1} if restore else (
+        {"monitor": monitor} if monitor != "val_loss" else {})
+    callback = anyfc.callbacks.EarlyStopping(**extra, **settings)
+    assert (callback.best_epoch, callback.stopped_epoch) == (None, None)
+    model, epochs = _drive_to_the_end(callback, monitor, values)
+    assert epochs == stop + 1
+    assert (callback.stopped_epoch, callback.best_epoch) == (stop, best_epoch)
+    best = settings.get("baseline") if best_epoch is None else values[best_epoch]
+    best = best if best is not None else (math.inf if mode == "min" else -math.inf)
+    assert callback.best == best
+    restored = restore and best_epoch is not None and best_epoch != stop
+    bias = float(host(model.state_dict()["layers.0.b"])[0])
+    assert bias == (best_epoch if restored else stop)
+    expected = [] if not restore else [
+        f"Epoch {stop + 1}: early stopping ({monitor} best {best:.4f} at epoch "
+        f"{(best_epoch if best_epoch is not None else 0) + 1})"]
+    if restored:
+        expected.append(f"Restored the weights of epoch {best_epoch + 1}")
+    assert capsys.readouterr().out.splitlines() == expected
+
+
+def test_early_stopping_keeps_the_last_weights_when_they_are_the_best(capsys):
+    callback = anyfc.callbacks.EarlyStopping(restore_best_weights=True, verbose=1)
+    model, epochs = _drive_to_the_end(callback, "val_loss", [1.0, 0.9, 0.8])
+    assert epochs == 3 and callback.stopped_epoch is None and callback.best_epoch == 2
+    assert float(host(model.state_dict()["layers.0.b"])[0]) == 2.0
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"patience": -1}, r"^patience must be a non-negative integer, got -1$"),
+    ({"start_from_epoch": -1}, r"^start_from_epoch must be a non-negative integer, got -1$"),
+    ({"baseline": float("nan")}, r"^baseline must be a finite number in \[-inf, inf\), "
+                                 r"got nan$"),
+    ({"min_delta": -0.1}, r"^min_delta must be a finite number in \[0\.0, inf\), got -0\.1$"),
+    ({"mode": "up"}, r"^mode must be 'auto', 'min' or 'max', got 'up'$"),
+])
+def test_early_stopping_settings_are_checked_by_name(settings, match):
+    with pytest.raises(ValueError, match=match):
+        anyfc.callbacks.EarlyStopping(**settings)
+    assert anyfc.callbacks.EarlyStopping(patience=0, start_from_epoch=0).patience == 0
+
+
+def test_a_monitor_the_fit_does_not_report_is_refused_with_the_metrics_it_does():
+    with pytest.raises(ValueError, match=r"^EarlyStopping monitors 'val_loss', which this fit "
+                                         r"does not report \(val_ metrics need "
+                                         r"validation_data or validation_split\); it reports "
+                                         r"loss, mae, r2$"):
+        anyfc.Sequential([anyfc.Dense(3, 2, "identity")], loss="mse").fit(
+            X_OPT, T_OPT, verbose=0, callbacks=[anyfc.callbacks.EarlyStopping()])
+    with pytest.raises(ValueError, match=r"^ModelCheckpoint monitors 'accuracy', which this "
+                                         r"fit does not report; it reports loss, mae, r2, "
+                                         r"val_loss, val_mae, val_r2$"):
+        _fit_small([anyfc.callbacks.ModelCheckpoint("m.npz", "accuracy", save_best_only=True)])
+    with pytest.raises(ValueError, match=r"^ModelCheckpoint path '\{accuracy\}\.npz' has a "
+                                         r"field this fit does not report \('accuracy'\); "
+                                         r"fields: epoch, loss, mae, r2, val_loss, val_mae, "
+                                         r"val_r2$"):
+        _fit_small([anyfc.callbacks.ModelCheckpoint("{accuracy}.npz")])
+
+
+def test_model_checkpoint_by_default_keeps_the_best_val_loss_silently(tmp_path, capsys):
+    values = [1.0, 0.5, 0.5, 0.9, 0.2]
+    callback = anyfc.callbacks.ModelCheckpoint(tmp_path / "m{epoch}.npz", save_best_only=True)
+    _drive_to_the_end(callback, "val_loss", values)
+    assert callback.saved == [str(tmp_path / f"m{e}.npz") for e in (1, 2, 5)]
+    assert capsys.readouterr().out == ""
+    callback = anyfc.callbacks.ModelCheckpoint(tmp_path / "all{epoch}.npz", verbose=1)
+    _drive_to_the_end(callback, "val_loss", values[:2])
+    assert capsys.readouterr().out.splitlines() == [
+        f"Epoch {e}: saved the model to {tmp_path / f'all{e}.npz'}" for e in (1, 2)]
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: anyfc.callbacks.EarlyStopping(3), TypeError,
+     r"^monitor must be a metric name \(a str\), got 3$"),
+    (lambda: anyfc.callbacks.ReduceLROnPlateau(factor=1.0), ValueError,
+     r"^factor must be a finite number in \(0\.0, 1\.0\), got 1\.0$"),
+    (lambda: anyfc.callbacks.ReduceLROnPlateau(patience=-1), ValueError,
+     r"^patience must be a non-negative integer, got -1$"),
+    (lambda: anyfc.callbacks.ReduceLROnPlateau(cooldown=-1), ValueError,
+     r"^cooldown must be a non-negative integer, got -1$"),
+    (lambda: anyfc.callbacks.ReduceLROnPlateau(min_lr=-1.0), ValueError,
+     r"^min_lr must be a finite number in \[0\.0, inf\), got -1\.0$"),
+    (lambda: anyfc.callbacks.LearningRateScheduler(0.1), TypeError,
+     r"^schedule must be a schedule or a function \(epoch, lr\) -> lr, got 0\.1$"),
+])
+def test_callback_settings_are_checked_by_name(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_callbacks_take_their_smallest_settings():
+    plateau = anyfc.callbacks.ReduceLROnPlateau(patience=0, cooldown=0, min_lr=0.0)
+    assert (plateau.patience, plateau.cooldown, plateau.min_lr) == (0, 0, 0.0)
+
+
+def test_reduce_lr_on_plateau_refuses_a_scheduled_rate_naming_itself():
+    with pytest.raises(ValueError, match=r"^ReduceLROnPlateau needs an optimizer with a "
+                                         r"constant learning rate, but its lr is "):
+        model = anyfc.Sequential([anyfc.Dense(3, 2, "identity")], loss="mse")
+        model.fit(X_OPT, T_OPT, verbose=0, validation_data=(X_OPT, T_OPT),
+                  optimizer=optimizers.SGD(anyfc.schedules.Constant(0.1)),
+                  callbacks=[anyfc.callbacks.ReduceLROnPlateau()])
+
+
+def test_learning_rate_scheduler_is_silent_by_default(capsys):
+    history = _fit_small([anyfc.callbacks.LearningRateScheduler(
+        anyfc.schedules.StepDecay(0.2, step_size=1, gamma=0.5))], epochs=2)
+    assert history.lr == [0.2, 0.1]
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("monitor, mode", [
+    ("val_accuracy", "max"), ("accuracy", "max"), ("val_r2", "max"), ("r2", "max"),
+    ("val_loss", "min"), ("mae", "min")])
+def test_auto_mode_maximises_accuracy_and_r2_and_minimises_the_rest(monitor, mode):
+    for cls in (anyfc.callbacks.EarlyStopping, anyfc.callbacks.ReduceLROnPlateau):
+        assert cls(monitor).mode == mode
+        assert cls(monitor, mode="min").mode == "min" and cls(monitor, mode="max").mode == "max"
+
+
+# ---------------------------------------------------------------- metrics: the edges
+# Mutation testing of anyfc/_metrics.py: sums that live on a device the host cannot read
+# directly (array_api_strict's device1), float32 sums turned into the reported numbers in
+# float64, and R² of overflowing sums.
+
+
+def test_regression_metrics_of_a_float32_model_on_another_device():
+    _strict()
+    _, _, y, _ = CASES["mse"]
+    model = anyfc.Sequential([anyfc.Dense(4, 2, "tanh", backend="array_api_strict",
+                                          device="device1", dtype="float32", seed=0),
+                              anyfc.Dense(2, 2, "identity", backend="array_api_strict",
+                                          device="device1", dtype="float32", seed=1)],
+                             loss="mean_squared_error")
+    z = host(model.predict(X))
+    expected = ref_metrics("mean_squared_error", z, y.astype(np.float32).astype(np.float64))
+    for batch_size in (5, None):
+        got = model.evaluate(X, y, batch_size=batch_size)
+        assert got.keys() == expected.keys()
+        for key in expected:
+            assert got[key] == pytest.approx(expected[key], rel=1e-5), key
+
+
+def test_metrics_of_float32_sums_are_computed_in_float64():
+    """``result`` reads the sums once and computes in float64: R² = mean over columns of
+    1 - SS_res/SS_tot, from float32 sums whose float32 quotient would round."""
+    from anyfc import _metrics
+
+    f32 = np.float32
+    sums = {"n": 3, "loss": f32(0.7), "abs": f32(1.3), "sq": np.array([0.1, 0.7], f32),
+            "mean": np.array([0.0, 0.0], f32), "m2": np.array([0.3, 0.9], f32)}
+    got = _metrics.result(sums, anyfc.losses.get("mse"), 2)
+    sq, m2 = sums["sq"].astype(np.float64), sums["m2"].astype(np.float64)
+    assert got == {"loss": float(f32(0.7)) / 3, "mae": float(f32(1.3)) / 6,
+                   "r2": float(np.mean(1.0 - sq / m2))}
+    assert got["r2"] != float(np.mean(f32(1.0) - sums["sq"] / sums["m2"]))
+
+
+def test_r2_of_overflowing_sums_is_nan_without_a_warning():
+    from anyfc import _metrics
+
+    sums = {"n": 2, "loss": np.float64(np.inf), "abs": np.float64(np.inf),
+            "sq": np.array([np.inf, 1.0]), "mean": np.zeros(2), "m2": np.array([np.inf, 0.0])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = _metrics.result(sums, anyfc.losses.get("mse"), 2)
+    assert np.isnan(got["r2"])  # column 0: inf/inf; column 1 (constant, missed): 0
+
+
+@pytest.mark.parametrize("b0", [0.5, 0.75], ids=["perfect", "missed"])
+def test_r2_of_constant_and_low_variance_columns_is_scikit_learns(b0):
+    """A constant target column counts 1 when fitted exactly and 0 otherwise
+    (scikit-learn's ``r2_score``), a column of variance below 1 by its ratio, over any
+    batching."""
+    from sklearn.metrics import r2_score
+
+    t = np.array([[0.5, 0.1], [0.5, 0.2], [0.5, 0.3], [0.5, 0.25], [0.5, 0.4]])
+    x = np.array([[0.0], [1.0], [2.0], [3.0], [4.0]])
+    model = anyfc.Sequential([anyfc.Dense(1, 2, "identity", dtype="float64")],
+                             loss="mean_squared_error")
+    model.load_state_dict({"layers.0.w": np.array([[0.0, 0.05]]),
+                           "layers.0.b": np.array([b0, 0.12])})
+    z = x @ np.array([[0.0, 0.05]]) + np.array([b0, 0.12])
+    for batch_size in (2, None):
+        got = model.evaluate(x, t, batch_size=batch_size)["r2"]
+        assert got == pytest.approx(r2_score(t, z), rel=RTOL, abs=1e-15)
