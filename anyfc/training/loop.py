@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .. import _backend, _metrics, _validation, optimizers
+from .. import _backend, _dask, _metrics, _validation, optimizers
 from . import data as _data
 from .callbacks import Callback, Run
 from .history import History, Progress
@@ -26,21 +26,21 @@ def fit(
     X: Any,
     y: Any,
     *,
-    epochs: int = 1,
-    batch_size: int = 32,
-    optimizer: optimizers.Optimizer | str | None = None,
-    validation_data: tuple[Any, Any] | None = None,
-    validation_split: float = 0.0,
-    shuffle: bool = True,
-    seed: int | None = None,
-    verbose: int = 1,
-    strategy: str = "auto",
-    callbacks: Sequence[Callback] | None = None,
-    class_weight: dict[int, float] | str | None = None,
-    sample_weight: Any = None,
+    epochs: int,
+    batch_size: int,
+    optimizer: optimizers.Optimizer | str | None,
+    validation_data: tuple[Any, Any] | None,
+    validation_split: float,
+    shuffle: bool,
+    seed: int | None,
+    verbose: int,
+    strategy: str,
+    callbacks: Sequence[Callback] | None,
+    class_weight: dict[int, float] | str | None,
+    sample_weight: Any,
 ) -> History:
-    """``Sequential.fit`` (see there): every argument is checked, and the data planned,
-    before anything changes."""
+    """``Sequential.fit`` (see there; the defaults are its own): every argument is
+    checked, and the data planned, before anything changes."""
     epochs = _validation.integer(epochs, "epochs", 0)
     batch_size = _validation.integer(batch_size, "batch_size")
     verbose = int(verbose) if isinstance(verbose, bool) else _validation.integer(
@@ -56,8 +56,7 @@ def fit(
     opt = optimizers.get(optimizer if optimizer is not None else model.optimizer)
     opt_state = model._adopt(opt)
     model._check_settings()
-    moved_state = [v for values in opt_state.values() for v in values.values()]
-    if not model._finite([*model._arrays(), *moved_state]):
+    if not model._finite([*model._arrays(), *_state_arrays(opt_state)]):
         raise ValueError("the model's parameters, buffers or optimizer state hold NaN or "
                          "infinity before training; load or assign finite ones (see "
                          "model.load_state_dict)")
@@ -102,7 +101,7 @@ def fit(
             # update is checked apart: parameters, buffers, optimizer state and the loss
             # of the last batch under the updated model must all be finite
             finite = model._finite([sums["loss"], _probe(model, last), *model._arrays(),
-                                    *_state_arrays(opt)])
+                                    *_state_arrays(opt.state)])
         except BaseException:
             _undo(model, snapshot, epoch, previous)  # even when interrupted
             raise
@@ -193,15 +192,7 @@ def _with_weights(model: Model, arrays: tuple[Any, ...], sample_weight: Any,
         per_row = _validation.class_weight(class_weight, t, model.loss, model.n_out)
         cw = _backend.to_backend(per_row, xp, device, model.dtype)
         w = cw if w is None else w * cw
-    return (*_data_aligned(lazy, X, t, w),)
-
-
-def _data_aligned(lazy: bool, X: Any, t: Any, w: Any) -> tuple[Any, ...]:
-    if lazy:
-        from .. import _dask
-
-        return _dask.aligned(X, t, w)
-    return X, t, w
+    return _dask.aligned(X, t, w) if lazy else (X, t, w)
 
 
 def _split(arrays: tuple[Any, ...], split: float) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
@@ -238,5 +229,6 @@ def _seeded(seed: Any) -> Any:
                          f"got {seed!r}") from exc
 
 
-def _state_arrays(opt: optimizers.Optimizer) -> list[Any]:
-    return [value for values in opt.state.values() for value in values.values()]
+def _state_arrays(state: dict[str, dict[str, Any]]) -> list[Any]:
+    """Every array of an optimizer's state (``opt.state``, or state about to be set)."""
+    return [value for values in state.values() for value in values.values()]
