@@ -14,6 +14,7 @@ on the host, and moves arrays between libraries and devices.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from collections.abc import Sequence
 from types import ModuleType
@@ -404,6 +405,21 @@ def resolve_device(xp: ModuleType, device: Device | None = None) -> Device:
     if name == "jax":
         return _resolve_jax(device)
     return _resolve_strict(xp, device)
+
+
+def device_token(xp: ModuleType, device: Device) -> str | int:
+    """Plain data naming ``device`` that ``resolve_device(xp, token)`` turns back into it
+    (devices are not all picklable: JAX's are not): ``"cpu"``, ``"cuda:1"``,
+    ``"device1"``, ``"cpu:0"``.
+
+    >>> device_token(get_namespace("numpy"), "cpu")
+    'cpu'
+    """
+    if backend_name(xp) == "array_api_strict":
+        return repr(device).split("'")[1] if "'" in repr(device) else str(device)
+    if backend_name(xp) == "cupy":
+        return f"cuda:{device.id}"
+    return str(device)
 
 
 def index_dtype(xp: ModuleType) -> Any:
@@ -1060,3 +1076,13 @@ def synchronize(x: Array) -> None:
 def to_float(x: Array) -> float:
     """A 0-d array as a Python float: one explicit host transfer."""
     return float(to_numpy(x))
+
+
+def all_finite(xp: ModuleType, device: Device, values: Sequence[Any]) -> bool:
+    """Whether every array (or number) in ``values`` is finite: one reduction per array
+    on ``device``, one read of the result."""
+    flags = [xp.all(xp.isfinite(a)) if is_array(a) else
+             xp.asarray(math.isfinite(a), device=device) for a in values]
+    if not flags:
+        return True
+    return bool(to_float(xp.all(xp.stack(flags))))

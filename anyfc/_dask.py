@@ -20,6 +20,7 @@ only the arrays it sees are smaller.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,9 +29,10 @@ import numpy as np
 
 from . import _backend
 from . import _metrics as metrics
+from .state import split_path
+from .training.protocol import Model
 
 Array = Any
-Model = Any  # a Model; not imported, so that model.py can import this module
 
 
 def namespace() -> Any:
@@ -109,35 +111,55 @@ def row_batches(arrays: tuple[Array, ...], batch_size: int, shuffle: bool,
         yield tuple(a[int(start):stop] for a in arrays)
 
 
-def _shipped(model: Model) -> tuple[Any, dict[str, Any], Any]:
-    """The model as plain data for the workers: its class, its architecture, and its
-    parameters on the host as one delayed object, so each worker receives them once."""
+def _shipped(model: Model) -> tuple[Any, Any]:
+    """The model for the workers: a skeleton (the model's own layer, activation and loss
+    objects, copied without arrays or optimizer, so your own classes travel as they are,
+    by pickle on a cluster) and its parameters and buffers on the host by path, as one
+    delayed object, so each worker receives them once."""
     import dask
 
-    params = [_backend.to_numpy(p) for p in model._arrays()]
-    return type(model), model.architecture(), dask.delayed(params, traverse=False)
+    skeleton = copy.copy(model)
+    skeleton.layers = [copy.copy(layer) for layer in model.layers]
+    for layer in skeleton.layers:
+        layer.place(model.backend, model.device, model.dtype)
+        for name in (*layer.param_names, *(f"grad_{p}" for p in layer.param_names),
+                     *layer.buffer_names, *layer.cache_names):
+            setattr(layer, name, None)
+    skeleton.optimizer = None
+    arrays = {key: _backend.to_numpy(value)
+              for key, value in model.state(rng=False).arrays().items()}
+    return skeleton, dask.delayed(arrays, traverse=False)
 
 
-def _model_for(cls: Any, arch: dict[str, Any], params: list[np.ndarray], x: Array) -> Model:
-    """On a worker: the model rebuilt on the chunk's own library and device (a GPU for
-    a CuPy chunk)."""
-    return cls.from_architecture(arch, params, _backend.namespace_of(x), _backend.device_of(x))
+def _model_for(skeleton: Model, arrays: dict[str, np.ndarray], x: Array) -> Model:
+    """On a worker: the skeleton's own copy (tasks may share the object) on the chunk's
+    library and device (a GPU for a CuPy chunk), holding the shipped arrays."""
+    xp, device = _backend.namespace_of(x), _backend.device_of(x)
+    dtype = _backend.dtype_name(skeleton.layers[0].dtype)
+    model = copy.copy(skeleton)
+    model.layers = [copy.copy(layer) for layer in skeleton.layers]
+    for layer in model.layers:
+        layer.place(xp, device, dtype)
+    for key, value in arrays.items():
+        position, name = split_path(key)
+        setattr(model.layers[position], name,
+                _backend.to_backend(value, xp, device, dtype, copy=True))
+    return model
 
 
-def _chunk_sums(cls: Any, arch: dict[str, Any], params: list[np.ndarray], x: Array,
+def _chunk_sums(skeleton: Model, arrays: dict[str, np.ndarray], x: Array,
                 t: Array, w: Array | None = None) -> dict[str, Any]:
     """On a worker: the same layer code on one chunk. Returns summed (not averaged)
     gradients and the chunk's metric sums (``metrics.batch_sums``, on the host), so
     chunks add up to the batch's."""
-    model = _model_for(cls, arch, params, x)
+    model = _model_for(skeleton, arrays, x)
     xp, n = model.xp, x.shape[0]
     kind = _backend.check_numeric(t, "y")
     target = t if kind != "real floating" else xp.astype(t, model.dtype)
     weight = None if w is None else xp.astype(w, model.dtype)
     y = model.forward(xp.astype(x, model.dtype))
-    loss = (model.loss.forward(y, target) if weight is None else
-            model.loss.forward(y, target, weight))
-    model.backward(model.loss.backward())
+    loss, grad_y = model.loss.value_and_gradient(y, target, weight)
+    model.backward(grad_y)
     grads = [getattr(layer, "grad_" + name) * n for layer in model.layers
              for name in layer.param_names]
     sums = metrics.batch_sums(model.loss, xp, y, target, loss * n)
@@ -153,7 +175,7 @@ def check_parallel(model: Model) -> None:
     """Refuse (before anything changes) a model that chunks computed apart cannot train
     exactly: layers with running statistics or random masks."""
     coupled = [f"{i} ({type(layer).__name__})" for i, layer in enumerate(model.layers)
-               if layer.buffer_names or hasattr(layer, "_generator")]
+               if layer.buffer_names or layer.generator() is not None]
     if coupled:
         raise ValueError(
             f"strategy='data_parallel' needs layers whose batch gradient is a sum over rows; "
@@ -167,8 +189,8 @@ def parallel_step(model: Model, optimizer: Any, batch: tuple[Array, ...]) -> dic
     metric sums (on the host)."""
     import dask
 
-    cls, arch, params = _shipped(model)
-    parts = [dask.delayed(_chunk_sums)(cls, arch, params, *chunk)
+    skeleton, arrays = _shipped(model)
+    parts = [dask.delayed(_chunk_sums)(skeleton, arrays, *chunk)
              for chunk in zip(*(_blocks(a) for a in batch))]
     while len(parts) > 1:  # a tree, so no single task adds every chunk's gradients
         parts = [dask.delayed(_add)(parts[i], parts[i + 1]) if i + 1 < len(parts)
@@ -187,9 +209,8 @@ def parallel_step(model: Model, optimizer: Any, batch: tuple[Array, ...]) -> dic
 # ---------------------------------------------------------------- inference
 
 
-def _predict_chunk(cls: Any, arch: dict[str, Any], params: list[np.ndarray],
-                   x: Array) -> Array:
-    model = _model_for(cls, arch, params, x)
+def _predict_chunk(skeleton: Model, arrays: dict[str, np.ndarray], x: Array) -> Array:
+    model = _model_for(skeleton, arrays, x)
     return model.loss.output(model.xp, model.forward(model.xp.astype(x, model.dtype), False))
 
 
@@ -199,9 +220,9 @@ def predict_lazy(model: Model, X: Array) -> Array:
     import dask.array as da
 
     X = X.rechunk({1: -1})
-    cls, arch, params = _shipped(model)
+    skeleton, arrays = _shipped(model)
     dtype = np.dtype(_backend.dtype_name(model.dtype))
-    parts = [da.from_delayed(dask.delayed(_predict_chunk)(cls, arch, params, block),
+    parts = [da.from_delayed(dask.delayed(_predict_chunk)(skeleton, arrays, block),
                              shape=(rows, model.n_out), dtype=dtype)
              for block, rows in zip(_blocks(X), X.chunks[0])]
     return da.concatenate(parts, axis=0)

@@ -96,6 +96,26 @@ class DeviceRandom:
         else:
             self._gen.bit_generator.state = snapshot
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Plain data: the library, device, seed and position (a generator object of
+        torch or CuPy does not pickle, nor does a JAX device)."""
+        position = self.snapshot()
+        if self.name == "jax":
+            position = _backend.to_numpy(position)
+        return {"backend": self.name, "device": _backend.device_token(self.xp, self.device),
+                "seed": self.seed, "position": position}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        xp = _backend.get_namespace(state["backend"])
+        self.__init__(xp, _backend.resolve_device(xp, state["device"]),  # type: ignore[misc]
+                      state["seed"])
+        position = state["position"]
+        if self.name == "jax" and position is not None:
+            import jax
+
+            position = jax.device_put(position, self.device)
+        self.restore(position)
+
     def with_state(self, state: Any) -> DeviceRandom:
         """A copy drawing from ``state`` (JAX: a traced key inside a compiled step)."""
         twin = object.__new__(DeviceRandom)

@@ -1,8 +1,10 @@
 """Loss functions ``E(y, t)``, each the mean over the batch, with their gradient.
 
-``forward(y, t, w=None)`` returns a 0-d array and keeps what ``backward()`` needs
-(``value(y, t, w=None)`` returns the same and keeps nothing);
-``backward()`` returns ``∂E/∂y`` with the shape of ``y``. The classification losses take
+``value_and_gradient(y, t, w=None)`` returns ``E`` (a 0-d array) and ``∂E/∂y`` (the
+shape of ``y``) and keeps nothing on the loss, so one loss object serves many models and
+threads at once: the training step calls it. ``value(y, t, w=None)`` is ``E`` alone
+(evaluation). ``forward(y, t, w=None)`` then ``backward()`` is the same pair for a loop
+written by hand, the article's way: ``forward`` keeps the gradient for ``backward``. The classification losses take
 *logits* (the output of an identity layer) and fuse the softmax or sigmoid into the loss,
 where the gradient simplifies to ``(p - t) / h`` and the log never sees a 0.
 
@@ -23,6 +25,7 @@ cast to ``y``'s if it differs.
 
 from __future__ import annotations
 
+import copy
 from types import ModuleType
 from typing import Any
 
@@ -32,7 +35,7 @@ from .activations import sigmoid
 Array = Any
 
 
-def _row_weights(y: Array, w: Array) -> Array:
+def row_weights(y: Array, w: Array) -> Array:
     """The row weights ``w`` (shape ``(h,)``) as ``y``'s dtype, or a ``ValueError`` when
     their shape does not match ``y``'s rows (a shape check only: no array operation)."""
     h, rows = y.shape[0], w.shape[0] if getattr(w, "ndim", None) == 1 else None
@@ -52,21 +55,63 @@ class Loss:
 
     name = "loss"
     classification = False
-    w: Array | None = None  # the last forward's row weights, as a column (h, 1)
 
-    def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
-        """``E(y, t)`` (weighted by ``w`` per row), keeping what ``backward`` needs on
-        the loss (training)."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A loss written for anyfc 0.1 (``forward`` keeping its batch, ``backward()``
+        reading it) gets a ``value_and_gradient`` that runs them on a scratch copy, so
+        it too keeps nothing between the training step's calls."""
+        super().__init_subclass__(**kwargs)
+        if "value_and_gradient" in cls.__dict__ or not (
+                "forward" in cls.__dict__ or "backward" in cls.__dict__):
+            return
+
+        def value_and_gradient(self: Loss, y: Array, t: Array,
+                               w: Array | None = None) -> tuple[Array, Array]:
+            scratch = copy.copy(self)
+            # the parent's pair inside the copy: its forward may call super().forward
+            scratch.value_and_gradient = super(cls, scratch).value_and_gradient  # type: ignore
+            e = scratch.forward(y, t) if w is None else scratch.forward(y, t, w)
+            return e, scratch.backward()
+
+        cls.value_and_gradient = value_and_gradient  # type: ignore[method-assign]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("grad_y", None)  # what a hand-written loop's forward kept
+        return state
+
+    def __copy__(self) -> Any:
+        """A shallow copy sharing the arrays (``copy.deepcopy`` and pickle copy them)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        return twin
+
+    def value_and_gradient(self, y: Array, t: Array,
+                           w: Array | None = None) -> tuple[Array, Array]:
+        """``(E(y, t), ∂E/∂y)`` (weighted by ``w`` per row), keeping nothing."""
         raise NotImplementedError
 
     def value(self, y: Array, t: Array, w: Array | None = None) -> Array:
         """``E(y, t)`` (weighted by ``w`` per row) keeping nothing (evaluation: safe from
         many threads at once)."""
-        raise NotImplementedError
+        return self.value_and_gradient(y, t, w)[0]
+
+    def gradient(self, y: Array, t: Array, w: Array | None = None) -> Array:
+        """``∂E/∂y`` (weighted by ``w`` per row), shape of ``y``, keeping nothing."""
+        return self.value_and_gradient(y, t, w)[1]
+
+    def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
+        """``E(y, t)``, keeping ``∂E/∂y`` on the loss for ``backward()`` (a loop written
+        by hand; anyfc's own training step calls ``value_and_gradient``)."""
+        e, self.grad_y = self.value_and_gradient(y, t, w)
+        return e
 
     def backward(self) -> Array:
         """``∂E/∂y`` of the last ``forward`` (with its weights), shape of ``y``."""
-        raise NotImplementedError
+        grad_y = getattr(self, "grad_y", None)
+        if grad_y is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return grad_y
 
     def output(self, xp: ModuleType, y: Array) -> Array:
         """What ``predict`` returns for raw network output ``y``."""
@@ -124,22 +169,20 @@ class SoftmaxCrossEntropy(Loss):
 
     def value(self, y: Array, t: Array, w: Array | None = None) -> Array:
         if w is not None:
-            w = _row_weights(y, w)
+            w = row_weights(y, w)
         xp, t, log_p = self._log_p(y, t)
         return self._energy(xp, t, log_p, w)
 
-    def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
+    def value_and_gradient(self, y: Array, t: Array,
+                           w: Array | None = None) -> tuple[Array, Array]:
         if w is not None:
-            w = _row_weights(y, w)
+            w = row_weights(y, w)
         xp, t, log_p = self._log_p(y, t)
-        self.p, self.t = xp.exp(log_p), t
-        self.w = None if w is None else _backend.namespace_of(y).reshape(w, (-1, 1))
-        return self._energy(xp, t, log_p, w)
-
-    def backward(self) -> Array:
-        if self.w is None:  # ∂E/∂z = (p - t) / h
-            return (self.p - self.t) / self.t.shape[0]
-        return (self.p - self.t) * (self.w / self.t.shape[0])  # w_k (p_k - t_k) / h
+        p, h = xp.exp(log_p), t.shape[0]
+        if w is None:  # ∂E/∂z = (p - t) / h
+            return self._energy(xp, t, log_p, w), (p - t) / h
+        # w_k (p_k - t_k) / h
+        return self._energy(xp, t, log_p, w), (p - t) * (xp.reshape(w, (-1, 1)) / h)
 
     def n_correct(self, xp: ModuleType, y: Array, t: Array) -> tuple[Array, int]:
         labels = t if t.ndim == 1 else xp.argmax(t, axis=1)
@@ -175,24 +218,18 @@ class BinaryCrossEntropy(Loss):
         per_entry = xp.maximum(y, 0.0) - y * t + xp.log1p(xp.exp(-xp.abs(y)))
         if w is None:
             return xp.sum(per_entry) / (y.shape[0] * y.shape[1])
-        w = _row_weights(y, w)  # (1/n) Σ_k w_k Σ_j e_kj
+        w = row_weights(y, w)  # (1/n) Σ_k w_k Σ_j e_kj
         return xp.sum(w * xp.sum(per_entry, axis=1)) / (y.shape[0] * y.shape[1])
 
-    def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
-        self.z, self.t = y, self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
-        if w is None:
-            self.w = None
-            return self.value(y, self.t)
-        w = _row_weights(y, w)
-        self.w = _backend.namespace_of(y).reshape(w, (-1, 1))
-        return self.value(y, self.t, w)
-
-    def backward(self) -> Array:
-        xp = _backend.namespace_of(self.z)
-        n = self.z.shape[0] * self.z.shape[1]
-        if self.w is None:  # (σ(z) - t) / n
-            return (sigmoid(xp, self.z) - self.t) / n
-        return (sigmoid(xp, self.z) - self.t) * (self.w / n)  # w_k (σ(z_k) - t_k) / n
+    def value_and_gradient(self, y: Array, t: Array,
+                           w: Array | None = None) -> tuple[Array, Array]:
+        xp = _backend.namespace_of(y)
+        t = self.targets(xp, t, y.shape[1], y.dtype)
+        n = y.shape[0] * y.shape[1]
+        if w is None:  # (σ(z) - t) / n
+            return self.value(y, t), (sigmoid(xp, y) - t) / n
+        w = row_weights(y, w)  # w_k (σ(z_k) - t_k) / n
+        return self.value(y, t, w), (sigmoid(xp, y) - t) * (xp.reshape(w, (-1, 1)) / n)
 
     def n_correct(self, xp: ModuleType, y: Array, t: Array) -> tuple[Array, int]:
         t = self.targets(xp, t, y.shape[1], y.dtype)
@@ -219,16 +256,18 @@ class MeanSquaredError(Loss):
         diff = y - self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
         if w is None:
             return self._mean_square(diff)
-        return self._weighted_mean_square(diff, _row_weights(y, w))
+        return self._weighted_mean_square(diff, row_weights(y, w))
 
-    def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
-        self.diff = y - self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
-        if w is None:
-            self.w = None
-            return self._mean_square(self.diff)
-        w = _row_weights(y, w)
-        self.w = _backend.namespace_of(y).reshape(w, (-1, 1))
-        return self._weighted_mean_square(self.diff, w)
+    def value_and_gradient(self, y: Array, t: Array,
+                           w: Array | None = None) -> tuple[Array, Array]:
+        xp = _backend.namespace_of(y)
+        diff = y - self.targets(xp, t, y.shape[1], y.dtype)
+        n = diff.shape[0] * diff.shape[1]
+        if w is None:  # 2 (y - t) / n
+            return self._mean_square(diff), (2.0 / n) * diff
+        w = row_weights(y, w)  # 2 w_k (y_k - t_k) / n
+        return (self._weighted_mean_square(diff, w),
+                ((2.0 / n) * xp.reshape(w, (-1, 1))) * diff)
 
     @staticmethod
     def _mean_square(diff: Array) -> Array:
@@ -240,12 +279,6 @@ class MeanSquaredError(Loss):
         """(1/n) Σ_k w_k Σ_j diff_kj²"""
         xp = _backend.namespace_of(diff)
         return xp.sum(w * xp.sum(diff * diff, axis=1)) / (diff.shape[0] * diff.shape[1])
-
-    def backward(self) -> Array:
-        n = self.diff.shape[0] * self.diff.shape[1]
-        if self.w is None:  # 2 (y - t) / n
-            return (2.0 / n) * self.diff
-        return ((2.0 / n) * self.w) * self.diff  # 2 w_k (y_k - t_k) / n
 
 
 LOSSES: dict[str, type[Loss]] = {

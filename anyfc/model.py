@@ -23,6 +23,7 @@ from typing import Any
 from . import _backend, _dask, _validation, checkpoint, losses, optimizers
 from . import layers as _layers
 from .layers import Layer
+from .state import ModelState, layer_path, path, split_path
 from .training import data as _data
 from .training import loop, step
 from .training.callbacks import Callback
@@ -62,7 +63,7 @@ class Sequential:
     ) -> None:
         self.layers = list(layers)
         self.loss = losses.get(loss)
-        self._check_structure(placement=False)
+        self.check(placement=False)
         self.optimizer: optimizers.Optimizer | None = None
         # where the model lives: that of its first layer with arrays (parameter-free
         # layers such as Dropout take the default placement and follow the model)
@@ -107,20 +108,21 @@ class Sequential:
         xp = _backend.get_namespace(self.backend if backend is None else backend)
         dev = _backend.resolve_device(xp, device)
         dt = _backend.resolve_dtype(xp, self.dtype if dtype is None else dtype)
-        self._check_structure(placement=False)
-        # all or nothing: convert everything first, then set it
+        self.check(placement=False)
+        # all or nothing: convert everything first, then set it; moved arrays are copies,
+        # so the model never writes into memory a caller (or an immutable JAX array) holds
         moved = [layer.moved(xp, dev, dt) if (
             layer.xp is not xp or layer.device != dev or layer.dtype != dt) else None
             for layer in self.layers]
         state = None if self.optimizer is None else self.optimizer.moved_state(xp, dev, dt)
         for layer, values in zip(self.layers, moved):
             if values is not None:
-                layer._commit(values)
+                layer.commit(values)
         if self.optimizer is not None and state is not None:
             self.optimizer.state = state
         return self
 
-    def _check_structure(self, placement: bool = True) -> None:
+    def check(self, placement: bool = True) -> None:
         """The model as it is now is one a step can run on: ``layers`` is a non-empty list
         of distinct layers whose parameters have the shapes their sizes say and whose
         sizes chain, suited to the loss; with ``placement``, every parameter is of the
@@ -228,14 +230,78 @@ class Sequential:
         _check_values(built)
         return cls(built, losses.get(arch["loss"]))
 
+    def state(self, *, rng: bool = True) -> ModelState:
+        """The model's state as one value (``anyfc.state.ModelState``): its parameters,
+        buffers and (with ``rng``) random generators' positions, keyed by path
+        (``"layers.0.w"``). The arrays are the live ones; ``.copy()`` gives copies that
+        later training never changes."""
+        params: dict[str, Array] = {}
+        buffers: dict[str, Array] = {}
+        positions: dict[str, Any] = {}
+        for i, layer in enumerate(self.layers):
+            for name in layer.param_names:
+                params[path(i, name)] = getattr(layer, name)
+            for name in layer.buffer_names:
+                buffers[path(i, name)] = getattr(layer, name)
+            if rng:
+                generator = layer.generator()
+                if generator is not None:
+                    positions[layer_path(i)] = generator.snapshot()
+        return ModelState(params, buffers, positions)
+
+    def set_state(self, state: ModelState) -> None:
+        """Assign ``state`` (its arrays themselves, no copy: ``state().copy()`` or a
+        compiled step's results). All or nothing: its parameter and buffer paths must be
+        the model's and each array of the shape it has, checked before anything is set;
+        generator positions are restored where ``state.rng`` has them. Values are not
+        converted or read (``load_state_dict`` is the checked way in for outside
+        arrays)."""
+        if not isinstance(state, ModelState):
+            raise TypeError(f"set_state needs an anyfc.state.ModelState (model.state()), "
+                            f"got {type(state).__name__}")
+        shapes = {path(i, name): shape for i, layer in enumerate(self.layers)
+                  for name, shape in layer.shapes().items()}
+        current = self.state(rng=False)
+        for group, given, have in (("parameters", state.params, current.params),
+                                   ("buffers", state.buffers, current.buffers)):
+            if set(given) != set(have):
+                raise ValueError(
+                    f"the state's {group} do not match the model: missing "
+                    f"{sorted(set(have) - set(given))}, unexpected "
+                    f"{sorted(map(str, set(given) - set(have)))}")
+            for key, value in given.items():
+                if tuple(getattr(value, "shape", ())) != shapes[key]:
+                    raise ValueError(f"{key} has shape {tuple(getattr(value, 'shape', ()))}, "
+                                     f"but the model's is {shapes[key]}")
+        generators = self.generators()
+        unknown = sorted(set(state.rng) - set(generators))
+        if unknown:
+            raise ValueError(f"the state has generator positions for {unknown}, which draw "
+                             "no random numbers in this model")
+        for key, value in (*state.params.items(), *state.buffers.items()):
+            position, name = split_path(key)
+            setattr(self.layers[position], name, value)
+        for key, snapshot in state.rng.items():
+            generators[key].restore(snapshot)
+
+    def generators(self) -> dict[str, Any]:
+        """The random generators of the layers that draw (dropout), by layer path,
+        created where needed: their state is part of ``state()`` and threads through a
+        compiled step (JAX keys)."""
+        out = {}
+        for i, layer in enumerate(self.layers):
+            generator = layer.generator()
+            if generator is not None:
+                out[layer_path(i)] = generator
+        return out
+
     def state_dict(self, copy: bool = False) -> dict[str, Array]:
-        """The parameters and buffers by name (``"layers.0.w"``, ``"layers.0.b"``,
-        ``"layers.1.running_mean"``, ...), as arrays
-        of the model's backend: the live arrays (training updates them in place), or with
-        ``copy=True`` copies on the same device that later training never changes."""
-        xp = self.xp
-        return {f"layers.{i}.{name}": xp.asarray(value, copy=True) if copy else value
-                for i, layer in enumerate(self.layers) for name, value in layer.arrays().items()}
+        """The parameters and buffers by path (``"layers.0.w"``, ``"layers.0.b"``,
+        ``"layers.1.running_mean"``, ...), as arrays of the model's backend: the live
+        arrays (training updates them in place), or with ``copy=True`` copies on the same
+        device that later training never changes."""
+        state = self.state(rng=False)
+        return (state.copy() if copy else state).arrays()
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Set every parameter from ``state_dict`` (arrays of any library). All or nothing:
@@ -245,36 +311,37 @@ class Sequential:
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"load_state_dict needs a mapping of names to arrays, got "
                             f"{type(state_dict).__name__}")
-        self._check_structure()
-        expected = self.state_dict()
+        self.check()
+        current = self.state(rng=False)
+        expected = current.arrays()
         missing = sorted(set(expected) - set(state_dict))
         extra = sorted(map(str, set(state_dict) - set(expected)))
         if missing or extra:
             raise ValueError(f"state_dict does not match the model: missing {missing}, "
                              f"unexpected {extra}")
-        for key, current in expected.items():
+        for key, have in expected.items():
             shape = tuple(getattr(state_dict[key], "shape", ()))
-            if shape != tuple(current.shape):
+            if shape != tuple(have.shape):
                 raise ValueError(f"{key} has shape {shape}, but the model's is "
-                                 f"{tuple(current.shape)}")
+                                 f"{tuple(have.shape)}")
             _backend.check_numeric(state_dict[key], key)
         new = {key: _backend.to_backend(state_dict[key], self.xp, self.device, self.dtype,
                                         copy=True) for key in expected}
-        bad = [key for key, value in new.items() if not self._finite([value])]
+        bad = [key for key, value in new.items()
+               if not _backend.all_finite(self.xp, self.device, [value])]
         if bad:
             raise ValueError(f"{bad[0]} holds NaN or infinity; the model is unchanged")
         _check_values(self.layers, lambda k, layer: {
-            name: new[f"layers.{k}.{name}"] for name in layer.arrays()},
+            name: new[path(k, name)] for name in layer.arrays()},
             "; the model is unchanged")
-        for key, value in new.items():
-            _, i, name = key.split(".")
-            setattr(self.layers[int(i)], name, value)
+        self.set_state(ModelState({k: new[k] for k in current.params},
+                                  {k: new[k] for k in current.buffers}))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save architecture, weights and optimizer state to ``path`` (the format:
         ``anyfc.checkpoint``): atomically, pickle-free, checked first."""
-        self._check_structure()
-        self._check_settings()
+        self.check()
+        self.check_settings()
         checkpoint.write(path, self.architecture(), self.state_dict(), self.optimizer,
                          {"backend": self.backend, "device": str(self.device)})
 
@@ -320,49 +387,7 @@ class Sequential:
         Where the backend compiles (JAX), the same code is traced once per optimizer
         and batch shape and then runs as one compiled function (``anyfc.training.step``).
         """
-        return self._train_step(x, t, None, optimizer)[0]
-
-    def _train_step(self, x: Array, t: Array, w: Array | None,
-                    optimizer: optimizers.Optimizer) -> tuple[Array, Array]:
-        """``train_step`` with per-row loss weights ``w`` (or ``None``), also returning the
-        network's output (for the metrics)."""
-        return step.train_step(self, x, t, w, optimizer)
-
-    def _compiled_step(self, optimizer: optimizers.Optimizer) -> Any:
-        """The compiled step this model trains with under ``optimizer`` (``None`` where
-        the backend runs eagerly)."""
-        return step.compiled(self, optimizer)
-
-    def _slots(self, kind: str) -> list[tuple[Layer, str]]:
-        """(layer, attribute) of every parameter (``kind="param"``), buffer (``"buffer"``)
-        or both (``"array"``: the order ``from_architecture`` takes)."""
-        def names(layer: Layer) -> tuple[str, ...]:
-            return {"param": layer.param_names, "buffer": layer.buffer_names,
-                    "array": layer.param_names + layer.buffer_names}[kind]
-        return [(layer, name) for layer in self.layers for name in names(layer)]
-
-    def _params(self) -> list[Array]:
-        return [getattr(layer, name) for layer, name in self._slots("param")]
-
-    def _set_params(self, values: list[Array]) -> None:
-        for (layer, name), value in zip(self._slots("param"), values):
-            setattr(layer, name, value)
-
-    def _buffers(self) -> list[Array]:
-        return [getattr(layer, name) for layer, name in self._slots("buffer")]
-
-    def _set_buffers(self, values: list[Array]) -> None:
-        for (layer, name), value in zip(self._slots("buffer"), values):
-            setattr(layer, name, value)
-
-    def _arrays(self) -> list[Array]:
-        """Every layer's parameters then buffers, in ``from_architecture``'s order."""
-        return [getattr(layer, name) for layer, name in self._slots("array")]
-
-    def _generators(self) -> list[Any]:
-        """The random generators of the layers that draw (dropout), created where needed,
-        whose state a compiled step threads through (JAX keys)."""
-        return [layer._generator() for layer in self.layers if hasattr(layer, "_generator")]
+        return step.train_step(self, x, t, None, optimizer)[0]
 
     # ------------------------------------------------------------ training
 
@@ -414,85 +439,66 @@ class Sequential:
                         verbose=verbose, strategy=strategy, callbacks=callbacks,
                         class_weight=class_weight, sample_weight=sample_weight)
 
-    def _adopt(self, opt: optimizers.Optimizer) -> dict[str, Any]:
-        """``opt``'s state, checked against this model's parameters and moved to where
-        the model lives (not yet set: ``fit`` commits it once everything is checked)."""
-        params = {f"{i}.{name}": getattr(layer, name)
-                  for i, layer in enumerate(self.layers) for name in layer.param_names}
-        for slot, values in opt.state.items():
-            for key, value in values.items():
-                p = params.get(slot)
+    def adopt(self, opt: optimizers.Optimizer) -> dict[str, Any]:
+        """``opt``'s state, checked against this model's parameters (the same paths and
+        shapes) and moved to where the model lives — not yet set: ``fit`` commits it once
+        everything is checked."""
+        params = self.state(rng=False).params
+        for key, values in opt.state.items():
+            for slot, value in values.items():
+                p = params.get(key)
                 if p is None or tuple(value.shape) != tuple(p.shape):
                     raise ValueError(
-                        f"the optimizer's state {slot}.{key} (shape {tuple(value.shape)}) does "
+                        f"the optimizer's state {key}.{slot} (shape {tuple(value.shape)}) does "
                         f"not fit this model's parameters: the optimizer was used with "
                         f"another model; pass a new one (e.g. {type(opt).__name__}"
                         f"(**old.config())) or reset its state")
         return opt.moved_state(self.xp, self.device, self.dtype)
 
-    def _finite(self, arrays: list[Any]) -> bool:
-        """Whether every array (or number) in ``arrays`` is finite: one reduction per
-        array on the device, one read of the result."""
-        xp = self.xp
-        flags = [xp.all(xp.isfinite(a)) if _backend.is_array(a) else
-                 xp.asarray(math.isfinite(a), device=self.device) for a in arrays]
-        if not flags:
-            return True
-        return bool(_backend.to_float(xp.all(xp.stack(flags))))
-
-    def _check_min_batch(self, sizes: list[int], why: str) -> None:
-        """Refuse, before training, batches smaller than a layer needs (BatchNorm: 2)."""
-        smallest = min(sizes, default=0)
+    def check_min_batch(self, smallest: int, why: str) -> None:
+        """Refuse, before training, batches smaller than a layer needs (BatchNorm: 2):
+        ``why`` says where the ``smallest`` batch comes from (``{smallest}`` in it is
+        filled in)."""
         for i, layer in enumerate(self.layers):
-            need = getattr(layer, "min_batch", 1)
-            if smallest and smallest < need:
-                raise ValueError(f"layer {i} ({type(layer).__name__}) needs at least {need} "
-                                 "rows per training batch, but " + why.format(
-                                     smallest=smallest))
+            if smallest and smallest < layer.min_batch:
+                raise ValueError(f"layer {i} ({type(layer).__name__}) needs at least "
+                                 f"{layer.min_batch} rows per training batch, but " +
+                                 why.format(smallest=smallest))
 
-    def _check_values(self) -> None:
+    def check_values(self) -> None:
         """Each layer's values are ones it accepts (a running variance ≥ 0, ...)."""
         _check_values(self.layers)
 
-    def _check_settings(self) -> None:
+    def check_settings(self) -> None:
         """Every layer's settings (changed since construction, say ``rate = 1.5``) are
-        still ones its class accepts: the class checks its own ``config()``."""
+        still ones its class accepts (``Layer.check_settings``)."""
         for i, layer in enumerate(self.layers):
             try:
-                type(layer).array_shapes(layer.config())
-            except (TypeError, ValueError) as exc:
+                layer.check_settings()
+            except ValueError as exc:  # "Dropout has a bad setting: ..."
                 raise ValueError(f"layer {i} ({type(layer).__name__}) has a bad setting: "
-                                 f"{exc}") from None
+                                 f"{str(exc).partition(': ')[2]}") from None
 
-    def _snapshot(self) -> dict[str, Any]:
-        """Copies of the parameters, buffers and optimizer state (taken once per epoch, so
-        a diverged or interrupted epoch can be undone without a check per batch)."""
-        xp = self.xp
-        arrays = [xp.asarray(v, copy=True) for v in self._arrays()]
-        opt = self.optimizer
-        state = {} if opt is None else {
-            slot: {k: xp.asarray(v, copy=True) for k, v in values.items()}
-            for slot, values in opt.state.items()}
-        counters = None if opt is None else (opt.t, opt.epoch, opt.lr)
-        generators = [(g, g.snapshot()) for g in self._generators()]
-        return {"arrays": arrays, "state": state, "counters": counters,
-                "generators": generators}
-
-    def _restore(self, snapshot: dict[str, Any]) -> None:
-        for (layer, name), value in zip(self._slots("array"), snapshot["arrays"]):
-            setattr(layer, name, value)
-        opt = self.optimizer
-        if opt is not None and snapshot["counters"] is not None:
-            opt.state = snapshot["state"]
-            opt.t, opt.epoch, opt.lr = snapshot["counters"]
-        for generator, position in snapshot["generators"]:
-            generator.restore(position)
-        self._forget()
-
-    def _forget(self) -> None:
+    def forget(self) -> None:
         """Drop what the layers kept for backward (it can be large)."""
         for layer in self.layers:
             layer.forget()
+
+    # ------------------------------------------------------------ copies and pickles
+
+    def __copy__(self) -> Any:
+        """A shallow copy sharing the arrays (``copy.deepcopy`` and pickle copy them)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        return twin
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """After unpickling (or ``copy.deepcopy``): the layers came back where they were
+        (``Layer.__setstate__``); the optimizer's state, which travels on the host,
+        joins them."""
+        self.__dict__.update(state)
+        if self.optimizer is not None:
+            self.optimizer.state = self.adopt(self.optimizer)
 
     # ------------------------------------------------------------ inference
 
@@ -511,7 +517,7 @@ class Sequential:
         lazy Dask array computed chunk by chunk (in parallel on Dask's workers).
         Keeps nothing on the model: safe from many threads at once."""
         batch_size = _validation.batch_size(batch_size, allow_none=True)
-        self._check_structure()
+        self.check()
         if _data.streams(self, X):
             dask_xp = _dask.namespace()
             return _dask.predict_lazy(
@@ -529,10 +535,7 @@ class Sequential:
         ..., "mae": ..., "r2": ...}`` for regression (R² averaged over outputs, as
         scikit-learn's ``r2_score``). With ``sample_weight`` the loss is weighted. Dask
         arrays are streamed a chunk at a time. Keeps nothing on the model."""
-        batch_size = _validation.batch_size(batch_size, allow_none=True)
-        self._check_structure()
-        arrays = loop._with_weights(self, _data.prepare(self, X, y), sample_weight, None)
-        return loop.evaluate(self, _data.for_evaluation(self, arrays, batch_size))
+        return loop.evaluate(self, X, y, batch_size=batch_size, sample_weight=sample_weight)
 
     def summary(self, file: Any = None) -> None:
         """Print the layers with their output shapes and parameter counts, then the

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from . import _backend, schedules
 from ._validation import real as _check
+from .state import path, split_path
 from .schedules import Schedule
 
 Array = Any
@@ -23,7 +24,7 @@ State = dict[str, Array]
 Rate = float | Schedule | dict[str, Any]  # a learning rate: a number or a schedule
 
 
-def _slot(xp: ModuleType, state: State, key: str, p: Array) -> Array:
+def slot(xp: ModuleType, state: State, key: str, p: Array) -> Array:
     """``state[key]``, created as zeros like ``p`` on first use."""
     value = state.get(key)
     return xp.zeros_like(p) if value is None else value
@@ -81,7 +82,7 @@ class Optimizer:
         self.clipvalue = _optional_positive("clipvalue", clipvalue)
         self.t = 0  # number of steps taken
         self.epoch = 0  # number of epochs completed (end_epoch)
-        self.state: dict[str, State] = {}  # "layer_index.param_name" -> state
+        self.state: dict[str, State] = {}  # parameter path ("layers.0.w") -> its state
         self.lr_t: Any = self.learning_rate()  # the rate of the step in progress
 
     @property
@@ -121,7 +122,7 @@ class Optimizer:
                 g = getattr(layer, "grad_" + name)
                 if g is None:
                     raise RuntimeError(f"layer {i} has no grad_{name}: call backward first")
-                found.append((layer, name, f"{i}.{name}", g))
+                found.append((layer, name, path(i, name), g))
         if lr is None:
             lr_t = self.learning_rate()
         elif _backend.is_array(lr):
@@ -185,17 +186,26 @@ class Optimizer:
 
     def moved_state(self, backend: Any, device: Any = None, dtype: Any = None
                     ) -> dict[str, State]:
-        """The state converted as ``to`` would, without changing the optimizer."""
-        return {slot: {key: _backend.to_backend(value, backend, device, dtype)
-                       for key, value in state.items()}
-                for slot, state in self.state.items()}
+        """The state converted as ``to`` would, without changing the optimizer: arrays
+        already in place as they are, the others as copies (never sharing memory with
+        the source, which may be immutable, read-only or still held elsewhere)."""
+        def moved(value: Array) -> Array:
+            same = _backend.to_backend(value, backend, device, dtype)
+            return same if same is value else _backend.to_backend(
+                value, backend, device, dtype, copy=True)
+
+        return {key: {name: moved(value) for name, value in state.items()}
+                for key, state in self.state.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"t": steps, "epoch": epochs, "state.<layer>.<param>.<slot>": array, ...}``."""
+        """``{"t": steps, "epoch": epochs, "state.<layer>.<param>.<slot>": array, ...}``
+        (``<layer>`` the layer's position: the checkpoint's names for ``state``'s
+        ``"layers.<layer>.<param>"`` paths)."""
         out: dict[str, Any] = {"t": self.t, "epoch": self.epoch}
-        for slot, state in self.state.items():
-            for key, value in state.items():
-                out[f"state.{slot}.{key}"] = value
+        for key, state in self.state.items():
+            position, name = split_path(key)
+            for slot_name, value in state.items():
+                out[f"state.{position}.{name}.{slot_name}"] = value
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any], backend: Any = None,
@@ -216,7 +226,8 @@ class Optimizer:
             if name in ("t", "epoch"):
                 continue
             parts = str(name).split(".")
-            if len(parts) != 4 or parts[0] != "state" or parts[3] not in self.slots:
+            if (len(parts) != 4 or parts[0] != "state" or parts[3] not in self.slots
+                    or not parts[1].isdigit()):
                 raise ValueError(f"unexpected optimizer state entry {name!r}; "
                                  f"{type(self).__name__} keeps state.<layer>.<parameter>."
                                  f"<slot> with slot in {self.slots}")
@@ -225,9 +236,38 @@ class Optimizer:
                                 "not an array")
             _backend.check_numeric(value, f"optimizer state entry {name!r}")
             # a copy: the state is updated in place, never into the caller's arrays
-            new_state.setdefault(f"{parts[1]}.{parts[2]}", {})[parts[3]] = (
+            new_state.setdefault(path(int(parts[1]), parts[2]), {})[parts[3]] = (
                 _backend.to_backend(value, backend, device, dtype, copy=True))
         self.t, self.epoch, self.state = int(t), int(epoch), new_state
+
+    def snapshot(self) -> dict[str, Any]:
+        """Copies (on the device) of the state, with the step and epoch counts and the
+        learning rate, for ``restore`` (an undone epoch)."""
+        return {"state": {key: {k: _backend.namespace_of(v).asarray(v, copy=True)
+                                for k, v in values.items()}
+                          for key, values in self.state.items()},
+                "counters": (self.t, self.epoch, self.lr)}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Go back to ``snapshot()``'s state and counters."""
+        self.state = snapshot["state"]
+        self.t, self.epoch, self.lr = snapshot["counters"]
+
+    def __copy__(self) -> Any:
+        """A shallow copy sharing the arrays (``copy.deepcopy`` and pickle copy them)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        return twin
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Plain data: the state arrays as host (NumPy) copies; the model that adopts
+        the optimizer moves them to where it lives."""
+        out = dict(self.__dict__)
+        out["state"] = {key: {k: _backend.to_numpy(v) for k, v in values.items()}
+                        for key, values in self.state.items()}
+        if _backend.is_array(out.get("lr_t")):
+            out["lr_t"] = self.learning_rate()
+        return out
 
     _counters = ("t", "epoch", "state", "lr_t")  # what training changes: not settings
 
@@ -272,7 +312,7 @@ class SGD(Optimizer):
             g = g + self.weight_decay * p
         if self.momentum:
             v = state["v"] = _backend.scale_add_(
-                _slot(xp, state, "v", p), self.momentum, g)
+                slot(xp, state, "v", p), self.momentum, g)
             g = g + self.momentum * v if self.nesterov else v
         return _subtract_scaled(p, self.lr_t, g)
 
@@ -293,7 +333,7 @@ class AdaGrad(Optimizer):
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         if self.weight_decay:
             g = g + self.weight_decay * p
-        h = state["h"] = _backend.scale_add_(_slot(xp, state, "h", p), 1.0, g * g)
+        h = state["h"] = _backend.scale_add_(slot(xp, state, "h", p), 1.0, g * g)
         return _backend.subtract_(p, self.lr_t * g / (xp.sqrt(h) + self.eps))
 
 
@@ -316,7 +356,7 @@ class RMSProp(Optimizer):
         if self.weight_decay:
             g = g + self.weight_decay * p
         h = state["h"] = _backend.scale_add_(
-            _slot(xp, state, "h", p), self.rho, g * g, 1.0 - self.rho)
+            slot(xp, state, "h", p), self.rho, g * g, 1.0 - self.rho)
         return _backend.subtract_(p, self.lr_t * g / (xp.sqrt(h) + self.eps))
 
 
@@ -347,9 +387,9 @@ class Adam(Optimizer):
 
     def _adam_step(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         b1, b2 = self.beta1, self.beta2
-        m = state["m"] = _backend.scale_add_(_slot(xp, state, "m", p), b1, g, 1.0 - b1)
+        m = state["m"] = _backend.scale_add_(slot(xp, state, "m", p), b1, g, 1.0 - b1)
         v = state["v"] = _backend.scale_add_(
-            _slot(xp, state, "v", p), b2, g * g, 1.0 - b2)
+            slot(xp, state, "v", p), b2, g * g, 1.0 - b2)
         step_size = self.lr_t / (1.0 - b1**self.t)
         denom = xp.sqrt(v) / (1.0 - b2**self.t) ** 0.5 + self.eps  # t may be traced (JAX)
         return _backend.subtract_(p, step_size * m / denom)

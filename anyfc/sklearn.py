@@ -110,6 +110,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from . import _backend, activations, losses, optimizers
 from .layers import Activation, BatchNorm, Dense, Dropout, Layer, ReLU, Sigmoid, Tanh
 from .model import Sequential
+from .state import path
 
 Array = Any
 
@@ -149,13 +150,13 @@ class _LogisticLogLoss(losses.BinaryCrossEntropy):
         t = self.targets(xp, t, y.shape[1], y.dtype)
         per_entry = xp.maximum(y, 0.0) - y * t + xp.log1p(xp.exp(-xp.abs(y)))
         if w is not None:
-            per_entry = per_entry * xp.reshape(losses._row_weights(y, w), (-1, 1))
+            per_entry = per_entry * xp.reshape(losses.row_weights(y, w), (-1, 1))
         return xp.sum(per_entry) / y.shape[0]
 
     def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
         xp = _backend.namespace_of(y)
         self.z, self.t = y, self.targets(xp, t, y.shape[1], y.dtype)
-        self.w = None if w is None else xp.reshape(losses._row_weights(y, w), (-1, 1))
+        self.w = None if w is None else xp.reshape(losses.row_weights(y, w), (-1, 1))
         return self.value(y, self.t, w)
 
     def backward(self) -> Array:
@@ -174,7 +175,7 @@ class _HalfSquaredError(losses.MeanSquaredError):
         diff = y - self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
         if w is None:
             return 0.5 * self._mean_square(diff)
-        return 0.5 * self._weighted_mean_square(diff, losses._row_weights(y, w))
+        return 0.5 * self._weighted_mean_square(diff, losses.row_weights(y, w))
 
     def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
         xp = _backend.namespace_of(y)
@@ -182,7 +183,7 @@ class _HalfSquaredError(losses.MeanSquaredError):
         if w is None:
             self.w = None
             return 0.5 * self._mean_square(self.diff)
-        w = losses._row_weights(y, w)
+        w = losses.row_weights(y, w)
         self.w = xp.reshape(w, (-1, 1))
         return 0.5 * self._weighted_mean_square(self.diff, w)
 
@@ -232,9 +233,9 @@ class _Adam(_L2, optimizers.Adam):
 
     def _adam_step(self, xp: ModuleType, p: Array, g: Array, state: Any) -> Array:
         b1, b2 = self.beta1, self.beta2
-        m = state["m"] = _backend.scale_add_(optimizers._slot(xp, state, "m", p), b1, g, 1.0 - b1)
+        m = state["m"] = _backend.scale_add_(optimizers.slot(xp, state, "m", p), b1, g, 1.0 - b1)
         v = state["v"] = _backend.scale_add_(
-            optimizers._slot(xp, state, "v", p), b2, g * g, 1.0 - b2)
+            optimizers.slot(xp, state, "v", p), b2, g * g, 1.0 - b2)
         # lr_t: the rate of this step (set by Optimizer.step); t may be traced (JAX)
         step_size = self.lr_t * (1.0 - b2**self.t) ** 0.5 / (1.0 - b1**self.t)
         return _backend.subtract_(p, step_size * m / (xp.sqrt(v) + self.eps))
@@ -672,7 +673,7 @@ class _BaseMLP(BaseEstimator):
         slots = opt.slots
         if isinstance(opt, optimizers.SGD) and not opt.momentum:
             slots = ()  # plain SGD keeps no state
-        opt.state = {f"{i}.{name}": {slot: self.model_.xp.zeros_like(getattr(layer, name))
+        opt.state = {path(i, name): {slot: self.model_.xp.zeros_like(getattr(layer, name))
                                      for slot in slots}
                      for i, layer in enumerate(self.model_.layers)
                      for name in layer.param_names if slots}

@@ -679,19 +679,19 @@ def _nan_weight(model):
 
 
 def _moment_shape(model):
-    model.optimizer.state["0.w"]["m"] = np.zeros((8, 6))
+    model.optimizer.state["layers.0.w"]["m"] = np.zeros((8, 6))
 
 
 def _moment_inf(model):
-    model.optimizer.state["1.b"]["v"] = np.full(3, np.inf)
+    model.optimizer.state["layers.1.b"]["v"] = np.full(3, np.inf)
 
 
 def _state_for_missing_layer(model):
-    model.optimizer.state["7.w"] = {"m": np.zeros((2, 2))}
+    model.optimizer.state["layers.7.w"] = {"m": np.zeros((2, 2))}
 
 
 def _unknown_slot(model):
-    model.optimizer.state["0.w"]["velocity"] = np.zeros((6, 8))
+    model.optimizer.state["layers.0.w"]["velocity"] = np.zeros((6, 8))
 
 
 def _foreign_optimizer(model):
@@ -869,4 +869,4 @@ def test_members_of_mixed_float_dtypes_load_in_the_metadata_dtype(good, tmp_path
              for k, v in arrays.items()}
     model = anyfc.load(_write(tmp_path / "mixed.npz", text, mixed))
     assert all(layer.w.dtype == layer.b.dtype == np.float64 for layer in model.layers)
-    assert model.optimizer.state["0.w"]["m"].dtype == np.float64
+    assert model.optimizer.state["layers.0.w"]["m"].dtype == np.float64

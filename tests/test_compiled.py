@@ -72,10 +72,10 @@ def _train(bk, mode: str, traces: bool = True) -> dict[str, list[np.ndarray]]:
     history = model.fit(X, Y, epochs=2, batch_size=10, optimizer=opt, seed=0, verbose=0)
     if mode != "eager" and traces:  # the 5-row last batch is a new shape: one more trace, not two
         assert step_module.TRACES[bk.name] == traced + 1, "the schedule recompiled the step"
-    generators = model._generators()
+    generators = list(model.generators().values())
     return {
         "losses": [np.array(losses + list(history["loss"]))],
-        "arrays": [anyfc.to_numpy(a) for a in model._arrays()],
+        "arrays": [anyfc.to_numpy(a) for a in model.state(rng=False)],
         "state": [anyfc.to_numpy(opt.state[k][slot]) for k in sorted(opt.state)
                   for slot in sorted(opt.state[k])],
         # the dropout streams went on alike: the next numbers each would draw
@@ -258,8 +258,9 @@ def test_precision_scopes_leave_the_libraries_as_they_were(restore_settings):
 
 def _lowered(model, opt, x, t):
     step = step_module.compiled(model, opt)
-    gens = model._generators()
-    return step.fn.lower(model._params(), model._buffers(), [g.state for g in gens],
+    state = model.state(rng=False)
+    keys = {k: g.state for k, g in model.generators().items()}
+    return step.fn.lower(state.params, state.buffers, keys,
                          opt.state, 1.0, 0.1, x, t, None).as_text()
 
 
@@ -293,6 +294,6 @@ def test_dropout_seeds_do_not_compile_the_step_again():
             anyfc.Dense(6, 3, "identity", backend="jax", seed=1)])
 
     sgd = anyfc.optimizers.SGD(0.1)
-    assert model(1)._compiled_step(sgd) is model(2)._compiled_step(sgd)
-    assert model(1)._compiled_step(sgd) is model(None)._compiled_step(sgd)
+    assert step_module.compiled(model(1), sgd) is step_module.compiled(model(2), sgd)
+    assert step_module.compiled(model(1), sgd) is step_module.compiled(model(None), sgd)
     assert step.signature(model(1), sgd) == step.signature(model(2), sgd)

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import anyfc
+import anyfc.training.step as step_module
 from anyfc import _backend
 
 RNG = np.random.default_rng(11)
@@ -163,7 +164,7 @@ def test_an_interrupted_epoch_is_undone(bk, monkeypatch):
     model = _trained(bk)
     before = _state(model)
     calls = {"n": 0}
-    real_step = model._train_step
+    real_step = step_module.train_step
 
     def failing_step(*args):
         calls["n"] += 1
@@ -171,7 +172,7 @@ def test_an_interrupted_epoch_is_undone(bk, monkeypatch):
             raise KeyboardInterrupt
         return real_step(*args)
 
-    monkeypatch.setattr(model, "_train_step", failing_step)
+    monkeypatch.setattr(step_module, "train_step", failing_step)
     with pytest.raises(KeyboardInterrupt):
         model.fit(X, Y, epochs=1, batch_size=8, verbose=0)
     _assert_same(before, _state(model))
@@ -464,12 +465,12 @@ def test_models_alike_share_one_compiled_step_and_others_do_not():
 
     a, b, c = model(), model(), model("relu")
     sgd = anyfc.optimizers.SGD(0.1)
-    assert a._compiled_step(sgd) is b._compiled_step(anyfc.optimizers.SGD(0.1))
-    assert a._compiled_step(sgd) is not c._compiled_step(sgd)
+    assert step_module.compiled(a, sgd) is step_module.compiled(b, anyfc.optimizers.SGD(0.1))
+    assert step_module.compiled(a, sgd) is not step_module.compiled(c, sgd)
     # the learning rate is an argument of the step (schedules never recompile it); other
     # settings are constants of it
-    assert a._compiled_step(sgd) is a._compiled_step(anyfc.optimizers.SGD(0.2))
-    assert a._compiled_step(sgd) is not a._compiled_step(anyfc.optimizers.SGD(0.1, 0.9))
+    assert step_module.compiled(a, sgd) is step_module.compiled(a, anyfc.optimizers.SGD(0.2))
+    assert step_module.compiled(a, sgd) is not step_module.compiled(a, anyfc.optimizers.SGD(0.1, 0.9))
 
     class Mine(anyfc.Activation):  # not anyfc's: keyed by identity, never shared
         pass
@@ -478,7 +479,7 @@ def test_models_alike_share_one_compiled_step_and_others_do_not():
                           anyfc.Dense(6, 3, "identity", backend="jax")])
     e = anyfc.Sequential([anyfc.Dense(4, 6, backend="jax"), Mine("tanh", backend="jax"),
                           anyfc.Dense(6, 3, "identity", backend="jax")])
-    assert d._compiled_step(sgd) is not e._compiled_step(sgd)
+    assert step_module.compiled(d, sgd) is not step_module.compiled(e, sgd)
     b.fit(X, Y, epochs=1, optimizer=sgd, seed=0, verbose=0)  # the shared step trains b
     a.fit(X, Y, epochs=1, optimizer=anyfc.optimizers.SGD(0.1), seed=0, verbose=0)
     for la, lb in zip(a.layers, b.layers):

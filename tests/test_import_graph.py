@@ -107,3 +107,64 @@ def test_the_training_modules_never_import_the_model():
     for name in graph:
         if name.startswith(("anyfc.training", "anyfc.checkpoint", "anyfc._dask")):
             assert "anyfc.model" not in graph[name], name
+
+
+# ---- no module uses another module's underscore names ---------------------------------
+# A name with one leading underscore is its module's own. Other modules reach it neither by
+# import (``from .losses import _row_weights``), nor through the module
+# (``_backend._host_view``), nor on an object (``model._adopt``): what they need is a
+# public name. Modules may themselves be package-internal (``anyfc._backend``); it is
+# their underscore *names* that stay inside. ``self``/``cls`` reach their own. Deliberate
+# exceptions, each with its reason:
+ALLOWED: dict[tuple[str, str], str] = {}
+
+_OWN = ("self", "cls", "twin", "scratch")  # an object of the module's own class
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _underscore_uses(name: str, path: Path) -> list[str]:
+    modules = _modules()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            if source != "anyfc" and not source.startswith("anyfc."):
+                continue  # another library's names are its business
+            found += [alias.name for alias in node.names if _private(alias.name)
+                      and f"{source}.{alias.name}" not in modules]  # a module may be
+            # package-internal: ``from . import _backend``
+        elif isinstance(node, ast.Attribute) and _private(node.attr):
+            base = node.value
+            if isinstance(base, ast.Name) and base.id in _OWN:
+                continue
+            if isinstance(base, ast.Call) and getattr(base.func, "id", "") == "super":
+                continue
+            found.append(f"{ast.unparse(base)}.{node.attr}")
+    return [use for use in found if (name, use.rpartition(".")[2]) not in ALLOWED]
+
+
+def test_no_module_uses_another_modules_underscore_names():
+    uses = {name: _underscore_uses(name, path) for name, path in _modules().items()}
+    assert {name: found for name, found in uses.items() if found} == {}
+
+
+def test_the_underscore_checker_finds_a_private_call(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text("from .losses import _row_weights\nfrom . import _backend\n"
+                       "def f(model):\n    return model._adopt(1), _backend._host_view(2)\n")
+    assert _underscore_uses("anyfc.planted", planted) == [
+        "_row_weights", "model._adopt", "_backend._host_view"]
+
+
+def test_training_types_the_model_with_a_protocol():
+    for path in (ROOT / "training").glob("*.py"):
+        assert "Model = Any" not in path.read_text(), path
+    assert "Model = Any" not in (ROOT / "_dask.py").read_text()

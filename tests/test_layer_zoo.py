@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import anyfc
+import anyfc.training.step as step_module
 from anyfc import _backend
 from anyfc.testing import check_layer
 
@@ -288,7 +289,7 @@ def test_a_failed_first_epoch_keeps_the_previous_optimizer(bk, monkeypatch):
     X, y = RNG.standard_normal((20, 6)), RNG.integers(0, 3, 20)
     model.fit(X, y, epochs=1, batch_size=5, optimizer=anyfc.optimizers.SGD(0.01), verbose=0)
     old = model.optimizer
-    monkeypatch.setattr(model, "_train_step", lambda *a: (_ for _ in ()).throw(RuntimeError))
+    monkeypatch.setattr(step_module, "train_step", lambda *a: (_ for _ in ()).throw(RuntimeError))
     with pytest.raises(RuntimeError):
         model.fit(X, y, optimizer=anyfc.optimizers.Adam(), batch_size=5, verbose=0)
     assert model.optimizer is old

@@ -31,7 +31,7 @@ class Activation(Layer):
                  backend: str | ModuleType | None = None, device: Any = None,
                  dtype: Any = "float32") -> None:
         self.activation = activations.get(activation)
-        self._place(backend, device, dtype)
+        self.place(backend, device, dtype)
         self.x: Array | None = None
         self.y: Array | None = None
 

@@ -12,7 +12,18 @@ A layer has
   needs; with ``training=False`` it keeps nothing (inference from many threads at once);
 - ``backward(grad_y, need_grad_x=True) -> ∂E/∂x`` (``None`` when not needed);
 - ``to(backend, device, dtype)``, ``shapes()`` (the shape each array must have) and
-  ``config()``, plain JSON data with which ``type(layer)(**config)`` builds it again.
+  ``config()``, plain JSON data with which ``type(layer)(**config)`` builds it again;
+- ``place(backend, device, dtype)``, called by ``__init__``: where the layer lives (a
+  layer without arrays needs nothing else to follow the model);
+- ``min_batch``: the fewest rows of a training batch it accepts (BatchNorm: 2);
+- ``generator()``: its random generator (``_backend``'s ``DeviceRandom``), ``None`` for
+  layers that draw nothing; the model snapshots, restores and threads its state
+  through compiled steps (``anyfc.state``);
+- ``check_settings()``: its settings (which a user may reassign) are still ones its class
+  accepts, checked from ``config()`` without allocating (``array_shapes``).
+
+A layer deep-copies and pickles: its arrays travel as host copies and come back on the
+same backend, device and dtype; what a training forward kept is dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from __future__ import annotations
 import numbers
 from types import ModuleType
 from typing import Any
+
 
 from .. import _backend, _validation
 
@@ -54,15 +66,32 @@ class Layer:
     cache_names: tuple[str, ...] = ()  # per-call arrays kept by forward for backward
     n_in: int | None = None
     n_out: int | None = None
-    _where: tuple[ModuleType, Any, Any] | None = None  # set by _place in __init__
+    min_batch: int = 1  # rows of a training batch the layer needs at least
+    _where: tuple[ModuleType, Any, Any] | None = None  # set by place() in __init__
 
-    def _place(self, backend: Any, device: Any, dtype: Any) -> tuple[ModuleType, Any, Any]:
-        """Resolve and remember where the layer lives (layers without arrays need it)."""
+    def place(self, backend: Any, device: Any, dtype: Any) -> tuple[ModuleType, Any, Any]:
+        """Resolve and remember where the layer lives; returns ``(xp, device, dtype)``.
+        Every ``__init__`` calls it (a layer without arrays needs nothing else)."""
         xp = _backend.get_namespace(backend)
         dev = _backend.resolve_device(xp, device)
         dt = _backend.resolve_dtype(xp, dtype)
         self._where = (xp, dev, dt)
         return xp, dev, dt
+
+    _place = place  # the name layers written for anyfc 0.1 call
+
+    def generator(self) -> Any:
+        """The layer's random generator (created where needed), or ``None`` for a layer
+        that draws no random numbers (the default)."""
+        return None
+
+    def check_settings(self) -> None:
+        """A ``ValueError`` if a setting (changed since construction, say ``rate = 1.5``)
+        is not one the class accepts: the class checks its own ``config()``."""
+        try:
+            type(self).array_shapes(self.config())
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{type(self).__name__} has a bad setting: {exc}") from None
 
     # ------------------------------------------------------------ where it lives
 
@@ -134,7 +163,7 @@ class Layer:
         dtype, in place; returns ``self``. ``None`` keeps the current backend, its
         default device, and the current dtype. All or nothing: every array is converted
         before any is set."""
-        self._commit(self.moved(backend, device, dtype))
+        self.commit(self.moved(backend, device, dtype))
         return self
 
     def moved(self, backend: str | ModuleType | None = None, device: Any = None,
@@ -148,12 +177,13 @@ class Layer:
         names = [n for p in self.param_names for n in (p, "grad_" + p)] + list(self.buffer_names)
         for attr in names:
             value = getattr(self, attr, None)
-            if value is not None:
-                out[attr] = _backend.to_backend(value, xp, dev, dt)
+            if value is not None:  # a copy: the layer never shares the source's memory
+                out[attr] = _backend.to_backend(value, xp, dev, dt, copy=True)
         out["_where"] = (xp, dev, dt)
         return out
 
-    def _commit(self, values: dict[str, Any]) -> None:
+    def commit(self, values: dict[str, Any]) -> None:
+        """Set what ``moved`` returned (and drop what the last forward kept)."""
         for attr, value in values.items():
             setattr(self, attr, value)
         self.forget()
@@ -209,6 +239,43 @@ class Layer:
             raise ValueError(f"{type(self).__name__}.backward expects grad_y of shape "
                              f"{tuple(kept.shape)} (the forward output), got "
                              f"{tuple(grad_y.shape)}")
+
+    # ------------------------------------------------------------ copies and pickles
+
+    def __copy__(self) -> Any:
+        """A shallow copy sharing the arrays (``copy.deepcopy`` and pickle copy them)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        return twin
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Plain data: every array as a host (NumPy) copy, the placement as names, and
+        nothing a training forward kept."""
+        xp, dev, dt = self._placement()
+        state = dict(self.__dict__)
+        for name in self.cache_names:
+            state.pop(name, None)
+        hosted = [key for key, value in state.items() if _backend.is_array(value)]
+        for key in hosted:
+            state[key] = _backend.to_numpy(state[key])
+        state["_hosted"] = hosted
+        state["_where"] = (_backend.backend_name(xp), _backend.device_token(xp, dev),
+                           _backend.dtype_name(dt))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Back on the backend, device and dtype it was pickled from (a ``ValueError``
+        naming the device where it does not exist here, an ``ImportError`` where the
+        library is not installed)."""
+        backend, device, dtype = state.pop("_where")
+        hosted = set(state.pop("_hosted", ()))
+        xp, dev, dt = self.place(backend, device, dtype)
+        for key, value in state.items():
+            if key in hosted:  # the layer's arrays are all of its dtype
+                value = _backend.to_backend(value, xp, dev, dt, copy=True)
+            setattr(self, key, value)
+        for name in self.cache_names:
+            setattr(self, name, None)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())

@@ -72,7 +72,7 @@ class Dense(Layer):
         self.activation = activations.get(activation)
         self.init = init if init is not None else initializers.default_for(self.activation.name)
         draw = initializers.get(self.init)
-        xp, dev, dt = self._place(backend, device, dtype)
+        xp, dev, dt = self.place(backend, device, dtype)
         self.w: Array = _backend.from_host(draw(_backend.host_rng(seed), self.n_in, self.n_out),
                                            xp, dev, dt)
         self.b: Array = xp.zeros((self.n_out,), dtype=dt, device=dev)
@@ -108,16 +108,12 @@ class Dense(Layer):
                 or _backend.device_of(w) != _backend.device_of(b) or w.dtype != b.dtype):
             raise TypeError("from_params needs w and b of the same library, device and dtype, "
                             f"got {describe(w)} and {describe(b)}")
-        act = activations.get(activation)
         xp, dev = _backend.namespace_of(w), _backend.device_of(w)
         owned = [_backend.to_backend(p, xp, dev, w.dtype, copy=True) for p in (w, b)]
-        layer = cls.__new__(cls)
-        layer.n_in, layer.n_out = int(w.shape[0]), int(w.shape[1])
-        layer.activation = act
-        layer.init = initializers.default_for(act.name)
+        # the one construction path; seed=0 only fills w until the copies replace it
+        layer = cls(int(w.shape[0]), int(w.shape[1]), activation, backend=xp, device=dev,
+                    dtype=w.dtype, seed=0)
         layer.w, layer.b = owned
-        layer._where = (xp, dev, w.dtype)
-        layer.grad_w = layer.grad_b = layer.x = layer.u = layer.y = None
         return layer
 
     def shapes(self) -> dict[str, tuple[int, ...]]:

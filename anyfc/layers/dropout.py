@@ -41,11 +41,13 @@ class Dropout(Layer):
         self.seed = None if seed is None else int(seed)
         # without a seed, a stream of its own, drawn once (reset_random restarts it)
         self._stream = _rng.fresh_seed() if seed is None else self.seed
-        self._place(backend, device, dtype)
+        self.place(backend, device, dtype)
         self.rng: _rng.DeviceRandom | None = None
         self.mask: Array | None = None
 
-    def _generator(self) -> _rng.DeviceRandom:
+    def generator(self) -> _rng.DeviceRandom:
+        """The mask's generator on the layer's device (made on first use, and again
+        after a move)."""
         if self.rng is None or not self.rng.matches(self.xp, self.device):
             self.rng = _rng.DeviceRandom(self.xp, self.device, self._stream)
         return self.rng
@@ -59,7 +61,7 @@ class Dropout(Layer):
         if not training:
             return x
         xp = self.xp
-        keep = self._generator().uniform(tuple(x.shape), x.dtype) >= self.rate
+        keep = self.generator().uniform(tuple(x.shape), x.dtype) >= self.rate
         self.mask = xp.astype(keep, x.dtype) / (1.0 - self.rate)
         return x * self.mask
 

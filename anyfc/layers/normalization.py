@@ -33,7 +33,7 @@ class _Norm(Layer):
         name = type(self).__name__
         self.n = self.n_in = self.n_out = size(name, "n", n)
         self.eps = real(name, "eps", eps, 0.0, float("inf"), low_open=True, high_open=True)
-        xp, dev, dt = self._place(backend, device, dtype)
+        xp, dev, dt = self.place(backend, device, dtype)
         self.gamma: Array = xp.ones((self.n,), dtype=dt, device=dev)
         self.beta: Array = xp.zeros((self.n,), dtype=dt, device=dev)
         self.grad_gamma: Array | None = None

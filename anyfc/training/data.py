@@ -1,10 +1,12 @@
 """Where training data comes from: one small interface, one implementation per kind of
 input, chosen once per ``fit`` (as Keras 3's data adapters).
 
-A ``Data`` knows its number of ``rows``, its ``n_batches`` per epoch, yields its
-``batches(rng)`` — tuples ``(x, t)`` or ``(x, t, w)``, ``w`` the rows' loss weights —
-and runs a training step on one of them (``train``) or an evaluation (``evaluate``),
-returning the batch's metric sums (``anyfc._metrics``).
+A ``Data`` knows its number of ``rows``, its ``n_batches`` per epoch, the size of its
+smallest batch (``last_batch()``, and ``why()`` it is that small; ``chunked``: whether
+rechunking the data would change it), yields its ``batches(rng)`` — tuples ``(x, t)`` or
+``(x, t, w)``, ``w`` the rows' loss weights — and runs a training step on one of them
+(``train``) or an evaluation (``evaluate``), returning the batch's metric sums
+(``anyfc._metrics``).
 
 - ``InMemory``: arrays on the model's backend and device; batches are slices (or
   ``take`` of a shuffled order on the device).
@@ -25,9 +27,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from .. import _backend, _dask, _metrics, _validation
+from . import step
+from .protocol import Model
 
 Array = Any
-Model = Any
 Batch = tuple[Array, ...]
 
 
@@ -36,6 +39,11 @@ class Data(Protocol):
 
     rows: int
     n_batches: int
+    chunked: bool
+
+    def last_batch(self) -> int: ...
+
+    def why(self) -> str: ...
 
     def batches(self, rng: np.random.Generator) -> Iterator[Batch]: ...
 
@@ -51,7 +59,7 @@ def _weights(batch: Batch) -> Array | None:
 def _train_local(model: Model, optimizer: Any, batch: Batch) -> _metrics.Sums:
     """A step on a batch that is on the model's device; its metric sums (device)."""
     x, t = batch[0], batch[1]
-    e, y = model._train_step(x, t, _weights(batch), optimizer)  # step.train_step
+    e, y = step.train_step(model, x, t, _weights(batch), optimizer)
     return _metrics.batch_sums(model.loss, model.xp, y, t, e * x.shape[0])
 
 
@@ -65,6 +73,8 @@ def _evaluate_local(model: Model, batch: Batch) -> _metrics.Sums:
 
 class InMemory:
     """Arrays already on the model's backend and device (checked by the caller)."""
+
+    chunked = False
 
     def __init__(self, model: Model, arrays: Batch, batch_size: int | None,
                  shuffle: bool) -> None:
@@ -100,6 +110,8 @@ class InMemory:
 class Streamed:
     """Dask arrays (aligned by rows) streamed a chunk at a time to the model's device."""
 
+    chunked = True  # a batch never straddles two chunks
+
     def __init__(self, model: Model, arrays: Batch, batch_size: int | None,
                  shuffle: bool) -> None:
         self.model, self.arrays, self.shuffle = model, arrays, shuffle
@@ -126,6 +138,8 @@ class Streamed:
 
 class DataParallel:
     """Dask arrays whose chunks compute gradient sums where they live (see ``_dask``)."""
+
+    chunked = False
 
     def __init__(self, model: Model, arrays: Batch, batch_size: int, shuffle: bool) -> None:
         _dask.check_parallel(model)

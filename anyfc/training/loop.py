@@ -17,8 +17,7 @@ from .. import _backend, _dask, _metrics, _validation, optimizers
 from . import data as _data
 from .callbacks import Callback, Run
 from .history import History, Progress
-
-Model = Any
+from .protocol import Model
 
 
 def fit(
@@ -52,17 +51,17 @@ def fit(
         raise ValueError("give validation_data or validation_split, not both")
     hooks = _callbacks(callbacks)
     rng = _seeded(seed)
-    model._check_structure()
+    model.check()
     opt = optimizers.get(optimizer if optimizer is not None else model.optimizer)
-    opt_state = model._adopt(opt)
-    model._check_settings()
-    if not model._finite([*model._arrays(), *_state_arrays(opt_state)]):
+    opt_state = model.adopt(opt)
+    model.check_settings()
+    if not _finite(model, [*model.state(rng=False), *_state_arrays(opt_state)]):
         raise ValueError("the model's parameters, buffers or optimizer state hold NaN or "
                          "infinity before training; load or assign finite ones (see "
                          "model.load_state_dict)")
-    model._check_values()
+    model.check_values()
 
-    arrays = _with_weights(model, _data.prepare(model, X, y), sample_weight, class_weight)
+    arrays = with_weights(model, _data.prepare(model, X, y), sample_weight, class_weight)
     val = None
     if split:
         arrays, held_out = _split(arrays, split)
@@ -72,9 +71,8 @@ def fit(
         val = _data.for_evaluation(
             model, _data.prepare(model, val_x, val_y, "validation X", "validation y"), 1024)
     train = _data.for_training(model, arrays, batch_size, shuffle, strategy)
-    model._check_min_batch([train.last_batch()], train.why() + " {smallest}; choose another "
-                           "batch_size" + (" or rechunk the data" if isinstance(
-                               train, _data.Streamed) else ""))
+    model.check_min_batch(train.last_batch(), train.why() + " {smallest}; choose another "
+                          "batch_size" + (" or rechunk the data" if train.chunked else ""))
     names = _metrics.names(model.loss)
     run = Run(model, opt, epochs, names + (["val_" + k for k in names] if val else []))
     for hook in hooks:
@@ -90,7 +88,7 @@ def fit(
     bar = Progress(verbose, epochs, train.n_batches)
     logs: dict[str, Any] = {}
     for epoch in range(epochs):
-        snapshot = model._snapshot()
+        snapshot = model.state().copy(), opt.snapshot()
         try:
             for hook in hooks:
                 hook.on_epoch_begin(epoch, {})
@@ -100,8 +98,8 @@ def fit(
             # the loss of each batch is taken before its update, so the epoch's last
             # update is checked apart: parameters, buffers, optimizer state and the loss
             # of the last batch under the updated model must all be finite
-            finite = model._finite([sums["loss"], _probe(model, last), *model._arrays(),
-                                    *_state_arrays(opt.state)])
+            finite = _finite(model, [sums["loss"], _probe(model, last),
+                                     *model.state(rng=False), *_state_arrays(opt.state)])
         except BaseException:
             _undo(model, snapshot, epoch, previous)  # even when interrupted
             raise
@@ -116,7 +114,7 @@ def fit(
                 f"from before epoch {epoch + 1}.")
         opt.end_epoch()
         if val is not None:
-            metrics.update({"val_" + k: v for k, v in evaluate(model, val).items()})
+            metrics.update({"val_" + k: v for k, v in _evaluate(model, val).items()})
         for key, value in metrics.items():
             history[key].append(value)
         history.epoch.append(epoch)
@@ -129,7 +127,7 @@ def fit(
             break
     for hook in hooks:
         hook.on_train_end(logs)
-    model._forget()
+    model.forget()
     return history
 
 
@@ -150,7 +148,16 @@ def _epoch(model: Model, opt: Any, train: Any, rng: Any, hooks: list[Callback],
     return sums, last
 
 
-def evaluate(model: Model, data: Any) -> dict[str, float]:
+def evaluate(model: Model, X: Any, y: Any, *, batch_size: int | None,
+             sample_weight: Any) -> dict[str, float]:
+    """``Sequential.evaluate`` (see there): the arguments checked, then the metrics."""
+    batch_size = _validation.batch_size(batch_size, allow_none=True)
+    model.check()
+    arrays = with_weights(model, _data.prepare(model, X, y), sample_weight, None)
+    return _evaluate(model, _data.for_evaluation(model, arrays, batch_size))
+
+
+def _evaluate(model: Model, data: _data.Data) -> dict[str, float]:
     """The metrics of ``model`` over ``data`` (inference: nothing kept on the model)."""
     sums: _metrics.Sums | None = None
     with _backend.precision_scope(model.xp, model.device):  # anyfc's, as in training
@@ -172,7 +179,7 @@ def _callbacks(callbacks: Any) -> list[Callback]:
     return hooks
 
 
-def _with_weights(model: Model, arrays: tuple[Any, ...], sample_weight: Any,
+def with_weights(model: Model, arrays: tuple[Any, ...], sample_weight: Any,
                   class_weight: Any) -> tuple[Any, ...]:
     """``(X, t)``, or ``(X, t, w)`` with each row's loss weight: ``sample_weight`` times
     the weight of the row's class (``class_weight``), on the data's backend and device."""
@@ -215,7 +222,13 @@ def _probe(model: Model, batch: Any) -> Any:
 
 
 def _undo(model: Model, snapshot: Any, epoch: int, previous: Any) -> None:
-    model._restore(snapshot)
+    """Back to the start of ``epoch``: the model's state (generators included), its
+    optimizer's state and counters (the optimizer itself too when nothing trained)."""
+    state, opt_state = snapshot
+    model.set_state(state)
+    if model.optimizer is not None:
+        model.optimizer.restore(opt_state)
+    model.forget()
     if epoch == 0:  # nothing trained: the model keeps its optimizer, too
         model.optimizer = previous
 
@@ -227,6 +240,10 @@ def _seeded(seed: Any) -> Any:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"seed must be None, a non-negative integer or a numpy Generator, "
                          f"got {seed!r}") from exc
+
+
+def _finite(model: Model, values: list[Any]) -> bool:
+    return _backend.all_finite(model.xp, model.device, values)
 
 
 def _state_arrays(state: dict[str, dict[str, Any]]) -> list[Any]:

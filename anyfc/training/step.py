@@ -27,9 +27,10 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from .. import _backend
+from ..state import ModelState
+from .protocol import Model
 
 Array = Any
-Model = Any  # a Sequential (not imported: the model imports this module)
 
 STEPS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()  # signature -> compiled step
 _LOCK = threading.Lock()
@@ -46,34 +47,36 @@ def train_step(model: Model, x: Array, t: Array, w: Array | None,
     with _backend.precision_scope(xp, device):
         if step is None:
             return eager_step(model, x, t, w, optimizer)
-        generators = model._generators()
+        generators = model.generators()
         drawn = step.random == "drawn"
-        keys = (_draws(model, generators, x) if drawn else [g.state for g in generators])
+        keys = (_draws(model, generators, x) if drawn else
+                {k: g.state for k, g in generators.items()})
+        current = model.state(rng=False)
         # the step count goes in as a float: an int would be a 32-bit integer under JAX's
         # default mode and overflow past 2**31 - 1 steps; the learning rate is a float too
         params, buffers, keys, state, e, y = step(
-            model._params(), model._buffers(), keys, optimizer.state,
+            current.params, current.buffers, keys, optimizer.state,
             float(optimizer.t + 1), float(optimizer.learning_rate()), x, t, w)
-    model._set_params(params)
-    model._set_buffers(buffers)
+    model.set_state(ModelState(params, buffers))
     if not drawn:
-        for generator, key in zip(generators, keys):
-            generator.state = key
+        for key, value in keys.items():
+            generators[key].state = value
     optimizer.state, optimizer.t = state, optimizer.t + 1
-    model._forget()
+    model.forget()
     return e, y
 
 
-def _draws(model: Model, generators: list[Any], x: Array) -> list[Array]:
-    """The uniform numbers the eager step would draw from each dropout layer's generator,
-    drawn now, in its order and shapes: a layer that keeps its width (``n_out`` None)
-    sees the width of the layer before, a batch of ``x``'s rows."""
+def _draws(model: Model, generators: dict[str, Any], x: Array) -> dict[str, Array]:
+    """The uniform numbers the eager step would draw from each dropout layer's generator
+    (by layer path), drawn now, in its order and shapes: a layer that keeps its width
+    (``n_out`` None) sees the width of the layer before, a batch of ``x``'s rows."""
     shapes, width = [], x.shape[1]
     for layer in model.layers:
-        if hasattr(layer, "_generator"):
+        if layer.generator() is not None:
             shapes.append((x.shape[0], width))
         width = layer.n_out if layer.n_out is not None else width
-    return [g.uniform(shape, model.dtype) for g, shape in zip(generators, shapes)]
+    return {key: g.uniform(shape, model.dtype)
+            for (key, g), shape in zip(generators.items(), shapes)}
 
 
 class _Drawn:
@@ -100,14 +103,17 @@ class _Drawn:
 
 def eager_step(model: Model, x: Array, t: Array, w: Array | None, optimizer: Any,
                lr: Any = None) -> tuple[Array, Array]:
-    """The reference step, written once against the model's namespace."""
+    """The reference step, written once against the model's namespace. The loss's
+    value and gradient travel with the step (the loss object keeps nothing)."""
     y = model.forward(x)
-    e = model.loss.forward(y, t) if w is None else model.loss.forward(y, t, w)
-    model.backward(model.loss.backward())
+    e, grad_y = model.loss.value_and_gradient(y, t, w)
+    model.backward(grad_y)
     optimizer.step(model.layers, lr=lr)
-    buffers = model._buffers()
+    state = model.state(rng=False)
+    buffers = list(state.buffers.values())
     if buffers and _backend.is_lazy(buffers[0]):  # Dask: no graph growing step by step
-        model._set_buffers(_backend.materialize(buffers))
+        model.set_state(ModelState(state.params, dict(zip(
+            state.buffers, _backend.materialize(buffers)))))
     return e, y
 
 
@@ -183,10 +189,11 @@ def _compiled(model: Model, optimizer: Any, xp: Any, device: Any) -> Any:
     backend = model.backend
     # random state threads through the step only where it is an array (JAX keys);
     # stateful generators (NumPy, torch, CuPy) have their numbers drawn before the step
-    drawn = compiler.random == "drawn" or any(g.state is None for g in model._generators())
+    drawn = compiler.random == "drawn" or any(
+        g.state is None for g in model.generators().values())
     precision = _backend.get_precision()
 
-    def pure(params: list[Array], buffers: list[Array], keys: list[Array],
+    def pure(params: dict[str, Array], buffers: dict[str, Array], keys: dict[str, Array],
              state: dict[str, Any], step: Any, lr: Any, x: Array, t: Array,
              w: Array | None) -> tuple[Any, ...]:
         TRACES[backend] += 1  # runs only while tracing
@@ -196,18 +203,18 @@ def _compiled(model: Model, optimizer: Any, xp: Any, device: Any) -> Any:
         shadow = copy.copy(template)
         shadow.layers = [copy.copy(layer) for layer in template.layers]
         shadow.loss = copy.copy(template.loss)
-        shadow._set_params(params)
-        shadow._set_buffers(buffers)
-        drawing: list[Any] = [layer for layer in shadow.layers if hasattr(layer, "_generator")]
-        for layer, k in zip(drawing, keys):
-            layer.rng = _Drawn(k) if drawn else layer._generator().with_state(k)
+        shadow.set_state(ModelState(params, buffers))
+        for key, generator in shadow.generators().items():
+            layer = shadow.layers[int(key.split(".")[1])]
+            layer.rng = _Drawn(keys[key]) if drawn else generator.with_state(keys[key])
         opt = copy.copy(opt_template)
         opt.state, opt.t = dict(state), step - 1
         # the precision is recorded in the traced products (JAX: precision=HIGHEST)
         with _backend.precision_scope(xp, device, precision):
             e, y = eager_step(shadow, x, t, w, opt, lr=lr)
-        keys_out = [] if drawn else [r.state for r in shadow._generators()]
-        return shadow._params(), shadow._buffers(), keys_out, opt.state, e, y
+        keys_out = {} if drawn else {k: r.state for k, r in shadow.generators().items()}
+        state = shadow.state(rng=False)
+        return state.params, state.buffers, keys_out, opt.state, e, y
 
     compiled = _Compiled(compiler.compile(pure, device), compiler,
                          "drawn" if drawn else "state")
