@@ -4,9 +4,10 @@
 shape of ``y``) and keeps nothing on the loss, so one loss object serves many models and
 threads at once: the training step calls it. ``value(y, t, w=None)`` is ``E`` alone
 (evaluation). ``forward(y, t, w=None)`` then ``backward()`` is the same pair for a loop
-written by hand, the article's way: ``forward`` keeps the gradient for ``backward``. The classification losses take
-*logits* (the output of an identity layer) and fuse the softmax or sigmoid into the loss,
-where the gradient simplifies to ``(p - t) / h`` and the log never sees a 0.
+written by hand, the article's way: ``forward`` keeps the gradient for ``backward``.
+The classification losses take *logits* (the output of an identity layer) and fuse the
+softmax or sigmoid into the loss, where the gradient simplifies to ``(p - t) / h`` and
+the log never sees a 0.
 
 Sample weights. ``w`` (shape ``(h,)``, one weight per row, ``y``'s library, device and
 dtype) weights each row's error ``e_k`` by ``w_k``, with the normaliser ``n`` kept as it

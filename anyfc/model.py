@@ -13,7 +13,6 @@ accuracy of an epoch are summed on the device and read once at the epoch's end.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence

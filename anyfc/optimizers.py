@@ -16,8 +16,8 @@ from typing import Any, cast
 
 from . import _backend, schedules
 from ._validation import real as _check
-from .state import path, split_path
 from .schedules import Schedule
+from .state import path, split_path
 
 Array = Any
 State = dict[str, Array]

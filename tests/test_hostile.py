@@ -470,7 +470,8 @@ def test_models_alike_share_one_compiled_step_and_others_do_not():
     # the learning rate is an argument of the step (schedules never recompile it); other
     # settings are constants of it
     assert step_module.compiled(a, sgd) is step_module.compiled(a, anyfc.optimizers.SGD(0.2))
-    assert step_module.compiled(a, sgd) is not step_module.compiled(a, anyfc.optimizers.SGD(0.1, 0.9))
+    assert step_module.compiled(a, sgd) is not step_module.compiled(
+        a, anyfc.optimizers.SGD(0.1, 0.9))
 
     class Mine(anyfc.Activation):  # not anyfc's: keyed by identity, never shared
         pass

@@ -32,7 +32,6 @@ import numbers
 from types import ModuleType
 from typing import Any
 
-
 from .. import _backend, _validation
 
 Array = Any
@@ -84,6 +83,11 @@ class Layer:
         """The layer's random generator (created where needed), or ``None`` for a layer
         that draws no random numbers (the default)."""
         return None
+
+    def set_generator(self, generator: Any) -> None:
+        """Draw from ``generator`` from now on (a compiled step's stand-in); only layers
+        whose ``generator()`` is not ``None`` take one."""
+        raise TypeError(f"{type(self).__name__} draws no random numbers")
 
     def check_settings(self) -> None:
         """A ``ValueError`` if a setting (changed since construction, say ``rate = 1.5``)

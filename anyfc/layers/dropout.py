@@ -52,6 +52,9 @@ class Dropout(Layer):
             self.rng = _rng.DeviceRandom(self.xp, self.device, self._stream)
         return self.rng
 
+    def set_generator(self, generator: Any) -> None:
+        self.rng = generator
+
     def reset_random(self) -> None:
         self.rng = None
 

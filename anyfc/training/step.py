@@ -135,13 +135,20 @@ def _ours(obj: Any) -> Any:
     return None if type(obj).__module__.startswith("anyfc.") else id(obj)
 
 
+def _held(obj: Any) -> tuple[Any, ...]:
+    """The classes of the configurable objects ``obj`` holds (a Dense's activation): a
+    subclass of a built-in keeps the built-in's name and config, never its class."""
+    return tuple((k, type(v), _ours(v)) for k, v in vars(obj).items()
+                 if hasattr(v, "config") and not isinstance(v, type))
+
+
 def _signature(model: Model, optimizer: Any, xp: Any, device: Any,
                compiler: Any) -> tuple[Any, ...]:
     # repr of the settings, not JSON: a third of the time, and as exact (True, 1 and
     # 1.0 stay apart; an object without a repr of its own is keyed by its address)
     # a layer's seed only starts its generator, whose state goes in as an argument (or
     # its draws do): models alike but for their seeds share one step
-    layers = tuple((type(layer), _ours(layer),
+    layers = tuple((type(layer), _ours(layer), _held(layer),
                     repr([(k, v) for k, v in layer.config().items() if k != "seed"]))
                    for layer in model.layers)
     settings = repr([(k, v) for k, v in optimizer.config().items() if k != "lr"])
@@ -206,15 +213,16 @@ def _compiled(model: Model, optimizer: Any, xp: Any, device: Any) -> Any:
         shadow.set_state(ModelState(params, buffers))
         for key, generator in shadow.generators().items():
             layer = shadow.layers[int(key.split(".")[1])]
-            layer.rng = _Drawn(keys[key]) if drawn else generator.with_state(keys[key])
+            layer.set_generator(_Drawn(keys[key]) if drawn else
+                                generator.with_state(keys[key]))
         opt = copy.copy(opt_template)
         opt.state, opt.t = dict(state), step - 1
         # the precision is recorded in the traced products (JAX: precision=HIGHEST)
         with _backend.precision_scope(xp, device, precision):
             e, y = eager_step(shadow, x, t, w, opt, lr=lr)
         keys_out = {} if drawn else {k: r.state for k, r in shadow.generators().items()}
-        state = shadow.state(rng=False)
-        return state.params, state.buffers, keys_out, opt.state, e, y
+        out = shadow.state(rng=False)
+        return out.params, out.buffers, keys_out, opt.state, e, y
 
     compiled = _Compiled(compiler.compile(pure, device), compiler,
                          "drawn" if drawn else "state")
