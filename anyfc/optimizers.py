@@ -138,7 +138,6 @@ class Optimizer:
                 self.lr_t = _like(lr_t, p)
             state = self.state.setdefault(key, {})
             setattr(layer, name, self.update(_backend.namespace_of(p), p, g, state))
-        self._materialize(layers)
 
     def _clip(self, grads: list[Array]) -> list[Array]:
         """The gradients clipped by value, then by their global norm (new arrays: the
@@ -159,24 +158,6 @@ class Optimizer:
 
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         raise NotImplementedError
-
-    def _materialize(self, layers: Sequence[Any]) -> None:
-        """For lazy arrays (Dask): compute parameters and state now, in one go, so the
-        graph does not grow from step to step. Eager arrays are left alone."""
-        first = next((getattr(layer, name) for layer in layers for name in layer.param_names),
-                     None)
-        if first is None or not _backend.is_lazy(first):
-            return
-        slots: list[tuple[Any, str, bool]] = [
-            (layer, name, False) for layer in layers for name in layer.param_names]
-        slots += [(state, key, True) for state in self.state.values() for key in state]
-        values = _backend.materialize(
-            [c[k] if is_state else getattr(c, k) for c, k, is_state in slots])
-        for (container, key, is_state), value in zip(slots, values):
-            if is_state:
-                container[key] = value
-            else:
-                setattr(container, key, value)
 
     def to(self, backend: Any, device: Any = None, dtype: Any = None) -> Optimizer:
         """Move every state array (velocities, moments) like ``Sequential.to`` (all or

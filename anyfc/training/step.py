@@ -109,12 +109,26 @@ def eager_step(model: Model, x: Array, t: Array, w: Array | None, optimizer: Any
     e, grad_y = model.loss.value_and_gradient(y, t, w)
     model.backward(grad_y)
     optimizer.step(model.layers, lr=lr)
-    state = model.state(rng=False)
-    buffers = list(state.buffers.values())
-    if buffers and _backend.is_lazy(buffers[0]):  # Dask: no graph growing step by step
-        model.set_state(ModelState(state.params, dict(zip(
-            state.buffers, _backend.materialize(buffers)))))
+    _settle(model, optimizer)
     return e, y
+
+
+def _settle(model: Model, optimizer: Any) -> None:
+    """Lazy arrays (a model on the dask backend) computed now, parameters, buffers and
+    optimizer state in one go, so no graph grows from step to step;
+    ``_backend.materialize`` decides, and gives eager arrays back as they are."""
+    state = model.state(rng=False)
+    slots = [(key, name) for key, values in optimizer.state.items() for name in values]
+    arrays = [*state.params.values(), *state.buffers.values(),
+              *(optimizer.state[key][name] for key, name in slots)]
+    settled = _backend.materialize(arrays)
+    if not arrays or settled[0] is arrays[0]:
+        return
+    values = iter(settled)
+    model.set_state(ModelState({k: next(values) for k in state.params},
+                               {k: next(values) for k in state.buffers}))
+    for key, name in slots:
+        optimizer.state[key][name] = next(values)
 
 
 def signature(model: Model, optimizer: Any) -> tuple[Any, ...]:
