@@ -257,8 +257,11 @@ def build(session: nox.Session) -> None:
     if f"## [{version}]" not in (root / "CHANGELOG.md").read_text(encoding="utf-8"):
         session.error(f"CHANGELOG.md has no entry for {version}")
     tmp = Path(session.create_tmp()).resolve()
-    for name in ("dist", "venv", "run"):
+    for name in ("dist", "venv", "run", "out"):
         shutil.rmtree(tmp / name, ignore_errors=True)
+    # setuptools adds every file an old anyfc.egg-info/SOURCES.txt lists to the sdist, so a
+    # stale one (from an earlier build here) could hide a file the packaging leaves out
+    shutil.rmtree(root / "anyfc.egg-info", ignore_errors=True)
     dist, venv, run = tmp / "dist", tmp / "venv", tmp / "run"
     session.run("python", "-m", "build", "--outdir", str(dist), silent=True)
     session.run("twine", "check", "--strict", *(str(p) for p in sorted(dist.iterdir())))
