@@ -1,13 +1,17 @@
 """Test sessions: one per backend, each installing only its own extra; one with every CPU
 library together for the tests that need several at once; mutation testing.
 
-    nox                                  lint, every backend this machine can run, cross
+    nox                                  lint, build, every backend this machine can run,
+                                         cross
     nox -l                               every session
     nox -s "tests(backend='numpy')"      one backend
     nox -s cross                         the cross-library tests (all CPU libraries at once)
     nox -s mutation                      mutation testing with mutmut (not run by default)
     nox -s mutation -- anyfc/losses.py   ... over other files (globs, as in MUTATE below)
     nox -s bench                         the training-step benchmark
+    nox -s build                         sdist and wheel, twine check, the wheel installed
+                                         in a fresh environment and run from outside the
+                                         source tree
 
 The test sessions run the tests in random order (pytest-randomly, from the test extra);
 pytest prints the seed at the top ("Using --randomly-seed=N"). Rerun that order with
@@ -15,13 +19,18 @@ pytest prints the seed at the top ("Using --randomly-seed=N"). Rerun that order 
 (tests/README.md has more), or the usual order with -- -p no:randomly.
 """
 
+import os
+import re
 import shutil
 import subprocess
+import tarfile
+import time
+import zipfile
 from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "cross"]
+nox.options.sessions = ["lint", "build", "tests", "cross"]
 nox.options.default_venv_backend = "venv"
 
 TORCH = "torch==2.13.0"  # the CPU wheel on our machines; never an unpinned torch
@@ -158,3 +167,120 @@ def bench(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[jax,strict]")
     session.run("python", "benchmarks/train_step.py", *session.posargs)
+
+
+# ---------------------------------------------------------------- packaging
+
+# The installed-package check the build session runs in the fresh environment (python -I:
+# neither PYTHONPATH nor the current directory can put the source tree on the path).
+_INSTALLED_CHECK = """
+import importlib.metadata, importlib.resources, pathlib, sys
+import anyfc
+expected = sys.argv[1]
+where = pathlib.Path(anyfc.__file__).resolve()
+assert where.is_relative_to(pathlib.Path(sys.prefix).resolve()), f"anyfc imported from {where}"
+assert anyfc.__version__ == importlib.metadata.version("anyfc") == expected, (
+    anyfc.__version__, importlib.metadata.version("anyfc"), expected)
+assert (importlib.resources.files("anyfc") / "py.typed").is_file(), "no anyfc/py.typed"
+print(f"anyfc {anyfc.__version__} from {where.parent}, with py.typed")
+"""
+
+
+def _source_version(root: Path) -> str:
+    """anyfc.__version__ as written in the source, the one place the version lives."""
+    text = (root / "anyfc" / "__init__.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__ = "([^"]+)"', text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError("no __version__ = \"...\" line in anyfc/__init__.py")
+    return match.group(1)
+
+
+def _package_files(root: Path) -> set[str]:
+    """The files of the anyfc package a wheel must hold: every module, and py.typed."""
+    files = {p.relative_to(root).as_posix() for p in (root / "anyfc").rglob("*.py")
+             if "__pycache__" not in p.parts}
+    return files | {"anyfc/py.typed"}
+
+
+def _check_dists(session: nox.Session, root: Path, dist: Path, version: str) -> Path:
+    """Fail unless dist/ holds exactly one sdist and one wheel of this version, whole:
+    every package file (so a file left out of the sdist, which the wheel is built from,
+    fails too), the license, nothing outside the package. Returns the wheel."""
+    wheels = sorted(dist.glob("*.whl"))
+    sdists = sorted(dist.glob("*.tar.gz"))
+    if [w.name for w in wheels] != [f"anyfc-{version}-py3-none-any.whl"] or \
+            [s.name for s in sdists] != [f"anyfc-{version}.tar.gz"]:
+        session.error(f"expected one sdist and one wheel of anyfc {version} in {dist}, "
+                      f"found {sorted(p.name for p in dist.iterdir())}")
+    expected = _package_files(root)
+    info = f"anyfc-{version}.dist-info"
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        names = set(wheel.namelist())
+        metadata = wheel.read(f"{info}/METADATA").decode()
+    missing = sorted(expected - names)
+    if missing:
+        session.error(f"missing from the wheel: {missing}")
+    stray = sorted(n for n in names if not n.startswith(("anyfc/", f"{info}/")))
+    if stray:
+        session.error(f"outside the package in the wheel: {stray}")
+    if f"{info}/licenses/LICENSE" not in names:
+        session.error("the wheel carries no LICENSE")
+    with tarfile.open(sdists[0]) as sdist:
+        top = f"anyfc-{version}/"
+        in_sdist = {m.name.removeprefix(top) for m in sdist.getmembers()}
+    missing = sorted((expected | {"LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml",
+                                  "examples/train_digits.py"}) - in_sdist)
+    if missing:
+        session.error(f"missing from the sdist: {missing}")
+    # unknown classifiers pass twine check but make PyPI refuse the upload
+    classifiers = re.findall(r"^Classifier: (.+)$", metadata, re.MULTILINE)
+    session.run("python", "-c", "import sys, trove_classifiers as t; "
+                "bad = [c for c in sys.argv[1:] if c not in t.classifiers]; "
+                "sys.exit(f'unknown classifiers: {bad}' if bad else 0)", *classifiers,
+                silent=True)
+    session.log(f"{wheels[0].name}: {len(expected)} package files, LICENSE, "
+                f"{len(classifiers)} known classifiers; {sdists[0].name} whole")
+    return wheels[0]
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build the sdist and the wheel (the wheel from the sdist), check them (twine check,
+    every package file present, classifiers PyPI knows), install the wheel with its
+    examples extra from PyPI into a fresh virtual environment, and run
+    examples/train_digits.py and an import check there from a folder outside the source
+    tree, so that what runs is the installed wheel and nothing else."""
+    started = time.perf_counter()
+    session.install("build", "twine", "trove-classifiers")
+    root = Path.cwd().resolve()
+    version = _source_version(root)
+    if f"## [{version}]" not in (root / "CHANGELOG.md").read_text(encoding="utf-8"):
+        session.error(f"CHANGELOG.md has no entry for {version}")
+    tmp = Path(session.create_tmp()).resolve()
+    for name in ("dist", "venv", "run", "out"):
+        shutil.rmtree(tmp / name, ignore_errors=True)
+    # setuptools adds every file an old anyfc.egg-info/SOURCES.txt lists to the sdist, so a
+    # stale one (from an earlier build here) could hide a file the packaging leaves out
+    shutil.rmtree(root / "anyfc.egg-info", ignore_errors=True)
+    dist, venv, run = tmp / "dist", tmp / "venv", tmp / "run"
+    session.run("python", "-m", "build", "--outdir", str(dist), silent=True)
+    session.run("twine", "check", "--strict", *(str(p) for p in sorted(dist.iterdir())))
+    wheel = _check_dists(session, root, dist, version)
+
+    session.run("python", "-m", "venv", str(venv))
+    python = str(venv / ("Scripts" if os.name == "nt" else "bin") / "python")
+    session.run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                f"{wheel}[examples]", external=True)
+    run.mkdir()
+    shutil.copy2(root / "examples" / "train_digits.py", run / "train_digits.py")
+    with session.chdir(run):
+        session.run(python, "-I", "-c", _INSTALLED_CHECK, version, external=True)
+        session.run(python, "-I", "train_digits.py", "--epochs", "3", "--quiet",
+                    "--out", str(tmp / "out"), external=True)
+    left = sorted(p.name for p in run.iterdir())
+    if left != ["train_digits.py"]:
+        session.error(f"the example wrote into its working directory: {left}")
+    if not (tmp / "out" / "digits_curve.png").is_file():
+        session.error(f"the example saved no training curve in {tmp / 'out'}")
+    session.log(f"built, checked, installed and ran {wheel.name} in "
+                f"{time.perf_counter() - started:.0f} s")

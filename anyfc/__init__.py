@@ -55,7 +55,7 @@ from .training.callbacks import (
     ReduceLROnPlateau,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one source of the version: pyproject.toml reads it
 
 __all__ = [
     "BACKENDS",

@@ -121,9 +121,11 @@ def get_namespace(backend: str | ModuleType | None = None) -> ModuleType:
             importlib.import_module("cupy")
         return importlib.import_module(_MODULES[name])
     except ImportError as exc:
-        hint = f"pip install 'anyfc[{EXTRAS[name]}]'"
+        hint = (f"pip install 'anyfc[{EXTRAS[name]}]' (from a clone: pip install -e "
+                f"'.[{EXTRAS[name]}]')")
         if name == "cupy":
-            hint += " (CUDA 12) or pip install 'anyfc[cuda13]' (CUDA 13)"
+            hint = ("pip install 'anyfc[cuda12]' (CUDA 12) or 'anyfc[cuda13]' (CUDA 13) "
+                    "(from a clone: pip install -e '.[cuda12]' or '.[cuda13]')")
         raise ImportError(f"backend {name!r} is not installed here; {hint} ({exc})") from exc
 
 

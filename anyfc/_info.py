@@ -51,9 +51,12 @@ def backend_report() -> list[dict[str, Any]]:
             module = importlib.import_module(_DISTRIBUTIONS[name])
             row["version"] = getattr(module, "__version__", "?")
         except ImportError:
-            row["note"] = f"not installed: pip install 'anyfc[{_backend.EXTRAS[name]}]'"
+            extra = _backend.EXTRAS[name]
+            row["note"] = (f"not installed: pip install 'anyfc[{extra}]' (from a clone: "
+                           f"pip install -e '.[{extra}]')")
             if name == "cupy":
-                row["note"] = "not installed: pip install 'anyfc[cuda12]' or 'anyfc[cuda13]'"
+                row["note"] = ("not installed: pip install 'anyfc[cuda12]' or 'anyfc[cuda13]' "
+                               "(from a clone: pip install -e '.[cuda12]' or '.[cuda13]')")
             rows.append(row)
             continue
         try:

@@ -86,7 +86,7 @@ DEFAULT_OPSET = 17  # run by onnxruntime >= 1.13 and written by onnx >= 1.12
 OUTPUTS = ("probabilities", "logits")
 INPUT_NAME = "input"
 
-_INSTALL = "pip install 'anyfc[onnx]'"
+_INSTALL = "pip install 'anyfc[onnx]' (from a clone: pip install -e '.[onnx]')"
 _FLOAT_TYPES = {"float32": 1, "float64": 11}  # onnx.TensorProto.FLOAT, .DOUBLE
 
 Form = Callable[[Any, "Builder"], None]

@@ -29,8 +29,8 @@ Choices, and how they differ from scikit-learn
   penalty as scikit-learn's does (weights as they were before each batch's update).
 - **Loss scaling** as scikit-learn's: softmax cross-entropy and binary cross-entropy
   summed over outputs and averaged over rows; squared error halved (gradient
-  ``(ŷ - y)/h``). ``model_.loss`` keeps anyfc's loss names, so ``anyfc.save(model_)``
-  works and a loaded model predicts the same.
+  ``(ŷ - y)/h``). ``model_.loss`` keeps anyfc's loss names, so ``model_.save(path)``
+  (or ``anyfc.io.save(model_, path)``) works and a loaded model predicts the same.
 - **solver**: ``"adam"`` is scikit-learn's Adam (ε added to ``√v`` before the bias
   correction of the step size, as scikit-learn does); ``"sgd"`` is momentum/Nesterov SGD
   with a constant learning rate (``learning_rate="constant"``); anyfc's ``"adamw"``,

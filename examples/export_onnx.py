@@ -3,18 +3,21 @@
     python examples/export_onnx.py                        # train on NumPy
     python examples/export_onnx.py --backend torch        # train anywhere: the file is the same
 
-Trains on scikit-learn's 8×8 digits, writes ``digits.onnx``, and then serves predictions
-from onnxruntime alone (``OnnxDigits`` below needs only numpy and onnxruntime: copy it,
-and the file, to a machine without anyfc). Prints both held-out accuracies and the time
-of one prediction call on anyfc and on onnxruntime, for a batch of 1 and of 1024 (median
-over repeats). Needs ``pip install 'anyfc[examples,onnx]'``.
+Trains on scikit-learn's 8×8 digits, writes ``digits.onnx`` into the folder given by
+``--out`` (default: a fresh temporary folder, printed; never the current directory), and
+then serves predictions from onnxruntime alone (``OnnxDigits`` below needs only numpy
+and onnxruntime: copy it, and the file, to a machine without anyfc). Prints both
+held-out accuracies and the time of one prediction call on anyfc and on onnxruntime, for
+a batch of 1 and of 1024 (median over repeats). Needs ``pip install 'anyfc[examples,onnx]'``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -71,7 +74,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.003)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="digits.onnx", help="the ONNX file to write")
+    parser.add_argument("--out", default=None, help="the folder to write digits.onnx into "
+                        "(default: a fresh temporary folder)")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime's threads (0: "
                         "its default; for anyfc on NumPy set OPENBLAS_NUM_THREADS)")
     parser.add_argument("--repeats", type=int, default=200,
@@ -93,11 +97,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               optimizer=anyfc.optimizers.Adam(lr=args.lr), seed=args.seed, verbose=0)
 
     # 1. export: one call, from whatever backend the model lives on
-    anyfc.onnx.export(model, args.out)
-    print(f"exported to {args.out}")
+    folder = args.out or tempfile.mkdtemp(prefix="anyfc-export_onnx-")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "digits.onnx")
+    anyfc.onnx.export(model, path)
+    print(f"exported to {path}")
 
     # 2. serve from onnxruntime alone
-    served = OnnxDigits(args.out, args.threads)
+    served = OnnxDigits(path, args.threads)
     architecture = json.loads(served.metadata["anyfc.architecture"])
     print(f"onnxruntime serves {served.input!r} -> {served.output!r}; the file says: "
           f"{len(architecture['layers'])} layers, loss {architecture['loss']}, "
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"onnxruntime {o * 1e3:8.3f} ms ({batch / o:>10,.0f} digits/s)   "
               f"onnxruntime is {a / o:.1f}x as fast ({repeats} calls)")
     return {"accuracy_anyfc": acc_anyfc, "accuracy_onnx": acc_onnx, "agree": agree,
-            "max_difference": worst, "seconds": timings}
+            "max_difference": worst, "seconds": timings, "path": path}
 
 
 if __name__ == "__main__":

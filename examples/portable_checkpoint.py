@@ -3,7 +3,9 @@
     python examples/portable_checkpoint.py --backend cupy --to numpy   # GPU → CPU
     python examples/portable_checkpoint.py                             # numpy → the others
 
-The checkpoint is an .npz archive read without pickle: loading it never runs code.
+The checkpoint is an .npz archive read without pickle: loading it never runs code. It is
+written as ``digits.npz`` into the folder given by ``--out`` (default: a fresh temporary
+folder, printed; never the current directory), where it stays for you to load.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--to", default=None, help="comma list of backends to load on "
                         "(default: every other usable one)")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--path", default=None, help="checkpoint file (default: a temp file)")
+    parser.add_argument("--out", default=None, help="the folder to write digits.npz into "
+                        "(default: a fresh temporary folder)")
     args = parser.parse_args(argv)
 
     X, y = load_digits(return_X_y=True)
@@ -40,8 +43,9 @@ def main(argv: list[str] | None = None) -> float:
     print(f"trained on {model.backend} ({model.device}): held-out accuracy "
           f"{np.mean(reference.argmax(axis=1) == y_test):.4f}")
 
-    folder = tempfile.TemporaryDirectory()
-    path = args.path or os.path.join(folder.name, "digits.npz")
+    folder = args.out or tempfile.mkdtemp(prefix="anyfc-portable_checkpoint-")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "digits.npz")
     model.save(path)
     print(f"saved {path} ({os.path.getsize(path)} bytes)")
 
@@ -56,7 +60,6 @@ def main(argv: list[str] | None = None) -> float:
         worst = max(worst, diff)
         print(f"loaded on {backend:<17} max |Δp| = {diff:.2e}   same classes: {same}   "
               f"optimizer: {type(loaded.optimizer).__name__} after {loaded.optimizer.t} steps")
-    folder.cleanup()
     return worst
 
 

@@ -8,12 +8,16 @@ Prints the model's summary, trains with a cosine learning-rate schedule (after a
 linear warm-up) and early stopping on a validation split (the best epoch's weights are
 restored), then prints the accuracy on held-out digits the training never saw and a
 confusion matrix, and saves the training curve (``History.plot``) as ``digits_curve.png``
-when matplotlib is installed (``pip install 'anyfc[examples]'``).
+in the folder given by ``--out`` (default: a fresh temporary folder, printed) when
+matplotlib is installed (``pip install 'anyfc[examples]'``). Nothing is written anywhere
+else: not into the current directory, not into the repository.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -50,19 +54,29 @@ def print_confusion(matrix: np.ndarray) -> None:
         print(f"{i:>3}: " + " ".join(f"{v:>3}" if v else "  ." for v in row))
 
 
-def save_curve(history: anyfc.History, path: str) -> bool:
-    """The loss and accuracy by epoch (training and validation), as a PNG."""
+def output_folder(out: str | None) -> str:
+    """``out`` (created if missing), or a fresh temporary folder; printed either way."""
+    folder = out or tempfile.mkdtemp(prefix="anyfc-train_digits-")
+    os.makedirs(folder, exist_ok=True)
+    print(f"outputs go to {folder}")
+    return folder
+
+
+def save_curve(history: anyfc.History, out: str | None) -> str | None:
+    """The loss and accuracy by epoch (training and validation), as ``digits_curve.png``
+    in ``out`` (see ``output_folder``); the file's path, or None without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return False
+        return None
+    path = os.path.join(output_folder(out), "digits_curve.png")
     fig = history.plot()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return True
+    return path
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -75,8 +89,9 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.003, help="peak learning rate")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", default="digits_curve.png", help="where to save the curve "
-                        "('' to skip)")
+    parser.add_argument("--out", default=None, help="the folder for the training curve "
+                        "(default: a fresh temporary folder)")
+    parser.add_argument("--no-plot", action="store_true", help="save no training curve")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
@@ -108,8 +123,9 @@ def main(argv: list[str] | None = None) -> float:
         f"{stop.best:.4f})")
     print(f"trained {history.epochs} epochs in {seconds:.1f}s{best}")
     print(f"held-out accuracy: {accuracy:.4f}")
-    if args.plot and save_curve(history, args.plot):
-        print(f"training curve saved to {args.plot}")
+    curve = None if args.no_plot else save_curve(history, args.out)
+    if curve is not None:
+        print(f"training curve saved to {curve}")
     return accuracy
 
 

@@ -37,8 +37,8 @@ class History(dict):  # type: ignore[type-arg]
         try:
             import matplotlib.pyplot as plt  # picks a headless backend without a display
         except ImportError as exc:
-            raise ImportError("History.plot needs matplotlib: pip install 'anyfc[plot]'"
-                              ) from exc
+            raise ImportError("History.plot needs matplotlib: pip install 'anyfc[plot]' "
+                              "(from a clone: pip install -e '.[plot]')") from exc
         names = keys if keys is not None else [k for k in self if not k.startswith("val_")]
         unknown = [k for k in names if k not in self]
         if unknown:
