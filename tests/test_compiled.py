@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import anyfc
-from anyfc import _backend, _precision
+from anyfc import _backend
+from anyfc._backend import precision as precision_policy
 from anyfc.training import compilers
 from anyfc.training import step as step_module
 
@@ -219,7 +220,7 @@ def test_precision_policy_round_trips_and_rejects_unknown_values(restore_setting
         with pytest.raises(ValueError, match="valid precisions are 'highest', 'high'"):
             _backend.set_precision(bad)
     assert _backend.get_precision() == "highest"
-    with _precision.precision("high"):
+    with precision_policy.precision("high"):
         assert _backend.get_precision() == "high"
     assert _backend.get_precision() == "highest"
 
