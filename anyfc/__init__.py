@@ -54,6 +54,7 @@ from .training.callbacks import (
     ModelCheckpoint,
     ReduceLROnPlateau,
 )
+from .training.compilers import get_step_compiler, set_step_compiler
 
 __version__ = "0.2.0"  # the one source of the version: pyproject.toml reads it
 
@@ -87,6 +88,7 @@ __all__ = [
     "available_backends",
     "get_backend",
     "get_precision",
+    "get_step_compiler",
     "info",
     "initializers",
     "load",
@@ -94,6 +96,7 @@ __all__ = [
     "optimizers",
     "set_backend",
     "set_precision",
+    "set_step_compiler",
     "synchronize",
     "testing",
     "to_backend",

@@ -111,6 +111,7 @@ from . import _backend, activations, losses, optimizers
 from .layers import Activation, BatchNorm, Dense, Dropout, Layer, ReLU, Sigmoid, Tanh
 from .model import Sequential
 from .state import path
+from .training import compilers
 
 Array = Any
 
@@ -313,7 +314,7 @@ def _penalty_fn(xp: ModuleType) -> Any:
     function), the plain function elsewhere."""
     name = _backend.backend_name(xp)
     if name not in _PENALTIES:
-        _PENALTIES[name] = _backend.compile_step(xp, _weight_penalty) or _weight_penalty
+        _PENALTIES[name] = compilers.compile_step(xp, _weight_penalty) or _weight_penalty
     return _PENALTIES[name]
 
 

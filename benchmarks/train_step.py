@@ -11,7 +11,7 @@ optimizer, float32.
 Contenders: ``torch.nn``, ``plain_numpy``, and ``anyfc:BACKEND[+COMPILER][:DEVICE]`` —
 anyfc on BACKEND with its default step compiler (JAX: ``jit``; the others eager), or with
 the one named (``anyfc:torch+compile``: ``torch.compile`` of the whole step;
-``anyfc:jax+eager``: JAX op by op), see ``anyfc._backend.set_step_compiler``.
+``anyfc:jax+eager``: JAX op by op), see ``anyfc.set_step_compiler``.
 
 Each contender runs in its own process (BLAS thread pools of different libraries must not
 share one), ``--procs`` times; each process times ``--rounds`` rounds of steps (or, with
@@ -122,11 +122,10 @@ class AnyfcContender:
     def __init__(self, sizes: list[int], backend: str, device: str | None,
                  compiler: str | None = None) -> None:
         import anyfc
-        from anyfc import _backend
 
         self.anyfc = anyfc
         if compiler:
-            _backend.set_step_compiler(backend, compiler)
+            anyfc.set_step_compiler(backend, compiler)
         layers = [anyfc.Dense(a, b, "relu" if i < len(sizes) - 2 else "identity", seed=i)
                   for i, (a, b) in enumerate(zip(sizes, sizes[1:]))]
         self.model = anyfc.Sequential(layers, backend=backend, device=device, dtype="float32")

@@ -1,10 +1,13 @@
 """Backend plumbing: names, defaults, devices, and moving arrays between libraries."""
 
+import importlib
+
 import numpy as np
 import pytest
 
 import anyfc
 from anyfc import _backend
+from anyfc._backend import namespaces
 
 
 def test_numpy_is_always_available():
@@ -13,14 +16,14 @@ def test_numpy_is_always_available():
 
 
 def test_default_backend_from_env_and_set_backend(monkeypatch):
-    monkeypatch.setattr(_backend, "_default_backend", None)
+    monkeypatch.setattr(namespaces, "chosen_backend", None)
     monkeypatch.setenv("ANYFC_BACKEND", "array_api_strict")
     assert anyfc.get_backend() == "array_api_strict"
     assert anyfc.Dense(2, 2).backend == "array_api_strict"
     anyfc.set_backend("numpy")
     assert anyfc.get_backend() == "numpy"
     monkeypatch.delenv("ANYFC_BACKEND")
-    monkeypatch.setattr(_backend, "_default_backend", None)
+    monkeypatch.setattr(namespaces, "chosen_backend", None)
     assert anyfc.get_backend() == "numpy"
 
 
@@ -39,14 +42,14 @@ def test_unknown_backend_lists_the_valid_ones():
 
 
 def test_missing_backend_names_the_extra(monkeypatch):
-    real_import = _backend.importlib.import_module
+    real_import = importlib.import_module
 
     def fake_import(name):
         if name.startswith("array_api_compat.torch"):
             raise ImportError("No module named 'torch'")
         return real_import(name)
 
-    monkeypatch.setattr(_backend.importlib, "import_module", fake_import)
+    monkeypatch.setattr(importlib, "import_module", fake_import)
     with pytest.raises(ImportError, match=r"anyfc\[torch\]"):
         _backend.get_namespace("torch")
 

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 import anyfc
-from anyfc import _backend, _precision
+from anyfc import _backend
+from anyfc._backend import precision as precision_policy
+from anyfc.training import compilers
 from anyfc.training import step as step_module
 
 # the compiler each backend is tested with (torch's is off by default: turned on here)
@@ -39,11 +41,11 @@ def _compiler_for(bk) -> str:
 @pytest.fixture
 def restore_settings():
     """Put the step compilers and the precision back as they were."""
-    chosen = dict(_backend._step_compiler)
+    chosen = dict(compilers.CHOSEN)
     precision = _backend.get_precision()
     yield
-    _backend._step_compiler.clear()
-    _backend._step_compiler.update(chosen)
+    compilers.CHOSEN.clear()
+    compilers.CHOSEN.update(chosen)
     _backend.set_precision(precision)
 
 
@@ -60,7 +62,7 @@ def _model(bk, width: int = 6) -> anyfc.Sequential:
 def _train(bk, mode: str, traces: bool = True) -> dict[str, list[np.ndarray]]:
     """A few steps by hand, then a fit epoch with a shorter last batch and a schedule;
     everything the training changed, on the host."""
-    _backend.set_step_compiler(bk.name, mode)
+    compilers.set_step_compiler(bk.name, mode)
     model = _model(bk)
     opt = anyfc.optimizers.Adam(anyfc.schedules.ExponentialDecay(0.05, 0.9))
     losses = []
@@ -98,33 +100,36 @@ def test_compiled_step_equals_the_eager_step(bk, restore_settings):
 
 def test_the_default_step_compilers(monkeypatch, restore_settings):
     monkeypatch.delenv("ANYFC_STEP_COMPILER", raising=False)
-    _backend._step_compiler.clear()
-    assert _backend.step_compilers("torch") == ("eager", "compile")
-    assert _backend.step_compilers("numpy") == ("eager",)
-    assert _backend.get_step_compiler("numpy") == "eager"
-    assert _backend.get_step_compiler("torch") == "eager"  # torch.compile only on request
-    assert _backend.get_step_compiler("jax") == "jit"
-    assert not _backend.compiles(_backend.get_namespace("numpy"))
+    compilers.CHOSEN.clear()
+    assert compilers.step_compilers("torch") == ("eager", "compile")
+    assert compilers.step_compilers("numpy") == ("eager",)
+    assert compilers.get_step_compiler("numpy") == "eager"
+    assert compilers.get_step_compiler("torch") == "eager"  # torch.compile only on request
+    assert compilers.get_step_compiler("jax") == "jit"
+    assert not compilers.compiles(_backend.get_namespace("numpy"))
+    # the choice is public API
+    assert anyfc.set_step_compiler is compilers.set_step_compiler
+    assert anyfc.get_step_compiler is compilers.get_step_compiler
 
 
 def test_choosing_a_step_compiler(monkeypatch, restore_settings):
     with pytest.raises(ValueError, match="no step compiler 'jit'.*valid: eager, compile"):
-        _backend.set_step_compiler("torch", "jit")
+        compilers.set_step_compiler("torch", "jit")
     with pytest.raises(ValueError, match="unknown backend"):
-        _backend.set_step_compiler("tensorflow", "eager")
+        compilers.set_step_compiler("tensorflow", "eager")
     monkeypatch.setenv("ANYFC_STEP_COMPILER", "torch=compile, jax=eager")
-    assert _backend.get_step_compiler("torch") == "compile"
-    assert _backend.get_step_compiler("jax") == "eager"
-    _backend.set_step_compiler("torch", "eager")  # a choice made in code wins
-    assert _backend.get_step_compiler("torch") == "eager"
-    _backend.set_step_compiler("torch", None)  # back to the environment's
-    assert _backend.get_step_compiler("torch") == "compile"
+    assert compilers.get_step_compiler("torch") == "compile"
+    assert compilers.get_step_compiler("jax") == "eager"
+    compilers.set_step_compiler("torch", "eager")  # a choice made in code wins
+    assert compilers.get_step_compiler("torch") == "eager"
+    compilers.set_step_compiler("torch", None)  # back to the environment's
+    assert compilers.get_step_compiler("torch") == "compile"
     monkeypatch.setenv("ANYFC_STEP_COMPILER", "torch=fast")
     with pytest.raises(ValueError, match="ANYFC_STEP_COMPILER.*'fast'"):
-        _backend.get_step_compiler("torch")
+        compilers.get_step_compiler("torch")
 
 
-class _Plain(_backend.StepCompiler):
+class _Plain(compilers.StepCompiler):
     """A compiler that compiles nothing: the pure step runs as it is, each call."""
 
     name = "plain"
@@ -151,21 +156,21 @@ def test_a_registered_step_compiler_runs_the_pure_step(random, restore_settings)
             return np.asarray(a, dtype=np.float64)
 
     compiler = _Plain(random)
-    _backend.register_step_compiler("numpy", compiler)
+    compilers.register_step_compiler("numpy", compiler)
     try:
-        assert _backend.step_compilers("numpy") == ("eager", "plain")
+        assert compilers.step_compilers("numpy") == ("eager", "plain")
         eager = _train(Bk, "eager")
         plain = _train(Bk, "plain", traces=False)
         assert compiler.compiled == 1  # one compiled step for the model and optimizer
         model = _model(Bk)
         assert step_module.compiled(model, anyfc.optimizers.SGD()).random == "drawn"
     finally:
-        del _backend._STEP_COMPILERS["numpy"]
+        del compilers.REGISTERED["numpy"]
     for key, values in eager.items():
         for a, b in zip(values, plain[key]):
             np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14, err_msg=key)
     with pytest.raises(ValueError, match="StepCompiler"):
-        _backend.register_step_compiler("numpy", _backend.StepCompiler())
+        compilers.register_step_compiler("numpy", compilers.StepCompiler())
 
 
 def test_the_signature_holds_everything_the_step_closes_over(restore_settings):
@@ -192,13 +197,13 @@ def test_the_signature_holds_everything_the_step_closes_over(restore_settings):
     _backend.set_precision("high")
     others.append(sig())
     _backend.set_precision("highest")
-    _backend.register_step_compiler("numpy", _Plain("state"))
+    compilers.register_step_compiler("numpy", _Plain("state"))
     try:
-        _backend.set_step_compiler("numpy", "plain")
+        compilers.set_step_compiler("numpy", "plain")
         others.append(sig())
     finally:
-        del _backend._STEP_COMPILERS["numpy"]
-        _backend.set_step_compiler("numpy", None)
+        del compilers.REGISTERED["numpy"]
+        compilers.set_step_compiler("numpy", None)
     assert len({base, *others}) == len(others) + 1
 
 
@@ -215,7 +220,7 @@ def test_precision_policy_round_trips_and_rejects_unknown_values(restore_setting
         with pytest.raises(ValueError, match="valid precisions are 'highest', 'high'"):
             _backend.set_precision(bad)
     assert _backend.get_precision() == "highest"
-    with _precision.precision("high"):
+    with precision_policy.precision("high"):
         assert _backend.get_precision() == "high"
     assert _backend.get_precision() == "highest"
 

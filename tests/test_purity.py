@@ -1,5 +1,6 @@
 """The math modules are written once: they import no array library and branch on no
-backend name. Everything backend-specific lives in anyfc/_backend.py."""
+backend name. Everything backend-specific lives in anyfc/_backend/ (and how a training step
+is compiled, in anyfc/training/compilers.py)."""
 
 import ast
 import pathlib

@@ -23,6 +23,7 @@ import pytest
 
 import anyfc
 from anyfc import _backend
+from anyfc.training import compilers
 
 AVAILABLE = anyfc.available_backends()
 BASE = np.arange(12, dtype=np.float32).reshape(4, 3)  # exact in every float dtype
@@ -427,7 +428,7 @@ def test_a_compiled_step_deletes_nothing_the_caller_holds() -> None:
     def pure(params: list[Any], state: dict[str, Any], x: Any) -> tuple[Any, ...]:
         return [p - 0.5 * x[0] for p in params], {k: v + 1 for k, v in state.items()}, xp.sum(x)
 
-    step = _backend.compile_step(xp, pure)
+    step = compilers.compile_step(xp, pure)
     params = [xp.ones((3, 3)), xp.zeros(3)]
     state = {"v": xp.zeros(3)}
     x = xp.ones(3)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from .. import _rng
+from .._backend import random
 from .base import Layer, real
 
 Array = Any
@@ -21,7 +21,7 @@ class Dropout(Layer):
     """Dropout of rate ``p`` (the probability of dropping an input), for any width.
 
     The mask is drawn on the array's own device with the library's generator (see
-    ``anyfc/_rng.py``); ``seed`` makes a run reproducible on a given backend and device.
+    ``anyfc/_backend/random.py``); ``seed`` makes a run reproducible on a given backend and device.
 
     >>> import numpy as np
     >>> Dropout(0.5, backend="numpy").forward(np.ones((1, 3), np.float32), training=False)
@@ -40,16 +40,16 @@ class Dropout(Layer):
                              f"{seed!r}")
         self.seed = None if seed is None else int(seed)
         # without a seed, a stream of its own, drawn once (reset_random restarts it)
-        self._stream = _rng.fresh_seed() if seed is None else self.seed
+        self._stream = random.fresh_seed() if seed is None else self.seed
         self.place(backend, device, dtype)
-        self.rng: _rng.DeviceRandom | None = None
+        self.rng: random.DeviceRandom | None = None
         self.mask: Array | None = None
 
-    def generator(self) -> _rng.DeviceRandom:
+    def generator(self) -> random.DeviceRandom:
         """The mask's generator on the layer's device (made on first use, and again
         after a move)."""
         if self.rng is None or not self.rng.matches(self.xp, self.device):
-            self.rng = _rng.DeviceRandom(self.xp, self.device, self._stream)
+            self.rng = random.DeviceRandom(self.xp, self.device, self._stream)
         return self.rng
 
     def set_generator(self, generator: Any) -> None:

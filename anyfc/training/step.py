@@ -28,6 +28,7 @@ from typing import Any
 
 from .. import _backend
 from ..state import ModelState
+from . import compilers
 from .protocol import Model
 
 Array = Any
@@ -142,7 +143,7 @@ def signature(model: Model, optimizer: Any) -> tuple[Any, ...]:
     on more than their config. (Batch shapes are the compiler's to key on: it traces
     again for a new one.)"""
     xp, device = model.xp, model.device
-    return _signature(model, optimizer, xp, device, _backend.step_compiler(xp, device))
+    return _signature(model, optimizer, xp, device, compilers.step_compiler(xp, device))
 
 
 def _ours(obj: Any) -> Any:
@@ -185,7 +186,7 @@ def compiled(model: Model, optimizer: Any) -> Any:
 
 
 def _compiled(model: Model, optimizer: Any, xp: Any, device: Any) -> Any:
-    compiler = _backend.step_compiler(xp, device)
+    compiler = compilers.step_compiler(xp, device)
     if compiler is None:
         return None
     key = _signature(model, optimizer, xp, device, compiler)

@@ -1,5 +1,6 @@
-"""anyfc's one precision policy for float32 matrix products (part of the backend layer:
-like ``_backend`` and ``_rng``, it names array libraries).
+"""anyfc's one precision policy for float32 matrix products: ``set_precision``,
+``get_precision``, and ``precision_scope``, which applies it to one library around
+anyfc's own computations.
 
 ``"highest"`` (the default): every float32 product anyfc computes is a full float32
 product, on every backend and device — also where the library's own default is a
@@ -20,11 +21,11 @@ NumPy,     nothing to set: always full float32            the same (no TF32 on t
 Dask, ...
 =========  =============================================  ==================================
 
-The setting is *scoped*: anyfc applies it around its own computations (``scope``: the
-training step, and JAX's compiled steps record it when they are traced) and restores the
-library's previous setting afterwards, so nothing global is left changed for the user's
-own code. The precision is part of a compiled step's key: changing it compiles the step
-again. float64 products are always full float64.
+The setting is *scoped*: anyfc applies it around its own computations
+(``precision_scope``: the training step, and JAX's compiled steps record it when they
+are traced) and restores the library's previous setting afterwards, so nothing global is
+left changed for the user's own code. The precision is part of a compiled step's key:
+changing it compiles the step again. float64 products are always full float64.
 
 Paths not run on a GPU here (marked so in the code): the torch and CuPy knobs only act on
 CUDA devices, and were checked on a CPU machine only (the flags are set and restored).
@@ -35,7 +36,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
+
+from .namespaces import backend_name
 
 PRECISIONS: tuple[str, ...] = ("highest", "high")
 """Valid values of ``set_precision``."""
@@ -58,9 +62,10 @@ def set_precision(precision: str) -> None:
     default) or ``"high"`` (TF32 tensor cores allowed on NVIDIA GPUs, for every GPU
     backend alike). A ``ValueError`` names the valid values.
 
-    It applies to anyfc's own computations only, scoped (see ``anyfc._precision``); the
-    libraries' global settings are left as the user set them. Compiled training steps are
-    keyed on it: the next step after a change compiles again.
+    It applies to anyfc's own computations only, scoped (see
+    ``anyfc._backend.precision``); the libraries' global settings are left as the user set
+    them. Compiled training steps are keyed on it: the next step after a change compiles
+    again.
 
     >>> set_precision("high"); get_precision()
     'high'
@@ -171,3 +176,12 @@ def scope(backend: str, device: Any = None,
     if backend == "cupy":
         return _cupy_scope(high)
     return contextlib.nullcontext()
+
+
+def precision_scope(xp: ModuleType, device: Any = None, precision: str | None = None
+                    ) -> Any:
+    """A context manager applying ``precision`` (``None``: ``get_precision()``) to
+    ``xp``'s float32 products on ``device`` for its duration, then restoring the
+    library's own setting. anyfc's training step runs in one; wrap other computations of
+    anyfc's in it too (``predict`` on JAX or on a GPU)."""
+    return scope(backend_name(xp), device, precision)

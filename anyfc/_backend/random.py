@@ -1,6 +1,6 @@
-"""Random numbers drawn on the array's own device, one small interface over each
-library's generator (part of the backend layer: the only other module besides
-``_backend`` that names array libraries).
+"""Random numbers: on the host (``host_rng``: one seed, the same numbers whatever the
+backend, for weight initialisation and shuffling), and on the array's own device
+(``DeviceRandom``, one small interface over each library's generator, for dropout).
 
 The Array API standard has no random numbers. ``DeviceRandom(xp, device, seed)`` gives
 ``uniform(shape, dtype)`` in [0, 1) where the arrays live: NumPy's ``Generator``, a
@@ -18,9 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend
+from .devices import device_token, resolve_device
+from .dtypes import dtype_name
+from .namespaces import backend_name, get_namespace
+from .transfers import from_host, to_numpy
 
-Array = Any
+Array = Any  # an array of any Array API library
+
+
+def host_rng(seed: int | np.random.Generator | None = None) -> np.random.Generator:
+    """A NumPy generator: random numbers are drawn on the host, so one seed gives the
+    same numbers whatever the backend.
+
+    >>> host_rng(0).integers(10)
+    8
+    """
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 def fresh_seed() -> int:
@@ -35,7 +48,7 @@ class DeviceRandom:
     def __init__(self, xp: ModuleType, device: Any, seed: int | None = None) -> None:
         self.xp, self.device = xp, device
         self.seed = fresh_seed() if seed is None else int(seed)
-        self.name = _backend.backend_name(xp)
+        self.name = backend_name(xp)
         self.state: Any = None  # JAX: the key; the others keep a stateful generator
         if self.name == "torch":
             import torch
@@ -72,8 +85,8 @@ class DeviceRandom:
             key, sub = jax.random.split(self.state)
             self.state = key
             return jax.random.uniform(sub, shape, dtype=dtype)
-        host = self._gen.random(shape, dtype=np.dtype(_backend.dtype_name(dtype)))
-        return _backend.from_host(host, self.xp, self.device, dtype)
+        host = self._gen.random(shape, dtype=np.dtype(dtype_name(dtype)))
+        return from_host(host, self.xp, self.device, dtype)
 
     def snapshot(self) -> Any:
         """The generator's position, for ``restore`` (an undone epoch draws its dropout
@@ -101,13 +114,13 @@ class DeviceRandom:
         torch or CuPy does not pickle, nor does a JAX device)."""
         position = self.snapshot()
         if self.name == "jax":
-            position = _backend.to_numpy(position)
-        return {"backend": self.name, "device": _backend.device_token(self.xp, self.device),
+            position = to_numpy(position)
+        return {"backend": self.name, "device": device_token(self.xp, self.device),
                 "seed": self.seed, "position": position}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        xp = _backend.get_namespace(state["backend"])
-        self.__init__(xp, _backend.resolve_device(xp, state["device"]),  # type: ignore[misc]
+        xp = get_namespace(state["backend"])
+        self.__init__(xp, resolve_device(xp, state["device"]),  # type: ignore[misc]
                       state["seed"])
         position = state["position"]
         if self.name == "jax" and position is not None:

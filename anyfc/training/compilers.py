@@ -1,0 +1,303 @@
+"""Compiled training steps: one interface for every way a backend can run a whole
+training step as one compiled program, the compilers anyfc has, and which one each
+backend uses.
+
+The eager step (``anyfc.training.step.eager_step``) is the fallback and the reference: a
+compiled step is the same Python code, traced into a pure function of (parameters,
+buffers, random state, optimizer state, step count, learning rate, x, t, w), and must
+give the eager step's parameters on the same inputs.
+
+- ``StepCompiler``: the interface; ``register_step_compiler`` adds one.
+- ``JaxJit`` (``jax.jit``, the default for JAX) and ``TorchCompile`` (``torch.compile``,
+  off by default); the other backends run the eager step.
+- ``set_step_compiler``/``get_step_compiler`` (also ``anyfc.set_step_compiler``): the
+  choice per backend, in code or from ``$ANYFC_STEP_COMPILER`` (e.g.
+  ``torch=compile,jax=eager``); ``step_compiler``/``compile_step``: what the step uses.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+
+from .. import _backend
+
+Device = Any  # a device object of any Array API library, or a string naming one
+
+
+class StepCompiler:
+    """How one backend compiles a training step (subclass it and ``register_step_compiler``
+    to add one: CuPy fused kernels, CUDA graphs, ...).
+
+    ``compile(fn, device)`` returns a callable with ``fn``'s arguments and results (nested
+    lists, dicts and tuples of arrays, Python floats, ``None``). The caller guarantees
+    that ``fn`` is pure apart from in-place updates of its input arrays, and that Python
+    floats among its arguments are values to pass in (the step count, the learning rate),
+    never constants to bake in.
+
+    ``random``: how dropout's random numbers enter the step — ``"state"``: the
+    generators' state (JAX keys) goes in and the next state comes out, the draws happen
+    inside; ``"drawn"``: the step's uniform numbers are drawn eagerly from each layer's
+    own generator, in the eager step's order, and go in as arrays (for compilers that
+    cannot take a generator as an input: the masks are then the eager step's exactly).
+
+    ``devices``: the device kinds it serves (``None``: all); on the others the step runs
+    eagerly. A compiler that anyfc's tests do not run is never a default.
+
+    Not written (the interface hosts them): CUDA-graph capture of a whole torch step, and
+    CuPy fused kernels — both GPU-only, and there was no GPU to test them on.
+    """
+
+    name = "eager"
+    random = "state"
+    devices: tuple[str, ...] | None = None
+
+    def compile(self, fn: Any, device: Device = None) -> Any:
+        raise NotImplementedError
+
+    def serves(self, device: Device) -> bool:
+        if self.devices is None:
+            return True
+        kind = getattr(device, "type", None) or getattr(device, "platform", None)
+        kind = kind or str(device).partition(":")[0]
+        return kind in self.devices
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class JaxJit(StepCompiler):
+    """``jax.jit``: JAX's arrays are immutable, and XLA fuses the element-wise work into
+    few kernels. The default for JAX.
+
+    No argument is donated: XLA writes each step's new parameters and optimizer state
+    into fresh buffers instead of reusing the old ones, so arrays a caller can still
+    reach — earlier ``state_dict()`` values, arrays given to ``Dense.from_params``, a
+    concurrent ``predict`` — are never deleted under it."""
+
+    name = "jit"
+
+    def compile(self, fn: Any, device: Device = None) -> Any:
+        import jax
+
+        return jax.jit(fn)
+
+
+class TorchCompile(StepCompiler):
+    """``torch.compile`` of the whole step (TorchInductor), off by default: turn it on
+    with ``set_step_compiler("torch", "compile")``.
+
+    The step is traced like JAX traces it — the Python runs once per input structure
+    and shapes, on fake tensors (``make_fx``), into one graph of torch operations — and
+    that graph is compiled by ``torch.compile`` (``fullgraph``, static shapes), which
+    fuses the element-wise work (bias, activation and its derivative, the optimizer
+    update) into a few C++ (CPU) kernels. Python floats (the step count and the
+    learning rate) go in as 0-d float64 tensors, so a schedule never compiles again; a new
+    batch shape, input structure or dtype compiles a new graph (the first step, whose
+    optimizer state is still empty, and the next, are two). Dropout's numbers are drawn
+    eagerly from each layer's ``torch.Generator`` (``random = "drawn"``): a generator
+    cannot be an input of the graph, and baked in it would be a copy frozen at trace time.
+
+    Costs: compiling takes seconds to a minute on a CPU (C++ compilation; cached on disk
+    by TorchInductor for later processes), and needs a C++ compiler. Tested on the CPU;
+    on CUDA devices it would use Triton kernels — NOT RUN ON A GPU here."""
+
+    name = "compile"
+    random = "drawn"
+
+    def compile(self, fn: Any, device: Device = None) -> Any:
+        return _TorchCompiled(fn)
+
+
+def _flatten(tree: Any, leaves: list[Any]) -> Any:
+    """The structure of nested lists, tuples and dicts (a hashable key), appending the
+    leaves to ``leaves`` (a few microseconds: this runs at every step)."""
+    kind = type(tree)
+    if kind is list or kind is tuple:
+        return (kind, tuple(_flatten(v, leaves) for v in tree))
+    if kind is dict:
+        keys = tuple(tree)
+        return (dict, keys, tuple(_flatten(tree[k], leaves) for k in keys))
+    leaves.append(tree)
+    return None
+
+
+def _unflatten(structure: Any, leaves: Any) -> Any:
+    """``_flatten``'s inverse, taking leaves from the iterator ``leaves``."""
+    if structure is None:
+        return next(leaves)
+    if structure[0] is dict:
+        return {k: _unflatten(s, leaves) for k, s in zip(structure[1], structure[2])}
+    return structure[0](_unflatten(s, leaves) for s in structure[1])
+
+
+class _TorchCompiled:
+    """``fn`` traced with ``make_fx`` and compiled with ``torch.compile``, once per input
+    structure, shapes, dtypes and devices (the key)."""
+
+    def __init__(self, fn: Any) -> None:
+        import threading
+
+        import torch
+
+        self.fn = fn
+        self.graphs: dict[Any, tuple[Any, Any, list[Any], list[int]]] = {}
+        self.lock = threading.Lock()
+        self.tensor, self.float64 = torch.Tensor, torch.float64
+        self.scalar = torch.tensor
+
+    def __call__(self, *args: Any) -> Any:
+        leaves: list[Any] = []
+        structure = _flatten(args, leaves)
+        tensor, scalar, float64 = self.tensor, self.scalar, self.float64
+        described: list[Any] = [structure]
+        tensors = []
+        for i, v in enumerate(leaves):
+            if type(v) is float:  # a value, never a constant: a 0-d float64 input
+                v = leaves[i] = scalar(v, dtype=float64)
+            if isinstance(v, tensor):
+                tensors.append(v)
+                described.append((v.shape, v.dtype, v.device))
+            else:
+                described.append((type(v), v))
+        key = tuple(described)
+        found = self.graphs.get(key)
+        if found is None:
+            with self.lock:
+                found = self.graphs.get(key) or self._build(key, structure, leaves)
+        graph, out_structure, out_leaves, out_slots = found
+        out = list(out_leaves)
+        for slot, value in zip(out_slots, graph(*tensors)):
+            out[slot] = value
+        return _unflatten(out_structure, iter(out))
+
+    def _build(self, key: Any, structure: Any, leaves: list[Any]
+               ) -> tuple[Any, Any, list[Any], list[int]]:
+        import torch
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        slots = [i for i, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
+        found: dict[str, Any] = {}
+
+        def flat(*tensors: Any) -> list[Any]:
+            full = list(leaves)
+            for i, value in zip(slots, tensors):
+                full[i] = value
+            out: list[Any] = []
+            found["structure"] = _flatten(self.fn(*_unflatten(structure, iter(full))), out)
+            found["slots"] = [i for i, v in enumerate(out) if isinstance(v, torch.Tensor)]
+            found["leaves"] = [None if isinstance(v, torch.Tensor) else v for v in out]
+            return [v for v in out if isinstance(v, torch.Tensor)]
+
+        # traced on fake tensors: the Python runs once, nothing is computed or updated
+        traced = make_fx(flat, tracing_mode="fake")(*[leaves[i] for i in slots])
+        graph = torch.compile(traced, fullgraph=True, dynamic=False)
+        built = (graph, found["structure"], found["leaves"], found["slots"])
+        self.graphs[key] = built
+        return built
+
+
+# backend -> compiler name -> compiler (register_step_compiler adds to it)
+REGISTERED: dict[str, dict[str, StepCompiler]] = {
+    "jax": {"jit": JaxJit()},
+    "torch": {"compile": TorchCompile()},
+}
+_DEFAULT_STEP_COMPILER = {"jax": "jit"}  # the others run the eager step
+CHOSEN: dict[str, str] = {}  # backend -> set_step_compiler's choice
+
+
+def register_step_compiler(backend: str, compiler: StepCompiler) -> None:
+    """Make ``compiler`` selectable for ``backend`` as ``compiler.name`` (it is not
+    turned on: ``set_step_compiler`` does that)."""
+    name = _backend.backend_name(backend)
+    if not isinstance(compiler, StepCompiler) or compiler.name == "eager":
+        raise ValueError("register a StepCompiler subclass instance with a name other than "
+                         "'eager'")
+    REGISTERED.setdefault(name, {})[compiler.name] = compiler
+
+
+def step_compilers(backend: str | ModuleType) -> tuple[str, ...]:
+    """The ways ``backend`` can run a training step: ``"eager"`` and its compilers.
+
+    >>> step_compilers("torch")
+    ('eager', 'compile')
+    """
+    return ("eager", *REGISTERED.get(_backend.backend_name(backend), {}))
+
+
+_env_parsed: list[Any] = [None, {}]  # ($ANYFC_STEP_COMPILER, its parse)
+
+
+def _env_step_compilers() -> dict[str, str]:
+    """``$ANYFC_STEP_COMPILER``, e.g. ``torch=compile,jax=eager`` (parsed once per value:
+    this is read at every training step)."""
+    text = os.environ.get("ANYFC_STEP_COMPILER", "")
+    if text == _env_parsed[0]:
+        return dict(_env_parsed[1])
+    out = {}
+    for item in text.split(","):
+        if item.strip():
+            backend, _, mode = item.partition("=")
+            out[_backend.backend_name(backend.strip())] = mode.strip()
+    _env_parsed[:] = [text, out]
+    return dict(out)
+
+
+def set_step_compiler(backend: str | ModuleType, mode: str | None) -> None:
+    """Choose how ``backend`` runs a training step: ``"eager"`` (the reference, op by
+    op), one of its compilers (``step_compilers``: ``"jit"`` for JAX, the default there;
+    ``"compile"`` for torch, off by default), or ``None`` for the default again
+    (``$ANYFC_STEP_COMPILER``, e.g. ``torch=compile``, else the built-in default). The
+    choice is part of a compiled step's key.
+
+    >>> set_step_compiler("torch", "compile"); get_step_compiler("torch")
+    'compile'
+    >>> set_step_compiler("torch", None); get_step_compiler("torch")
+    'eager'
+    """
+    name = _backend.backend_name(backend)
+    if mode is None:
+        CHOSEN.pop(name, None)
+        return
+    if mode not in step_compilers(name):
+        raise ValueError(f"backend {name!r} has no step compiler {mode!r}; valid: "
+                         f"{', '.join(step_compilers(name))}")
+    CHOSEN[name] = mode
+
+
+def get_step_compiler(backend: str | ModuleType) -> str:
+    """How ``backend`` runs a training step now: ``"eager"`` or a compiler's name."""
+    name = _backend.backend_name(backend)
+    mode = CHOSEN.get(name)
+    if mode is None:
+        mode = _env_step_compilers().get(name)
+    if mode is None:
+        return _DEFAULT_STEP_COMPILER.get(name, "eager")
+    if mode not in step_compilers(name):
+        raise ValueError(f"$ANYFC_STEP_COMPILER asks backend {name!r} for step compiler "
+                         f"{mode!r}; valid: {', '.join(step_compilers(name))}")
+    return mode
+
+
+def step_compiler(xp: ModuleType, device: Device = None) -> StepCompiler | None:
+    """The compiler a training step on ``xp`` and ``device`` uses, or ``None`` for the
+    eager step (also where the chosen compiler does not serve that device)."""
+    name = _backend.backend_name(xp)
+    compiler = REGISTERED.get(name, {}).get(get_step_compiler(name))
+    if compiler is None or (device is not None and not compiler.serves(device)):
+        return None
+    return compiler
+
+
+def compiles(xp: ModuleType, device: Device = None) -> bool:
+    """Whether ``compile_step`` compiles for ``xp`` (else the step runs eagerly)."""
+    return step_compiler(xp, device) is not None
+
+
+def compile_step(xp: ModuleType, fn: Any, device: Device = None) -> Any:
+    """``fn`` compiled by the step compiler chosen for ``xp`` (``set_step_compiler``), or
+    ``None`` where the step runs eagerly: ``jax.jit`` for JAX by default, ``torch.compile``
+    for torch when asked for; the other libraries run the same Python code eagerly."""
+    compiler = step_compiler(xp, device)
+    return None if compiler is None else compiler.compile(fn, device)
