@@ -42,7 +42,7 @@ from .namespaces import (
     set_backend,
 )
 from .precision import get_precision, precision_scope, set_precision
-from .random import host_rng
+from .random import host_rng, set_seed
 from .transfers import all_finite, from_host, synchronize, to_backend, to_float, to_numpy
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "get_namespace",
     "get_precision",
     "host_rng",
+    "set_seed",
     "index_dtype",
     "is_array",
     "is_lazy",

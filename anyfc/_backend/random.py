@@ -13,6 +13,8 @@ next one (``state``/``with_state``), so a jitted step never bakes one mask in.
 
 from __future__ import annotations
 
+import numbers
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -26,19 +28,49 @@ from .transfers import from_host, to_numpy
 Array = Any  # an array of any Array API library
 
 
-def host_rng(seed: int | np.random.Generator | None = None) -> np.random.Generator:
-    """A NumPy generator: random numbers are drawn on the host, so one seed gives the
-    same numbers whatever the backend.
+_SEEDS: list[np.random.Generator] = []  # set_seed's stream, when one is set
+_SEEDS_LOCK = threading.Lock()
 
-    >>> host_rng(0).integers(10)
-    8
+
+def set_seed(seed: int | None) -> None:
+    """Make every random draw of anyfc that is given no seed of its own reproducible:
+    weight initialisation, shuffling in ``fit``, dropout masks (on every backend). Each
+    such draw takes its seed, in order, from a stream started at ``seed``; ``None`` goes
+    back to fresh entropy. Explicit seeds (``Dense(..., seed=1)``, ``fit(seed=...)``)
+    still win. anyfc's own draws only: NumPy's, Python's and each library's global
+    generators are left alone (seed them yourself if your code draws from them).
+
+    >>> set_seed(0); a = fresh_seed(); set_seed(0); a == fresh_seed()
+    True
+    >>> set_seed(None)
     """
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or not 0 <= int(seed) < 2**63):
+        raise ValueError(f"set_seed needs None or an integer in [0, 2**63), got {seed!r}")
+    with _SEEDS_LOCK:
+        _SEEDS[:] = [] if seed is None else [np.random.default_rng(int(seed))]
 
 
 def fresh_seed() -> int:
-    """A new seed from the operating system's entropy."""
+    """A new seed: the next of ``set_seed``'s stream when one is set, else from the
+    operating system's entropy."""
+    with _SEEDS_LOCK:
+        if _SEEDS:
+            return int(_SEEDS[0].integers(2**31 - 1))
     return int(np.random.default_rng().integers(2**31 - 1))
+
+
+def host_rng(seed: int | np.random.Generator | None = None) -> np.random.Generator:
+    """A NumPy generator: random numbers are drawn on the host, so one seed gives the
+    same numbers whatever the backend. ``None``: a fresh seed (``set_seed``'s stream
+    when one is set).
+
+    >>> int(host_rng(0).integers(10))
+    8
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(fresh_seed() if seed is None else seed)
 
 
 class DeviceRandom:

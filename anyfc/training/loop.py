@@ -86,6 +86,8 @@ def fit(
     opt.state = opt_state
     history = History({k: [] for k in run.metrics})
     bar = Progress(verbose, epochs, train.n_batches)
+    if rng is None:  # drawn only now: a refused fit takes nothing from set_seed's stream
+        rng = _backend.host_rng(None)
     logs: dict[str, Any] = {}
     for epoch in range(epochs):
         snapshot = model.state().copy(), opt.snapshot()
@@ -234,7 +236,10 @@ def _undo(model: Model, snapshot: Any, epoch: int, previous: Any) -> None:
 
 
 def _seeded(seed: Any) -> Any:
-    """The host generator for shuffling, or a ValueError for a bad seed."""
+    """The host generator for shuffling (``None`` when no seed is given: the caller
+    draws a fresh one once the fit has been checked), or a ValueError for a bad seed."""
+    if seed is None:
+        return None
     try:
         return _backend.host_rng(seed)
     except (TypeError, ValueError) as exc:
