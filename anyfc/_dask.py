@@ -147,7 +147,7 @@ def _model_for(skeleton: Model, arrays: dict[str, np.ndarray], x: Array) -> Mode
     return model
 
 
-def _chunk_sums(skeleton: Model, arrays: dict[str, np.ndarray], x: Array,
+def _chunk_sums(skeleton: Model, arrays: dict[str, np.ndarray], measures: Any, x: Array,
                 t: Array, w: Array | None = None) -> dict[str, Any]:
     """On a worker: the same layer code on one chunk. Returns summed (not averaged)
     gradients and the chunk's metric sums (``metrics.batch_sums``, on the host), so
@@ -162,13 +162,13 @@ def _chunk_sums(skeleton: Model, arrays: dict[str, np.ndarray], x: Array,
     model.backward(grad_y)
     grads = [getattr(layer, "grad_" + name) * n for layer in model.layers
              for name in layer.param_names]
-    sums = metrics.batch_sums(model.loss, xp, y, target, loss * n)
+    sums = metrics.batch_sums(model.loss, xp, y, target, loss * n, measures)
     return {"grads": grads, "sums": metrics.to_host(sums)}
 
 
-def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def _add(a: dict[str, Any], b: dict[str, Any], measures: Any) -> dict[str, Any]:
     return {"grads": [g + h for g, h in zip(a["grads"], b["grads"])],
-            "sums": metrics.merge(a["sums"], b["sums"])}
+            "sums": metrics.merge(a["sums"], b["sums"], measures)}
 
 
 def check_parallel(model: Model) -> None:
@@ -183,17 +183,18 @@ def check_parallel(model: Model) -> None:
             "chunks computed apart would not share; stream the data instead (the default)")
 
 
-def parallel_step(model: Model, optimizer: Any, batch: tuple[Array, ...]) -> dict[str, Any]:
+def parallel_step(model: Model, optimizer: Any, batch: tuple[Array, ...],
+                  measures: Any) -> dict[str, Any]:
     """One data-parallel step on the row range ``batch`` (``(x, t)`` or ``(x, t, w)``):
     per-chunk gradient sums, a tree reduction, one optimizer step. Returns the batch's
     metric sums (on the host)."""
     import dask
 
     skeleton, arrays = _shipped(model)
-    parts = [dask.delayed(_chunk_sums)(skeleton, arrays, *chunk)
+    parts = [dask.delayed(_chunk_sums)(skeleton, arrays, measures, *chunk)
              for chunk in zip(*(_blocks(a) for a in batch))]
     while len(parts) > 1:  # a tree, so no single task adds every chunk's gradients
-        parts = [dask.delayed(_add)(parts[i], parts[i + 1]) if i + 1 < len(parts)
+        parts = [dask.delayed(_add)(parts[i], parts[i + 1], measures) if i + 1 < len(parts)
                  else parts[i] for i in range(0, len(parts), 2)]
     (total,) = dask.compute(parts[0])
     n = total["sums"]["n"]

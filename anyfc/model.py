@@ -407,6 +407,7 @@ class Sequential:
         callbacks: Sequence[Callback] | None = None,
         class_weight: dict[int, float] | str | None = None,
         sample_weight: Any = None,
+        metrics: Sequence[Any] | None = None,
     ) -> History:
         """Train for ``epochs`` passes (default 1) over ``(X, y)`` in mini-batches.
 
@@ -419,6 +420,10 @@ class Sequential:
 
         - ``validation_data=(X, y)``, or ``validation_split``: the last fraction of the
           rows (before shuffling) held out, as in Keras.
+        - ``metrics``: what to report beside the loss, by name (``"accuracy"``,
+          ``"top_k_accuracy"``, ``"precision"``, ``"recall"``, ``"f1"``, ``"roc_auc"``,
+          ``"mae"``, ``"mse"``, ``"rmse"``, ``"r2"``) or as your own function
+          ``f(y_true, y_pred)`` (``anyfc.metrics``); default accuracy, or MAE and R².
         - ``callbacks``: ``anyfc.callbacks`` objects (early stopping, checkpoints,
           learning-rate control, CSV logs) or your own ``Callback`` subclasses.
         - ``sample_weight`` (one weight per row) and ``class_weight`` (``{class:
@@ -436,7 +441,8 @@ class Sequential:
                         optimizer=optimizer, validation_data=validation_data,
                         validation_split=validation_split, shuffle=shuffle, seed=seed,
                         verbose=verbose, strategy=strategy, callbacks=callbacks,
-                        class_weight=class_weight, sample_weight=sample_weight)
+                        class_weight=class_weight, sample_weight=sample_weight,
+                        metrics=metrics)
 
     def adopt(self, opt: optimizers.Optimizer) -> dict[str, Any]:
         """``opt``'s state, checked against this model's parameters (the same paths and
@@ -529,12 +535,15 @@ class Sequential:
         return out[0] if len(out) == 1 else xp.concat(out, axis=0)
 
     def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 1024,
-                 sample_weight: Any = None) -> dict[str, float]:
+                 sample_weight: Any = None,
+                 metrics: Sequence[Any] | None = None) -> dict[str, float]:
         """``{"loss": ..., "accuracy": ...}`` for the classification losses, ``{"loss":
         ..., "mae": ..., "r2": ...}`` for regression (R² averaged over outputs, as
-        scikit-learn's ``r2_score``). With ``sample_weight`` the loss is weighted. Dask
-        arrays are streamed a chunk at a time. Keeps nothing on the model."""
-        return loop.evaluate(self, X, y, batch_size=batch_size, sample_weight=sample_weight)
+        scikit-learn's ``r2_score``), or the loss and ``metrics`` (as in ``fit``). With
+        ``sample_weight`` the loss is weighted. Dask arrays are streamed a chunk at a
+        time. Keeps nothing on the model."""
+        return loop.evaluate(self, X, y, batch_size=batch_size, sample_weight=sample_weight,
+                             metrics=metrics)
 
     def summary(self, file: Any = None) -> None:
         """Print the layers with their output shapes and parameter counts, then the

@@ -10,7 +10,8 @@ import pytest
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent / "anyfc"
 # the math: modules, and every module of the packages among them (anyfc/layers/)
 MATH = [p.relative_to(PACKAGE_DIR).with_suffix("").as_posix() for name in
-        ("activations", "initializers", "layers", "losses", "optimizers", "model")
+        ("activations", "initializers", "layers", "losses", "optimizers", "metrics",
+                     "model")
         for p in ([PACKAGE_DIR / f"{name}.py"] if (PACKAGE_DIR / f"{name}.py").exists()
                   else sorted((PACKAGE_DIR / name).glob("*.py")))]
 LIBRARIES = {"numpy", "cupy", "torch", "jax", "dask", "array_api_strict", "array_api_compat"}

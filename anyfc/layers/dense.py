@@ -32,8 +32,12 @@ class Dense(Layer):
     Parameters
     ----------
     n_in, n_out : number of inputs and of neurons.
-    activation : ``"relu"`` (default), ``"leaky_relu"``, ``"sigmoid"``, ``"tanh"`` or
-        ``"identity"`` (use identity for logits fed to a softmax/sigmoid loss).
+    activation : the function ``f``: ``"relu"`` (default), ``"leaky_relu"``, ``"sigmoid"``,
+        ``"tanh"``, ``"gelu"``, ``"silu"`` (``"swish"``), ``"elu"``, ``"softplus"``,
+        ``"softsign"`` or ``"identity"`` (``"linear"``; ``None`` means the same: no
+        function, ``y = x·w + b``, what a last layer feeding a softmax/sigmoid loss
+        needs); a dict ``{"name": "leaky_relu", "alpha": 0.2}`` for settings, or an
+        ``anyfc.activations.Activation`` object (your own subclass too).
     init : initialiser name (``"he"``, ``"xavier"``, ``"he_uniform"``, ...); default He
         for the ReLU family, Xavier otherwise.
     backend, device, dtype : where the parameters live (default: the default backend,

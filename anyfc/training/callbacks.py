@@ -42,9 +42,15 @@ class Run:
 
 
 class Callback:
-    """Base class: every hook does nothing; override those you need."""
+    """Base class: every hook does nothing; override those you need.
+
+    A callback that writes values into an epoch's ``logs`` (say ``logs["val_auc"]``)
+    names them in ``provides``: they then appear in ``History``, the printed line and
+    ``CSVLogger``'s file, and ``EarlyStopping``, ``ModelCheckpoint`` and
+    ``ReduceLROnPlateau`` can monitor them (such callbacks see each epoch's end first)."""
 
     run: Run
+    provides: tuple[str, ...] = ()  # the log entries this callback writes at an epoch's end
 
     @property
     def model(self) -> Any:
@@ -72,7 +78,8 @@ def _mode(mode: str, monitor: str) -> str:
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
-        return "max" if monitor.endswith(("accuracy", "r2")) else "min"
+        return "max" if monitor.endswith(
+            ("accuracy", "r2", "precision", "recall", "f1", "auc")) else "min"
     return mode
 
 

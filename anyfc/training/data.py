@@ -21,12 +21,13 @@ Every row is visited once per epoch, the last partial batch included.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from .. import _backend, _dask, _metrics, _validation
+from ..metrics import Metric
 from . import step
 from .protocol import Model
 
@@ -47,28 +48,31 @@ class Data(Protocol):
 
     def batches(self, rng: np.random.Generator) -> Iterator[Batch]: ...
 
-    def train(self, model: Model, optimizer: Any, batch: Batch) -> _metrics.Sums: ...
+    def train(self, model: Model, optimizer: Any, batch: Batch,
+              metrics: Sequence[Metric]) -> _metrics.Sums: ...
 
-    def evaluate(self, model: Model, batch: Batch) -> _metrics.Sums: ...
+    def evaluate(self, model: Model, batch: Batch,
+                 metrics: Sequence[Metric]) -> _metrics.Sums: ...
 
 
 def _weights(batch: Batch) -> Array | None:
     return batch[2] if len(batch) > 2 else None
 
 
-def _train_local(model: Model, optimizer: Any, batch: Batch) -> _metrics.Sums:
+def _train_local(model: Model, optimizer: Any, batch: Batch,
+                 metrics: Sequence[Metric]) -> _metrics.Sums:
     """A step on a batch that is on the model's device; its metric sums (device)."""
     x, t = batch[0], batch[1]
     e, y = step.train_step(model, x, t, _weights(batch), optimizer)
-    return _metrics.batch_sums(model.loss, model.xp, y, t, e * x.shape[0])
+    return _metrics.batch_sums(model.loss, model.xp, y, t, e * x.shape[0], metrics)
 
 
-def _evaluate_local(model: Model, batch: Batch) -> _metrics.Sums:
+def _evaluate_local(model: Model, batch: Batch, metrics: Sequence[Metric]) -> _metrics.Sums:
     """Inference on a batch (nothing kept on the model); its metric sums (device)."""
     x, t, w = batch[0], batch[1], _weights(batch)
     y = model.forward(x, training=False)
     e = model.loss.value(y, t) if w is None else model.loss.value(y, t, w)
-    return _metrics.batch_sums(model.loss, model.xp, y, t, e * x.shape[0])
+    return _metrics.batch_sums(model.loss, model.xp, y, t, e * x.shape[0], metrics)
 
 
 class InMemory:
@@ -157,11 +161,12 @@ class DataParallel:
         return _dask.row_batches(self.arrays, self.batch_size, self.shuffle, rng)
 
     @staticmethod
-    def train(model: Model, optimizer: Any, batch: Batch) -> _metrics.Sums:
-        return _dask.parallel_step(model, optimizer, batch)
+    def train(model: Model, optimizer: Any, batch: Batch,
+              metrics: Sequence[Metric]) -> _metrics.Sums:
+        return _dask.parallel_step(model, optimizer, batch, metrics)
 
     @staticmethod
-    def evaluate(model: Model, batch: Batch) -> _metrics.Sums:
+    def evaluate(model: Model, batch: Batch, metrics: Sequence[Metric]) -> _metrics.Sums:
         raise NotImplementedError("evaluation streams its data (Streamed)")
 
 

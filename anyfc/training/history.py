@@ -63,33 +63,82 @@ class History(dict):  # type: ignore[type-arg]
 
 
 class Progress:
-    """A one-line progress bar per epoch (verbose=1), or one line per epoch
-    (verbose=2, or verbose=1 when the output is not a terminal). It never reads
-    the device: the loss is shown when the epoch ends."""
+    """What ``fit`` shows while it runs, as Keras's ``verbose``: 0 nothing; 2 one line per
+    epoch; 1 a progress bar per epoch with the time left and the running loss where the
+    output is a terminal or a notebook (``tqdm.auto`` when installed:
+    ``pip install 'anyfc[progress]'``, else a bar of its own), and one clean line per
+    epoch where it is not (a log file, CI). The running loss is read from the device at
+    most twice a second; the epoch's line holds the epoch's metrics."""
 
     def __init__(self, verbose: int, epochs: int, n_batches: int) -> None:
         self.verbose, self.epochs, self.n_batches = verbose, epochs, n_batches
-        self.live = verbose == 1 and sys.stdout.isatty()
+        live = verbose == 1 and (_notebook() or sys.stdout.isatty())
+        self.tqdm = _tqdm() if live else None
+        self.live = live
+        self.bar: Any = None
 
     def start(self, epoch: int) -> None:
         self.epoch, self.done, self.t0, self.shown = epoch, 0, time.perf_counter(), 0.0
+        if self.tqdm is not None:
+            self.bar = self.tqdm(total=self.n_batches, desc=f"Epoch {epoch}/{self.epochs}",
+                                 unit="batch", leave=True, dynamic_ncols=True)
 
-    def batch(self) -> None:
+    def batch(self, sums: Any = None) -> None:
         self.done += 1
+        if not self.live:
+            return
         now = time.perf_counter()
-        if self.live and (now - self.shown > 0.1 or self.done == self.n_batches):
-            self.shown = now
-            width = 30
-            filled = width * self.done // self.n_batches
-            sys.stdout.write(
-                f"\rEpoch {self.epoch}/{self.epochs} [{'=' * filled}{'.' * (width - filled)}] "
-                f"{self.done}/{self.n_batches}")
-            sys.stdout.flush()
+        if now - self.shown < 0.5 and self.done < self.n_batches:
+            if self.bar is not None:
+                self.bar.update(1)
+            return
+        self.shown = now
+        loss = _running_loss(sums)
+        if self.bar is not None:
+            self.bar.update(1)
+            if loss is not None:
+                self.bar.set_postfix_str(f"loss: {loss:.4f}", refresh=False)
+            return
+        width = 30
+        filled = width * self.done // self.n_batches
+        elapsed = now - self.t0
+        left = elapsed / self.done * (self.n_batches - self.done)
+        shown = "" if loss is None else f" - loss: {loss:.4f}"
+        sys.stdout.write(
+            f"\rEpoch {self.epoch}/{self.epochs} [{'=' * filled}{'.' * (width - filled)}] "
+            f"{self.done}/{self.n_batches} - ETA {left:.0f}s{shown}\x1b[K")
+        sys.stdout.flush()
 
     def end(self, metrics: dict[str, float]) -> None:
         if not self.verbose:
             return
         text = " - ".join(f"{k}: {v:.4f}" for k, v in metrics.items())
-        lead = "\r" if self.live else ""
         seconds = time.perf_counter() - self.t0
-        print(f"{lead}Epoch {self.epoch}/{self.epochs} - {seconds:.2f}s - {text}" + " " * 10)
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=True)
+            self.bar.close()
+            self.bar = None
+            return
+        lead, tail = ("\r", "\x1b[K") if self.live else ("", "")
+        print(f"{lead}Epoch {self.epoch}/{self.epochs} - {seconds:.2f}s - {text}{tail}")
+
+
+def _notebook() -> bool:
+    return "ipykernel" in sys.modules
+
+
+def _tqdm() -> Any:
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+def _running_loss(sums: Any) -> float | None:
+    """The mean loss of the epoch so far (one read of the device), if there are sums."""
+    if not sums or not sums.get("n"):
+        return None
+    from .._backend import to_float
+
+    return to_float(sums["loss"]) / sums["n"]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import _backend, _dask, _metrics, _validation, optimizers
+from .. import metrics as metrics_module
 from . import data as _data
 from .callbacks import Callback, Run
 from .history import History, Progress
@@ -37,6 +38,7 @@ def fit(
     callbacks: Sequence[Callback] | None,
     class_weight: dict[int, float] | str | None,
     sample_weight: Any,
+    metrics: Sequence[Any] | None = None,
 ) -> History:
     """``Sequential.fit`` (see there; the defaults are its own): every argument is
     checked, and the data planned, before anything changes."""
@@ -52,6 +54,7 @@ def fit(
     hooks = _callbacks(callbacks)
     rng = _seeded(seed)
     model.check()
+    measures = metrics_module.resolve(metrics, _metrics.kind(model.loss, model.n_out))
     opt = optimizers.get(optimizer if optimizer is not None else model.optimizer)
     opt_state = model.adopt(opt)
     model.check_settings()
@@ -73,8 +76,10 @@ def fit(
     train = _data.for_training(model, arrays, batch_size, shuffle, strategy)
     model.check_min_batch(train.last_batch(), train.why() + " {smallest}; choose another "
                           "batch_size" + (" or rechunk the data" if train.chunked else ""))
-    names = _metrics.names(model.loss)
-    run = Run(model, opt, epochs, names + (["val_" + k for k in names] if val else []))
+    names = ["loss", *(m.name for m in measures)]
+    provided = [name for hook in hooks for name in hook.provides]
+    run = Run(model, opt, epochs,
+              names + (["val_" + k for k in names] if val else []) + provided)
     for hook in hooks:
         hook.run = run
         hook.check(run)
@@ -85,6 +90,9 @@ def fit(
     model.optimizer = opt
     opt.state = opt_state
     history = History({k: [] for k in run.metrics})
+    # callbacks that write logs (``provides``) see an epoch's end first, so every other
+    # callback (EarlyStopping, CSVLogger, ...) finds their values, whatever the order given
+    ordered = ([h for h in hooks if h.provides] + [h for h in hooks if not h.provides])
     bar = Progress(verbose, epochs, train.n_batches)
     if rng is None:  # drawn only now: a refused fit takes nothing from set_seed's stream
         rng = _backend.host_rng(None)
@@ -96,35 +104,36 @@ def fit(
                 hook.on_epoch_begin(epoch, {})
             lr = opt.learning_rate()
             bar.start(epoch + 1)
-            sums, last = _epoch(model, opt, train, rng, hooks, bar)
+            sums, last = _epoch(model, opt, train, rng, hooks, bar, measures)
             # the loss of each batch is taken before its update, so the epoch's last
             # update is checked apart: parameters, buffers, optimizer state and the loss
             # of the last batch under the updated model must all be finite
             finite = _finite(model, [sums["loss"], _probe(model, last),
                                      *model.state(rng=False), *_state_arrays(opt.state)])
+            logs = _metrics.result(sums, measures, model.xp)
         except BaseException:
             _undo(model, snapshot, epoch, previous)  # even when interrupted
             raise
-        metrics = _metrics.result(sums, model.loss, model.n_out)
         if not finite:
             _undo(model, snapshot, epoch, previous)
             raise FloatingPointError(
                 f"training diverged in epoch {epoch + 1}: its mean loss was "
-                f"{metrics['loss']}, and after its last update the parameters, the optimizer "
+                f"{logs['loss']}, and after its last update the parameters, the optimizer "
                 "state or the loss are no longer all finite; try a lower learning rate (the "
                 f"optimizer has lr={opt.lr}). The model and its optimizer keep their state "
                 f"from before epoch {epoch + 1}.")
         opt.end_epoch()
         if val is not None:
-            metrics.update({"val_" + k: v for k, v in _evaluate(model, val).items()})
-        for key, value in metrics.items():
-            history[key].append(value)
+            logs.update({"val_" + k: v for k, v in _evaluate(model, val, measures).items()})
+        logs["lr"] = lr
+        for hook in ordered:
+            hook.on_epoch_end(epoch, logs)
+        for key, value in logs.items():  # with what the callbacks wrote
+            if key != "lr":
+                history.setdefault(key, []).append(value)
         history.epoch.append(epoch)
         history.lr.append(lr)
-        bar.end(metrics)
-        logs = {**metrics, "lr": lr}
-        for hook in hooks:
-            hook.on_epoch_end(epoch, logs)
+        bar.end({k: v for k, v in logs.items() if k != "lr"})
         if run.stop_training:
             break
     for hook in hooks:
@@ -134,39 +143,42 @@ def fit(
 
 
 def _epoch(model: Model, opt: Any, train: Any, rng: Any, hooks: list[Callback],
-           bar: Progress) -> tuple[_metrics.Sums, Any]:
+           bar: Progress, measures: list[Any]) -> tuple[_metrics.Sums, Any]:
     """One pass over ``train``: (the metric sums, the last batch)."""
     sums: _metrics.Sums | None = None
     last = None
     for i, batch in enumerate(train.batches(rng)):
         for hook in hooks:
             hook.on_train_batch_begin(i, {})
-        sums = _metrics.materialize(_metrics.merge(sums, train.train(model, opt, batch)))
+        sums = _metrics.materialize(_metrics.merge(
+            sums, train.train(model, opt, batch, measures), measures))
         last = batch
         for hook in hooks:
             hook.on_train_batch_end(i, {"size": batch[0].shape[0]})
-        bar.batch()
+        bar.batch(sums)
     assert sums is not None  # every data has at least one row (checked when prepared)
     return sums, last
 
 
 def evaluate(model: Model, X: Any, y: Any, *, batch_size: int | None,
-             sample_weight: Any) -> dict[str, float]:
+             sample_weight: Any, metrics: Sequence[Any] | None = None) -> dict[str, float]:
     """``Sequential.evaluate`` (see there): the arguments checked, then the metrics."""
     batch_size = _validation.batch_size(batch_size, allow_none=True)
     model.check()
+    measures = metrics_module.resolve(metrics, _metrics.kind(model.loss, model.n_out))
     arrays = with_weights(model, _data.prepare(model, X, y), sample_weight, None)
-    return _evaluate(model, _data.for_evaluation(model, arrays, batch_size))
+    return _evaluate(model, _data.for_evaluation(model, arrays, batch_size), measures)
 
 
-def _evaluate(model: Model, data: _data.Data) -> dict[str, float]:
+def _evaluate(model: Model, data: _data.Data, measures: list[Any]) -> dict[str, float]:
     """The metrics of ``model`` over ``data`` (inference: nothing kept on the model)."""
     sums: _metrics.Sums | None = None
     with _backend.precision_scope(model.xp, model.device):  # anyfc's, as in training
         for batch in data.batches(_backend.host_rng(0)):
-            sums = _metrics.materialize(_metrics.merge(sums, data.evaluate(model, batch)))
+            sums = _metrics.materialize(_metrics.merge(
+                sums, data.evaluate(model, batch, measures), measures))
     assert sums is not None
-    return _metrics.result(sums, model.loss, model.n_out)
+    return _metrics.result(sums, measures, model.xp)
 
 
 def _callbacks(callbacks: Any) -> list[Callback]:
