@@ -2,7 +2,7 @@
 standard, trained unchanged on NumPy, CuPy, PyTorch, JAX, Dask and array-api-strict.
 
 >>> import anyfc
->>> model = anyfc.Sequential([anyfc.Dense(4, 8, seed=0), anyfc.Dense(8, 3, "identity", seed=1)])
+>>> model = anyfc.Sequential([anyfc.Dense(4, 8, "relu", seed=0), anyfc.Dense(8, 3, "identity", seed=1)])
 >>> model.predict([[0.0, 1.0, 2.0, 3.0]]).shape
 (1, 3)
 """

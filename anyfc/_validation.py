@@ -86,7 +86,7 @@ def _check_finite(xp: ModuleType, a: Array, what: str, source: Any = None) -> No
                 f"{what} holds values too large for {_backend.dtype_name(a.dtype)} (|x| > "
                 f"{top:.3g}) in rows {rows}...; scale the data, or use dtype='float64'")
         raise ValueError(f"{what} contains NaN or infinity (rows {rows}...); remove or impute "
-                         "those values before training")
+                         "those values first (e.g. sklearn.impute.SimpleImputer)")
 
 
 def _finite_on_host(a: Any) -> bool:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from . import _backend, _dask, _validation, checkpoint, losses, optimizers
+from . import _backend, _dask, _validation, activations, checkpoint, losses, optimizers
 from . import layers as _layers
 from .layers import Layer
 from .state import ModelState, layer_path, path, split_path
@@ -46,7 +47,7 @@ class Sequential:
         ``None`` keeps the first layer's.
 
     >>> from anyfc import Dense, Sequential
-    >>> model = Sequential([Dense(64, 32, seed=0), Dense(32, 10, "identity", seed=1)])
+    >>> model = Sequential([Dense(64, 32, "relu", seed=0), Dense(32, 10, "identity", seed=1)])
     >>> model.backend, model.n_in, model.n_out
     ('numpy', 64, 10)
     """
@@ -63,6 +64,7 @@ class Sequential:
         self.layers = list(layers)
         self.loss = losses.get(loss)
         self.check(placement=False)
+        _warn_if_not_logits(self.layers, self.loss)
         self.optimizer: optimizers.Optimizer | None = None
         # where the model lives: that of its first layer with arrays (parameter-free
         # layers such as Dropout take the default placement and follow the model)
@@ -572,6 +574,24 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n    ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n    {inner}\n], loss={self.loss.name!r})"
+
+
+def _warn_if_not_logits(layers: list[Layer], loss: losses.Loss) -> None:
+    """A ``UserWarning`` when a classification loss, which takes logits, gets the output
+    of an activation (``Dense(64, 10)`` written for logits before 0.2 made the identity
+    its default, or a ReLU last): it trains, badly."""
+    if not loss.classification:
+        return
+    last = layers[-1]
+    activation = getattr(last, "activation", None)
+    if activation is None or isinstance(activation, activations.Identity):
+        return
+    warnings.warn(
+        f"the last layer ({type(last).__name__}) applies {activation.name!r} before "
+        f"{loss.name}, which takes logits (it applies the "
+        f"{'softmax' if isinstance(loss, losses.SoftmaxCrossEntropy) else 'sigmoid'} "
+        "itself); give the last Dense activation='identity' (the default) unless you mean "
+        "it", UserWarning, stacklevel=3)
 
 
 def _check_values(layers: list[Layer], arrays_of: Any = None, after: str = "") -> None:

@@ -46,7 +46,7 @@ def _data(folder: str, rows: int, chunk_rows: int):
 def _model(backend):
     import anyfc
 
-    return anyfc.Sequential([anyfc.Dense(64, 128, seed=0, backend=backend),
+    return anyfc.Sequential([anyfc.Dense(64, 128, "relu", seed=0, backend=backend),
                              anyfc.Dense(128, 10, "identity", seed=1, backend=backend)])
 
 

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         files = write_chunks(folder, X_train, y_train, args.rows, args.chunk_rows)
         X, y = dask_arrays(files)
         model = anyfc.Sequential(
-            [anyfc.Dense(64, 128, seed=0), anyfc.Dense(128, 10, "identity", seed=1)],
+            [anyfc.Dense(64, 128, "relu", seed=0), anyfc.Dense(128, 10, "identity", seed=1)],
             backend=args.backend, device=args.device)
         client = cluster = None
         if args.scheduler == "distributed":

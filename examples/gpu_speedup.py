@@ -40,7 +40,7 @@ def time_training(backend: str, device: str | None, X: np.ndarray, y: np.ndarray
                   hidden: int, epochs: int, batch_size: int) -> float:
     """Median seconds per epoch (the first epoch, which warms up, is not counted)."""
     model = anyfc.Sequential(
-        [anyfc.Dense(64, hidden, seed=0), anyfc.Dense(hidden, hidden, seed=1),
+        [anyfc.Dense(64, hidden, "relu", seed=0), anyfc.Dense(hidden, hidden, "relu", seed=1),
          anyfc.Dense(hidden, 10, "identity", seed=2)], backend=backend, device=device)
     Xb = anyfc.to_backend(X, backend, device, "float32")
     yb = anyfc.to_backend(y, backend, device)

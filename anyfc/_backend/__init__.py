@@ -27,6 +27,7 @@ training step is compiled lives beside the step, in ``anyfc.training.compilers``
 
 from .devices import device_of, device_token, resolve_device
 from .dtypes import dtype_name, index_dtype, resolve_dtype
+from .floating import quiet
 from .kernels import matmul, scale_add_, subtract_, subtract_scaled_
 from .lazy import is_lazy, materialize
 from .namespaces import (
@@ -60,6 +61,7 @@ __all__ = [
     "get_namespace",
     "get_precision",
     "host_rng",
+    "quiet",
     "set_seed",
     "index_dtype",
     "is_array",

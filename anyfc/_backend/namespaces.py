@@ -199,6 +199,10 @@ def check_numeric(a: Any, what: str = "input") -> str:
         raise TypeError(f"{what} is not a rectangular array of numbers ({exc})") from exc
     names = {"f": "real floating", "i": "integral", "u": "integral", "b": "bool"}
     if host_dtype.kind not in names:
-        raise TypeError(
-            f"{what} has dtype {host_dtype} ({type(a).__name__}); anyfc needs real numbers")
+        hint = ("; encode text labels as integers 0..k-1 (sklearn.preprocessing.LabelEncoder, "
+                "or pandas' .cat.codes) and text features as numbers (one-hot), or use "
+                "anyfc.sklearn.MLPClassifier, which takes labels of any kind"
+                if host_dtype.kind in "USO" else "")
+        raise TypeError(f"{what} has dtype {host_dtype} ({type(a).__name__}); anyfc needs "
+                        f"real numbers{hint}")
     return names[host_dtype.kind]

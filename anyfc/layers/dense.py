@@ -32,11 +32,11 @@ class Dense(Layer):
     Parameters
     ----------
     n_in, n_out : number of inputs and of neurons.
-    activation : the function ``f``: ``"relu"`` (default), ``"leaky_relu"``, ``"sigmoid"``,
-        ``"tanh"``, ``"gelu"``, ``"silu"`` (``"swish"``), ``"elu"``, ``"softplus"``,
-        ``"softsign"`` or ``"identity"`` (``"linear"``; ``None`` means the same: no
-        function, ``y = x·w + b``, what a last layer feeding a softmax/sigmoid loss
-        needs); a dict ``{"name": "leaky_relu", "alpha": 0.2}`` for settings, or an
+    activation : the function ``f``: ``"identity"`` (the default, also ``"linear"`` and
+        ``None``: no function, ``y = x·w + b``, as Keras's ``Dense`` and torch's
+        ``Linear``; what a last layer feeding a softmax/sigmoid loss needs), ``"relu"``,
+        ``"leaky_relu"``, ``"sigmoid"``, ``"tanh"``, ``"gelu"``, ``"silu"``
+        (``"swish"``), ``"elu"``, ``"softplus"`` or ``"softsign"``; a dict ``{"name": "leaky_relu", "alpha": 0.2}`` for settings, or an
         ``anyfc.activations.Activation`` object (your own subclass too).
     init : initialiser name (``"he"``, ``"xavier"``, ``"he_uniform"``, ...); default He
         for the ReLU family, Xavier otherwise.
@@ -64,7 +64,7 @@ class Dense(Layer):
         self,
         n_in: int,
         n_out: int,
-        activation: str | activations.Activation | None = "relu",
+        activation: str | activations.Activation | None = "identity",
         *,
         init: str | initializers.Initializer | None = None,
         backend: str | ModuleType | None = None,
@@ -88,7 +88,7 @@ class Dense(Layer):
 
     @classmethod
     def from_params(cls, w: Array, b: Array,
-                    activation: str | activations.Activation | None = "relu") -> Dense:
+                    activation: str | activations.Activation | None = "identity") -> Dense:
         """A layer around copies of existing parameters (no random draw): ``w`` of shape
         (n_in, n_out) and ``b`` of shape (n_out,), floating arrays of the same library,
         device and dtype. The layer owns its copies: training never writes into the

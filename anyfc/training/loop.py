@@ -96,6 +96,17 @@ def fit(
     bar = Progress(verbose, epochs, train.n_batches)
     if rng is None:  # drawn only now: a refused fit takes nothing from set_seed's stream
         rng = _backend.host_rng(None)
+    with _backend.quiet(model.xp):  # anyfc reports divergence itself
+        history = _train(model, opt, train, val, rng, hooks, ordered, bar, measures, run,
+                         history, epochs, previous)
+    model.forget()
+    return history
+
+
+def _train(model: Model, opt: Any, train: Any, val: Any, rng: Any, hooks: list[Callback],
+           ordered: list[Callback], bar: Progress, measures: list[Any], run: Run,
+           history: History, epochs: int, previous: Any) -> History:
+    """The epochs of a checked fit, each all or nothing."""
     logs: dict[str, Any] = {}
     for epoch in range(epochs):
         snapshot = model.state().copy(), opt.snapshot()
@@ -138,7 +149,6 @@ def fit(
             break
     for hook in hooks:
         hook.on_train_end(logs)
-    model.forget()
     return history
 
 
