@@ -13,6 +13,7 @@ from . import (
     initializers,
     losses,
     optimizers,
+    registry,
     schedules,
     testing,
 )
@@ -47,6 +48,7 @@ from .layers import (
     Tanh,
 )
 from .model import History, Sequential
+from .registry import register
 from .training.callbacks import (
     CSVLogger,
     EarlyStopping,
@@ -92,6 +94,8 @@ __all__ = [
     "load",
     "losses",
     "optimizers",
+    "register",
+    "registry",
     "set_backend",
     "set_precision",
     "synchronize",

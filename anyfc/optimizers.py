@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, cast
 
-from . import _backend, schedules
+from . import _backend, registry, schedules
 from ._validation import real as _check
 from .schedules import Schedule
 
@@ -378,9 +378,15 @@ OPTIMIZERS: dict[str, type[SGD] | type[AdaGrad] | type[RMSProp] | type[Adam]] = 
 }
 
 
-def get(optimizer: str | Optimizer | None) -> Optimizer:
-    """An optimizer from a name (with default hyper-parameters) or itself; ``None``
-    gives ``Adam()``.
+registry._declare("optimizer", Optimizer, "optimizers.Optimizer")
+for _cls in OPTIMIZERS.values():
+    registry.register(_cls)
+
+
+def get(optimizer: str | Optimizer | dict[str, Any] | None) -> Optimizer:
+    """An optimizer from a short name (``OPTIMIZERS``) or registered name (with default
+    hyper-parameters), from its spec (``{"type": "SGD", "config": {"lr": 0.1}}``,
+    ``anyfc.registry``), or itself; ``None`` gives ``Adam()``.
 
     >>> get("sgd")
     SGD(lr=0.01, weight_decay=0.0, clipnorm=None, clipvalue=None, momentum=0.0, nesterov=False)
@@ -389,6 +395,13 @@ def get(optimizer: str | Optimizer | None) -> Optimizer:
         return Adam()
     if isinstance(optimizer, Optimizer):
         return optimizer
+    if isinstance(optimizer, dict):
+        built: Optimizer = registry.build("optimizer", optimizer)
+        return built
+    if isinstance(optimizer, str) and optimizer.lower() not in OPTIMIZERS and (
+            optimizer in registry.classes("optimizer")):
+        named: Optimizer = registry.build("optimizer", {"type": optimizer})
+        return named
     if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
         raise ValueError(
             f"unknown optimizer {optimizer!r}; valid optimizers are {', '.join(OPTIMIZERS)}")

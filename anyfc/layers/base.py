@@ -21,7 +21,7 @@ import numbers
 from types import ModuleType
 from typing import Any
 
-from .. import _backend, _validation
+from .. import _backend, _validation, registry
 
 Array = Any
 
@@ -213,3 +213,11 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _array_shapes(cls: type, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    layer_cls: type[Layer] = cls
+    return layer_cls.array_shapes(config)
+
+
+registry._declare("layer", Layer, "anyfc.Layer", check=_array_shapes)
