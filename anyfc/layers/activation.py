@@ -52,6 +52,14 @@ class Activation(Layer):
     def config(self) -> dict[str, Any]:
         return {"activation": self.activation.config()}
 
+    @classmethod
+    def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        unknown = set(config) - {"activation"}
+        if unknown:
+            raise TypeError(f"{cls.__name__} takes no setting {sorted(map(str, unknown))[0]!r}")
+        activations.get(config.get("activation", "relu"))  # checks it (no arrays)
+        return {}
+
 
 class _Named(Activation):
     """An ``Activation`` whose function is fixed by the class (``ReLU()``); settings such
@@ -68,6 +76,14 @@ class _Named(Activation):
         settings = self.activation.config()
         settings.pop("name")
         return settings
+
+    @classmethod
+    def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        for setting in ("name", "type"):  # the function is the class's
+            if setting in config:
+                raise TypeError(f"{cls.__name__} takes no setting {setting!r}")
+        activations.get({"name": cls.function, **config})  # checks the settings (no arrays)
+        return {}
 
 
 class ReLU(_Named):
