@@ -40,7 +40,10 @@ output is ``"probabilities"`` (what ``model.predict`` returns for a classificati
 (nothing to apply), ``"predictions"``. Both are of the model's dtype (``float32`` →
 ``tensor(float)``, ``float64`` → ``tensor(double)``). The model's ``architecture()`` (JSON)
 and anyfc's version are in the file's ``metadata_props`` (``anyfc.architecture``,
-``anyfc.version``, ``anyfc.loss``, ``anyfc.output``).
+``anyfc.version``, ``anyfc.loss``, ``anyfc.output``); ``anyfc.architecture`` is left out
+when some layer, activation or the loss is of a class not registered with
+``@anyfc.register``, which no architecture can name (such a model still exports when each
+of those objects has a form of its own, see below).
 
 Adding a layer type
 -------------------
@@ -75,7 +78,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, activations, losses
+from . import _backend, activations, losses, registry
 from . import layers as _layers
 from .layers import Dense
 from .model import Sequential
@@ -357,10 +360,10 @@ LOSS_FORMS: dict[type, Form] = {
 }
 
 
-def _emit(obj: Any, builder: Builder, registry: str, what: str) -> None:
-    """Run ``obj``'s hook, or its form in the registry named ``registry``; refuse an
-    object with neither (``what`` says which object it is)."""
-    forms: dict[type, Form] = globals()[registry]
+def _emit(obj: Any, builder: Builder, table: str, what: str) -> None:
+    """Run ``obj``'s hook, or its form in the table named ``table``; refuse an object with
+    neither (``what`` says which object it is)."""
+    forms: dict[type, Form] = globals()[table]
     hook = getattr(type(obj), "onnx_nodes", None)
     if callable(hook):
         obj.onnx_nodes(builder)
@@ -371,12 +374,12 @@ def _emit(obj: Any, builder: Builder, registry: str, what: str) -> None:
         base = next((c for c in type(obj).__mro__[1:] if c in forms), None)
         hint = (f" (a subclass of {base.__name__} may compute something else, so it is not "
                 f"exported as one; if it computes the same, register it: "
-                f"anyfc.onnx.{registry}[{cls}] = anyfc.onnx.{registry}[{base.__name__}])"
+                f"anyfc.onnx.{table}[{cls}] = anyfc.onnx.{table}[{base.__name__}])"
                 if base is not None and base is not activations.Activation else "")
         raise TypeError(
             f"cannot export to ONNX: {what}, which has no ONNX form; give {cls} a method "
             f"onnx_nodes(builder) that adds its nodes (see anyfc.onnx.Builder), or register "
-            f"a function form({cls.lower()}, builder) in anyfc.onnx.{registry}{hint}")
+            f"a function form({cls.lower()}, builder) in anyfc.onnx.{table}{hint}")
     if not isinstance(builder.current, str) or builder.current not in builder._names:
         raise ValueError(f"cannot export to ONNX: after {what}, builder.current is "
                          f"{builder.current!r}, which names no tensor of the graph; "
@@ -483,7 +486,10 @@ def export(model: Sequential, path: str | os.PathLike[str], *, opset: int | None
     if dtype_name not in _FLOAT_TYPES:
         raise ValueError(f"ONNX export supports float32 and float64 models, not {dtype_name}")
     elem_type = _FLOAT_TYPES[dtype_name]
-    architecture = json.dumps(model.architecture())
+    try:  # the model as anyfc.registry names it; nothing names an unregistered class
+        architecture: str | None = json.dumps(model.architecture())
+    except registry.UnregisteredError:
+        architecture = None
 
     builder = Builder(onnx, np.dtype(dtype_name), opset)
     for i, layer in enumerate(model.layers):
@@ -512,9 +518,9 @@ def export(model: Sequential, path: str | os.PathLike[str], *, opset: int | None
         producer_name="anyfc", producer_version=__version__,
         doc_string=f"anyfc Sequential, loss {loss.name}, {dtype_name}, output {out_name}")
     proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
-    onnx.helper.set_model_props(proto, {
-        "anyfc.architecture": architecture, "anyfc.version": __version__,
-        "anyfc.loss": loss.name, "anyfc.output": out_name})
+    props = {"anyfc.version": __version__, "anyfc.loss": loss.name, "anyfc.output": out_name}
+    onnx.helper.set_model_props(proto, props if architecture is None else
+                                {"anyfc.architecture": architecture, **props})
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:  # onnx.checker.ValidationError, shape_inference.InferenceError

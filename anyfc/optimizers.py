@@ -232,10 +232,12 @@ class Optimizer:
     _counters = ("t", "epoch", "state", "lr_t")  # what training changes: not settings
 
     def config(self) -> dict[str, Any]:
-        """The hyper-parameters, plain JSON data (a schedule as its ``config()``):
+        """The hyper-parameters, plain JSON data (a schedule as ``schedules.to_config``
+        gives it: anyfc's as its ``config()``, a registered one as its spec):
         ``type(self)(**config)`` builds the same optimizer again."""
         lr = self._lr
-        out: dict[str, Any] = {"lr": lr.config() if isinstance(lr, Schedule) else lr}
+        out: dict[str, Any] = {"lr": schedules.to_config(lr) if isinstance(lr, Schedule)
+                               else lr}
         out.update((k, v) for k, v in vars(self).items()
                    if k != "_lr" and k not in self._counters)
         return out

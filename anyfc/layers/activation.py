@@ -50,7 +50,7 @@ class Activation(Layer):
         return self.activation.backward(self.xp, self.y, grad_y, self.x)
 
     def config(self) -> dict[str, Any]:
-        return {"activation": self.activation.config()}
+        return {"activation": activations.to_config(self.activation)}
 
     @classmethod
     def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:

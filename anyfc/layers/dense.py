@@ -130,7 +130,7 @@ class Dense(Layer):
             raise TypeError(f"Dense takes no setting {sorted(unknown)[0]!r}")
         n_in, n_out = size("Dense", "n_in", config.get("n_in")), size(
             "Dense", "n_out", config.get("n_out"))
-        activations.get(config.get("activation", "relu"))
+        activations.get(config.get("activation", "relu"))  # short name, config, spec, object
         if "init" in config:
             if not isinstance(config["init"], str):
                 raise ValueError(f"Dense needs an initializer name, got {config['init']!r}")
@@ -138,8 +138,9 @@ class Dense(Layer):
         return {"w": (n_in, n_out), "b": (n_out,)}
 
     def config(self) -> dict[str, Any]:
+        # the activation in a form naming its exact class (activations.to_config)
         out: dict[str, Any] = {"n_in": self.n_in, "n_out": self.n_out,
-                               "activation": self.activation.config()}
+                               "activation": activations.to_config(self.activation)}
         if isinstance(self.init, str):
             out["init"] = self.init
         return out
