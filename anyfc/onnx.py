@@ -50,11 +50,17 @@ Adding a layer type
 Each layer contributes its own nodes through one hook. For ``model.layers[i]``, export
 uses, in this order:
 
-1. the layer's method ``onnx_nodes(builder)``, if its class has one (your own layers);
+1. the layer's method ``onnx_nodes(builder)``, if its class defines one itself, or
+   inherits one and is registered (``@anyfc.register``: the class's identity is then its
+   own, vouched for by its author);
 2. ``LAYER_FORMS[type(layer)]``, a function ``form(layer, builder)`` (anyfc's layers; the
    exact type: a subclass may compute something else, so it needs an entry of its own).
 
-A layer with neither is refused with a ``TypeError`` naming it. Activations work the same
+Forms are chosen by the exact class, never by a ``name``: a subclass of ``ReLU`` that
+overrides ``forward`` inherits ``name = "relu"`` but not the ``Relu`` form, and an
+unregistered subclass of a class with ``onnx_nodes`` does not inherit its parent's
+export. A layer with neither is refused with a ``TypeError`` naming it (and, for an
+unregistered subclass, saying to register it). Activations work the same
 way (an activation object's ``onnx_nodes(builder)``, else ``ACTIVATION_FORMS``), and so
 does the loss's output function (``LOSS_FORMS``; only with ``output="probabilities"``).
 A hook reads ``builder.current`` (the name of the tensor it receives), adds
@@ -362,20 +368,32 @@ LOSS_FORMS: dict[type, Form] = {
 
 def _emit(obj: Any, builder: Builder, table: str, what: str) -> None:
     """Run ``obj``'s hook, or its form in the table named ``table``; refuse an object with
-    neither (``what`` says which object it is)."""
+    neither (``what`` says which object it is). A hook counts when ``obj``'s class defines
+    it itself, or inherits it and is registered (``anyfc.registry``): the export follows
+    the exact class's identity."""
     forms: dict[type, Form] = globals()[table]
-    hook = getattr(type(obj), "onnx_nodes", None)
-    if callable(hook):
+    kind = type(obj)
+    hook = getattr(kind, "onnx_nodes", None)
+    own = callable(hook) and ("onnx_nodes" in vars(kind) or registry.name_of(kind) is not None)
+    if own:
         obj.onnx_nodes(builder)
-    elif type(obj) in forms:
-        forms[type(obj)](obj, builder)
+    elif kind in forms:
+        forms[kind](obj, builder)
     else:
-        cls = type(obj).__name__
-        base = next((c for c in type(obj).__mro__[1:] if c in forms), None)
+        cls = kind.__name__
+        base = next((c for c in kind.__mro__[1:] if c in forms), None)
         hint = (f" (a subclass of {base.__name__} may compute something else, so it is not "
                 f"exported as one; if it computes the same, register it: "
                 f"anyfc.onnx.{table}[{cls}] = anyfc.onnx.{table}[{base.__name__}])"
                 if base is not None and base is not activations.Activation else "")
+        if callable(hook):
+            inherited = next(c for c in kind.__mro__ if "onnx_nodes" in vars(c))
+            hint += (f" ({cls} inherits onnx_nodes from {inherited.__name__} but is not "
+                     f"registered, so it is not exported as a {inherited.__name__}: if that "
+                     f"method computes {cls} too, decorate {cls} with @anyfc.register)")
+        elif registry.name_of(kind) is None:
+            hint += (f"; {cls} is not registered either: decorate it with @anyfc.register "
+                     "so that checkpoints and the file's anyfc.architecture can name it")
         raise TypeError(
             f"cannot export to ONNX: {what}, which has no ONNX form; give {cls} a method "
             f"onnx_nodes(builder) that adds its nodes (see anyfc.onnx.Builder), or register "
