@@ -26,7 +26,7 @@ import threading
 from collections import Counter, OrderedDict
 from typing import Any
 
-from .. import _backend
+from .. import _backend, registry
 
 Array = Any
 Model = Any  # a Sequential (not imported: the model imports this module)
@@ -126,24 +126,23 @@ def signature(model: Model, optimizer: Any) -> tuple[Any, ...]:
 
 
 def _ours(obj: Any) -> Any:
+    if obj is None:
+        return None
     return None if type(obj).__module__.startswith("anyfc.") else id(obj)
 
 
 def _signature(model: Model, optimizer: Any, xp: Any, device: Any,
                compiler: Any) -> tuple[Any, ...]:
-    # repr of the settings, not JSON: a third of the time, and as exact (True, 1 and
-    # 1.0 stay apart; an object without a repr of its own is keyed by its address)
+    # registry.key: the exact class and the repr of the settings, nested objects (a
+    # layer's activation) by their own class (a subclass of ReLU never shares ReLU's step)
     # a layer's seed only starts its generator, whose state goes in as an argument (or
     # its draws do): models alike but for their seeds share one step
-    layers = tuple((type(layer), _ours(layer),
-                    repr([(k, v) for k, v in layer.config().items() if k != "seed"]))
+    layers = tuple((registry.key(layer, ignore=("seed",)), _ours(layer),
+                    _ours(getattr(layer, "activation", None)))
                    for layer in model.layers)
-    settings = repr([(k, v) for k, v in optimizer.config().items() if k != "lr"])
     loss = model.loss
-    loss_settings = repr([(k, v) for k, v in vars(loss).items()
-                          if v is None or isinstance(v, (bool, int, float, str))])
-    return (layers, type(loss), _ours(loss), loss_settings, type(optimizer), _ours(optimizer),
-            settings, xp, str(device), _backend.dtype_name(model.dtype), compiler,
+    return (layers, registry.key(loss), _ours(loss), registry.key(optimizer, ignore=("lr",)),
+            _ours(optimizer), xp, str(device), _backend.dtype_name(model.dtype), compiler,
             _backend.get_precision())
 
 
