@@ -305,15 +305,30 @@ class _Ref:
         return f"<nested {self.i}>"
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _canonical(value: Any, nested: list[Hashable]) -> Any:
-    if isinstance(value, dict):
-        return [(k, _canonical(v, nested)) for k, v in sorted(value.items(),
-                                                              key=lambda kv: str(kv[0]))]
-    if isinstance(value, (list, tuple)):
-        return type(value)(_canonical(v, nested) for v in value)
+    """``value`` with dicts as sorted item lists and anyfc objects as ``_Ref``s (their
+    keys appended to ``nested``). Runs per training step: plain values go first."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        try:
+            items = sorted(value.items())  # keys are unique: only they are compared
+        except TypeError:  # keys of mixed types
+            items = sorted(value.items(), key=lambda kv: repr(kv[0]))
+        return [(k, _canonical(v, nested)) for k, v in items]
+    if kind is list or kind is tuple:
+        return kind(_canonical(v, nested) for v in value)
     if _is_object(value):
         nested.append(key(value))
         return _Ref(len(nested) - 1)
+    if isinstance(value, dict):
+        return _canonical(dict(value), nested)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, nested) for v in value]
     return value
 
 
