@@ -2,7 +2,7 @@
 standard, trained unchanged on NumPy, CuPy, PyTorch, JAX, Dask and array-api-strict.
 
 >>> import anyfc
->>> model = anyfc.Sequential([anyfc.Dense(4, 8, "relu", seed=0), anyfc.Dense(8, 3, "identity", seed=1)])
+>>> model = anyfc.Sequential([anyfc.Dense(4, 8, "relu", seed=0), anyfc.Dense(8, 3, seed=1)])
 >>> model.predict([[0.0, 1.0, 2.0, 3.0]]).shape
 (1, 3)
 """
@@ -14,6 +14,7 @@ from . import (
     losses,
     metrics,
     optimizers,
+    registry,
     schedules,
     testing,
 )
@@ -49,6 +50,7 @@ from .layers import (
     Tanh,
 )
 from .model import History, Sequential
+from .registry import register
 from .training.callbacks import (
     CSVLogger,
     EarlyStopping,
@@ -97,6 +99,8 @@ __all__ = [
     "losses",
     "metrics",
     "optimizers",
+    "register",
+    "registry",
     "set_backend",
     "set_precision",
     "set_seed",

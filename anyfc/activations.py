@@ -7,6 +7,11 @@ pass; the few that cannot be (GELU, SiLU) say so with ``uses_u = True``, and the
 then keeps ``u`` as well and passes it in.
 Softmax is not here: it is fused into ``losses.SoftmaxCrossEntropy``, where its
 gradient simplifies to ``softmax(u) - t``.
+
+Each class is registered (``anyfc.registry``) under its class name, and ``ACTIVATIONS``
+gives the short names (``"relu"``, ``"swish"``, ...) of anyfc's own. A subclass of yours
+is rebuilt from a file only once registered (``@anyfc.register``): its inherited ``name``
+("relu" for a subclass of ``ReLU``) names the built-in, never it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import numbers
 from types import ModuleType
 from typing import Any
+
+from . import registry
 
 Array = Any
 
@@ -31,8 +38,10 @@ class Activation:
         return grad_y
 
     def config(self) -> dict[str, Any]:
-        """The settings that rebuild this activation with ``get``: its name, and its
-        parameters (``alpha``) where it has any. JSON-able."""
+        """Its display name, then the settings that rebuild it (``alpha`` where it has
+        any), JSON-able: ``get`` takes it for anyfc's activations, and ``type(self)(**
+        settings)`` rebuilds any (``anyfc.registry`` leaves ``name`` out of a spec, so it
+        is no constructor argument)."""
         return {"name": self.name, **vars(self)}
 
     def __repr__(self) -> str:
@@ -183,16 +192,16 @@ class GELU(Activation):
 
     name = "gelu"
     uses_u = True
-    _K = 0.7978845608028654  # √(2/π)
-    _C = 0.044715
+    K = 0.7978845608028654  # √(2/π)
+    C = 0.044715
 
     def forward(self, xp: ModuleType, u: Array) -> Array:
-        return 0.5 * u * (1.0 + xp.tanh(self._K * (u + self._C * u * u * u)))
+        return 0.5 * u * (1.0 + xp.tanh(self.K * (u + self.C * u * u * u)))
 
     def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
-        t = xp.tanh(self._K * (u + self._C * u * u * u))
-        slope = 0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * self._K * (
-            1.0 + 3.0 * self._C * u * u)
+        t = xp.tanh(self.K * (u + self.C * u * u * u))
+        slope = 0.5 * (1.0 + t) + 0.5 * u * (1.0 - t * t) * self.K * (
+            1.0 + 3.0 * self.C * u * u)
         return grad_y * slope
 
 
@@ -218,8 +227,33 @@ ACTIVATIONS: dict[str, type[Activation]] = {
 }
 
 
+registry.declare("activation", Activation, "activations.Activation", named_config=True)
+for _cls in (Activation, Identity, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SiLU, ELU, Softplus,
+             Softsign):
+    registry.register(_cls)
+
+
+def to_config(activation: Activation) -> dict[str, Any] | Activation:
+    """How a layer's ``config()`` holds ``activation``, in a form ``get`` takes back and
+    that names its exact class: one of anyfc's as its ``config()`` (``{"name":
+    "leaky_relu", "alpha": 0.2}``: its short name in ``ACTIVATIONS`` names exactly its
+    class); another registered class as its spec (``{"type": ..., "config": ...}``); any
+    other as the object itself, which ``anyfc.registry.spec`` refuses to write (its class
+    is not registered, so no file could name it)."""
+    cls = type(activation)
+    config = activation.config()
+    if ACTIVATIONS.get(str(config.get("name", "")).lower()) is cls:
+        return config
+    if registry.name_of(cls) is not None:
+        return registry.spec(activation)
+    return activation
+
+
 def get(activation: str | Activation | dict[str, Any] | None) -> Activation:
-    """An activation object from its name (``None`` means identity).
+    """An activation object from its short name (``ACTIVATIONS``) or registered name,
+    from a ``config()`` of anyfc's (``{"name": "leaky_relu", "alpha": 0.2}``), from a
+    spec (``{"type": "LeakyReLU", "config": {"alpha": 0.2}}``, ``anyfc.registry``), or
+    itself; ``None`` means identity.
 
     >>> get("relu")
     ReLU()
@@ -228,6 +262,9 @@ def get(activation: str | Activation | dict[str, Any] | None) -> Activation:
         return Identity()
     if isinstance(activation, Activation):
         return activation
+    if isinstance(activation, dict) and "type" in activation:  # a spec
+        built: Activation = registry.build("activation", activation)
+        return built
     if isinstance(activation, dict):  # a config(): {"name": ..., settings...}
         settings = dict(activation)
         cls = ACTIVATIONS.get(str(settings.pop("name", "")).lower())
@@ -243,6 +280,10 @@ def get(activation: str | Activation | dict[str, Any] | None) -> Activation:
             "'softmax' is not a layer activation in anyfc: it is part of the loss "
             "'softmax_cross_entropy', which takes the logits of an 'identity' last layer "
             "(Dense(n, classes, 'identity')); predict() applies the softmax for you")
+    if isinstance(activation, str) and activation in registry.classes("activation") and (
+            activation.lower() not in ACTIVATIONS):
+        named: Activation = registry.build("activation", {"type": activation})
+        return named
     if not isinstance(activation, str) or activation.lower() not in ACTIVATIONS:
         raise ValueError(
             f"unknown activation {activation!r}; valid activations are "

@@ -6,26 +6,56 @@ This module knows files, plain data and NumPy arrays only; ``Sequential.save`` /
 ``Sequential.load`` (and ``anyfc.io``) turn a model into what ``write`` takes and what
 ``read`` returns back into a model.
 
-A checkpoint (format ``anyfc``, version 1) is a NumPy ``.npz`` archive: a zip of ``.npy``
-members, each named ``<entry>.npy``:
+A checkpoint (format ``anyfc``) is a NumPy ``.npz`` archive: a zip of ``.npy`` members,
+each named ``<entry>.npy``:
 
 - ``__anyfc__``: UTF-8 JSON (a 1-D uint8 array) with the format name and version, the
-  architecture (layer sizes, activations), the loss, the dtype, and the optimizer's class,
-  hyper-parameters and step count;
-- ``layers.<i>.w``, ``layers.<i>.b``: the parameters, of shapes (n_in, n_out), (n_out,);
-- ``optimizer.state.<i>.<w|b>.<slot>``: the optimizer's state, ``slot`` one of the
+  architecture, the dtype, and the optimizer's hyper-parameters and step counts;
+- ``layers.<i>.<name>``: layer ``i``'s parameters and buffers (``w``, ``b`` of a
+  ``Dense``, ``running_mean`` of a ``BatchNorm``, ...), of the shapes its config implies;
+- ``optimizer.state.<i>.<param>.<slot>``: the optimizer's state, ``slot`` one of the
   optimizer class's ``slots``, shaped like its parameter. Any of them may be absent
   (an optimizer creates a missing one as zeros on its next step, as in memory).
+
+Format 3 (written) names every object by the name its exact class is registered under
+(``anyfc.registry``: anyfc's classes under their class names, yours with
+``@anyfc.register``), as a spec ``{"type": name, "config": settings}``::
+
+    {"format": "anyfc", "format_version": 3, "anyfc_version": "...",
+     "saved_from": {"backend": "torch", "device": "cuda:0"}, "dtype": "float32",
+     "loss": {"type": "SoftmaxCrossEntropy", "config": {}},
+     "layers": [{"type": "Dense", "config": {"n_in": 64, "n_out": 32,
+                 "activation": {"name": "leaky_relu", "alpha": 0.2}, "init": "he"}},
+                {"type": "Dense", "config": {..., "activation":
+                 {"type": "ShiftedReLU", "config": {"shift": 0.5}}}}, ...],
+     "optimizer": {"type": "Adam", "config": {"lr": 0.001, ...}, "t": 120, "epoch": 3}}
+
+An activation inside a layer's config, and a learning-rate schedule inside the
+optimizer's (``"lr"``), are written by ``activations.to_config`` and
+``schedules.to_config``: anyfc's own by their ``config()`` (``{"name": "leaky_relu",
+...}``, ``{"name": "cosine_decay", ...}``, whose short name names exactly that class, as
+in format 2), any other registered class as its spec. An object whose class is not
+registered (a subclass of ``ReLU`` inheriting ``name = "relu"``, say) is refused by
+``save``: written under its parent's name it would come back as the parent.
+
+Format 2 (read) holds ``"loss": "<short name>"``, layers as ``{"type": <class name>,
+"config": ...}`` and ``"optimizer": {"class": "Adam", "config": ..., "t", "epoch"}``;
+format 1 (read) Dense layers only, ``{"n_in", "n_out", "activation", "alpha"?,
+"init"?}``.
 
 Reading (``load``) trusts nothing in the file, and memory stays bounded by what the
 architecture implies (itself bounded): the metadata (at most 1 MiB) is read and checked
 first — types, ranges, known names, sizes that chain, at most 2**34 parameters, an
 optimizer that can be built from its configuration (metadata keys it does not use, such
-as ``anyfc_version`` and ``saved_from``, are ignored). Then only the members the format
-defines are read, with ``zipfile`` directly: an archive with any other member (or a
-member twice) is refused without reading it, and each member's ``.npy`` header (bounded)
-and declared size in the zip directory must match the shape the architecture implies
-before a byte of its data is read. Arrays must be float32 or float64 (pickled objects are
+as ``anyfc_version`` and ``saved_from``, are ignored). A layer's config is checked by its
+class's ``array_shapes`` without building it or allocating anything (``anyfc.Layer``), a
+loss's, optimizer's and schedule's by building the object (they hold no arrays); a layer
+is only built once its arrays were read and found to have exactly these shapes, so a
+small file cannot make a layer allocate more than the file holds. Then only the members
+the format defines are read, with ``zipfile`` directly: an archive with any other member
+(or a member twice) is refused without reading it, and each member's ``.npy`` header
+(bounded) and declared size in the zip directory must match the shape the architecture
+implies before a byte of its data is read. Arrays must be float32 or float64 (pickled objects are
 never loaded) and finite. Every problem with the file's content is a ``CheckpointError``
 (a ``ValueError``) naming the file and the entry; a model is only returned once it and
 its optimizer are fully built.
@@ -57,12 +87,12 @@ from typing import IO, Any, TypeGuard
 
 import numpy as np
 
-from . import _backend, activations, initializers, losses, optimizers, schedules
+from . import _backend, activations, initializers, losses, optimizers, registry, schedules
 from . import layers as _layers
 
 FORMAT = "anyfc"
-FORMAT_VERSION = 2  # written; 1 (Dense only) is read too
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # written; 1 (Dense only) and 2 (names of anyfc's classes) are read too
+READ_VERSIONS = (1, 2, 3)
 META_KEY = "__anyfc__"
 
 MAX_META_BYTES = 1 << 20  # the JSON metadata
@@ -150,7 +180,11 @@ def _check_meta(meta: Any, fail: Fail) -> _Plan:
     if not _is_int(version) or version not in READ_VERSIONS:
         raise fail(f"{key}.format_version", f"is {_r(version)}; this anyfc reads checkpoint "
                    f"format versions {', '.join(map(str, READ_VERSIONS))}")
-    loss = _name(meta.get("loss"), losses.LOSSES, f"{key}.loss", "a loss", fail)
+    loss: Any
+    if version >= 3:
+        loss = _spec(meta.get("loss"), "loss", f"{key}.loss", fail)
+    else:
+        loss = _name(meta.get("loss"), losses.LOSSES, f"{key}.loss", "a loss", fail)
     dtype = meta.get("dtype")
     if not isinstance(dtype, str) or dtype not in _FLOAT_DTYPES:
         raise fail(f"{key}.dtype", f"is {_r(dtype)}; expected one of {', '.join(_FLOAT_DTYPES)}")
@@ -166,8 +200,16 @@ def _check_meta(meta: Any, fail: Fail) -> _Plan:
     where = f"{key}.optimizer"
     if not isinstance(opt_meta, dict):
         raise fail(where, f"is {_r(opt_meta)}; expected an object or null")
-    cls = optimizers.OPTIMIZERS[_name(opt_meta.get("class"), optimizers.OPTIMIZERS,
-                                      f"{where}.class", "an optimizer", fail)]
+    cls: Any
+    if version >= 3:
+        kind = opt_meta.get("type")
+        cls = registry.classes("optimizer").get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            raise fail(f"{where}.type", f"is {_r(kind)}; expected a registered optimizer type: "
+                       f"{', '.join(registry.classes('optimizer'))}")
+    else:
+        cls = optimizers.OPTIMIZERS[_name(opt_meta.get("class"), optimizers.OPTIMIZERS,
+                                          f"{where}.class", "an optimizer", fail)]
     config = opt_meta.get("config")
     if not isinstance(config, dict):
         raise fail(f"{where}.config", f"is {_r(config)}; expected an object")
@@ -179,6 +221,8 @@ def _check_meta(meta: Any, fail: Fail) -> _Plan:
                        f"its parameters are {', '.join(accepted)}")
         if name == "lr" and isinstance(value, dict):  # a schedule: built from the registry
             try:
+                if version < 3 and "type" in value:
+                    raise ValueError("format 2 names a schedule by its config()'s name")
                 config = {**config, "lr": schedules.get(value)}
             except (TypeError, ValueError) as exc:
                 raise fail(f"{where}.config.lr", f"is not a learning-rate schedule: "
@@ -186,6 +230,8 @@ def _check_meta(meta: Any, fail: Fail) -> _Plan:
             continue
         if value is None and accepted[name] is None:  # an option left off (clipnorm)
             continue
+        if accepted[name] is not None and not isinstance(accepted[name], numbers.Real):
+            continue  # a setting of your optimizer of another kind: its class checks it
         if isinstance(accepted[name], bool) != isinstance(value, bool) or not (
                 isinstance(value, bool) or _is_real(value)):
             want = "true or false" if isinstance(accepted[name], bool) else "a finite number"
@@ -194,6 +240,9 @@ def _check_meta(meta: Any, fail: Fail) -> _Plan:
         optimizer = cls(**config)
     except (TypeError, ValueError) as exc:
         raise fail(f"{where}.config", f"does not build a {cls.__name__}: {exc}") from exc
+    except Exception as exc:  # your optimizer's checks may raise anything on bad data
+        raise fail(f"{where}.config", f"does not build a {cls.__name__}: "
+                   f"{type(exc).__name__}: {str(exc)[:200]}") from exc
     t = opt_meta.get("t")
     if not _is_int(t) or not 0 <= t <= MAX_STEPS:
         raise fail(f"{where}.t", f"is {_r(t)}; expected an integer in [0, 2**53]")
@@ -206,11 +255,21 @@ def _check_meta(meta: Any, fail: Fail) -> _Plan:
     return _Plan(arch, optimizer, t, epoch, params, state)
 
 
+def _spec(value: Any, kind: str, entry: str, fail: Fail) -> dict[str, Any]:
+    """``value``, if it is a spec of a registered ``kind`` whose config its class takes
+    (for the kinds without arrays: builds one and drops it)."""
+    try:
+        registry.check(kind, value)
+    except ValueError as exc:
+        raise fail(entry, f"is {_r(value)}; {str(exc)[:300]}") from exc
+    return dict(value)
+
+
 def _v2_layers(specs: list[Any], fail: Fail) -> tuple[list[dict[str, Any]],
                                                         dict[str, tuple[int, ...]]]:
-    """Format 2: ``[{"type": name, "config": {...}}, ...]``, each type one of
-    ``anyfc.layers.LAYERS`` and each config checked by the layer class itself
-    (``array_shapes``, which allocates nothing for the built-in layers)."""
+    """Formats 2 and 3: ``[{"type": name, "config": {...}}, ...]``, each type a
+    registered layer class (``anyfc.layers.LAYERS``) and each config checked by the layer
+    class itself (``array_shapes``, which allocates nothing: ``anyfc.Layer``)."""
     layers: list[dict[str, Any]] = []
     params: dict[str, tuple[int, ...]] = {}
     total = 0
@@ -227,9 +286,11 @@ def _v2_layers(specs: list[Any], fail: Fail) -> tuple[list[dict[str, Any]],
             raise fail(f"{where}.config", f"is {_r(config)}; expected an object")
         cls = _layers.LAYERS[kind]
         try:
-            shapes = cls.array_shapes(config)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise fail(f"{where}.config", f"does not build a {kind}: {str(exc)[:200]}") from exc
+            shapes = registry.check("layer", {"type": kind, "config": config})
+        except ValueError as exc:  # what the class's array_shapes raised, or bad shapes
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            raise fail(f"{where}.config", f"does not build a {kind}: {str(cause)[:500]}"
+                       ) from exc
         names = cls.param_names + cls.buffer_names
         if set(shapes) != set(names):
             raise fail(f"{where}.config", f"gives arrays {sorted(shapes)}; a {kind} has "
@@ -553,7 +614,7 @@ def write(path: str | os.PathLike[str], architecture: dict[str, Any],
     Refuses (``CheckpointError``, a ``ValueError``, before the file is touched) what
     ``read`` would refuse: arrays whose shapes do not match the architecture, NaN or
     infinite parameters or optimizer state, state not shaped like its parameter, an
-    optimizer that is not one of anyfc's.
+    optimizer (or its schedule) whose class is not registered.
     """
     from . import __version__
 
@@ -570,13 +631,16 @@ def write(path: str | os.PathLike[str], architecture: dict[str, Any],
     arrays = {key: _backend.to_numpy(value) for key, value in arrays.items()}
     opt = optimizer
     if opt is not None:
-        if optimizers.OPTIMIZERS.get(type(opt).__name__.lower()) is not type(opt):
-            known = ", ".join(c.__name__ for c in optimizers.OPTIMIZERS.values())
-            raise fail("optimizer", f"is a {type(opt).__name__}, which load cannot rebuild; "
-                       f"checkpoints hold {known}")
+        try:
+            opt_spec = registry.spec(opt)
+        except registry.UnregisteredError as exc:
+            what = ("" if exc.cls is type(opt) else
+                    f" whose learning-rate schedule is a {exc.cls.__name__},")
+            raise fail("optimizer", f"is a {type(opt).__name__},{what} which load cannot "
+                       f"rebuild: {exc}") from exc
         opt_state = opt.state_dict()
-        meta["optimizer"] = {"class": type(opt).__name__, "config": opt.config(),
-                             "t": opt_state.pop("t"), "epoch": opt_state.pop("epoch", 0)}
+        meta["optimizer"] = {**opt_spec, "t": opt_state.pop("t"),
+                             "epoch": opt_state.pop("epoch", 0)}
         arrays.update({"optimizer." + k: _backend.to_numpy(v) for k, v in opt_state.items()})
     try:
         text = json.dumps(meta, default=_plain)

@@ -30,7 +30,7 @@ import copy
 from types import ModuleType
 from typing import Any
 
-from . import _backend
+from . import _backend, registry
 from .activations import sigmoid
 
 Array = Any
@@ -127,6 +127,14 @@ class Loss:
         if t.ndim == 1 and n_out == 1:
             t = xp.reshape(t, (-1, 1))
         return xp.astype(t, dtype) if t.dtype != dtype else t
+
+    def config(self) -> dict[str, Any]:
+        """The settings with which ``type(self)(**config)`` builds this loss again, plain
+        JSON: its public attributes that are numbers, booleans or strings (anyfc's losses
+        have none; what ``forward`` keeps for ``backward`` is arrays, not settings). A loss
+        whose settings are kept otherwise writes its own."""
+        return {k: v for k, v in vars(self).items()
+                if not k.startswith("_") and isinstance(v, (bool, int, float, str))}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -291,14 +299,27 @@ LOSSES: dict[str, type[Loss]] = {
 }
 
 
-def get(loss: str | Loss) -> Loss:
-    """A loss object from its name.
+registry.declare("loss", Loss, "losses.Loss")
+for _cls in (SoftmaxCrossEntropy, BinaryCrossEntropy, MeanSquaredError):
+    registry.register(_cls)
+
+
+def get(loss: str | Loss | dict[str, Any]) -> Loss:
+    """A loss object from its short name (``LOSSES``) or registered name, from its spec
+    (``{"type": "MeanSquaredError", "config": {}}``, ``anyfc.registry``), or itself.
 
     >>> get("mse")
     MeanSquaredError()
     """
     if isinstance(loss, Loss):
         return loss
+    if isinstance(loss, dict):
+        built: Loss = registry.build("loss", loss)
+        return built
+    if isinstance(loss, str) and loss.lower() not in LOSSES and (
+            loss in registry.classes("loss")):
+        named: Loss = registry.build("loss", {"type": loss})
+        return named
     if not isinstance(loss, str) or loss.lower() not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; valid losses are {', '.join(LOSSES)}")
     return LOSSES[loss.lower()]()

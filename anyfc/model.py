@@ -20,8 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from . import _backend, _dask, _validation, activations, checkpoint, losses, optimizers
-from . import layers as _layers
+from . import _backend, _dask, _validation, activations, checkpoint, losses, optimizers, registry
 from .layers import Layer
 from .state import ModelState, layer_path, path, split_path
 from .training import data as _data
@@ -188,10 +187,12 @@ class Sequential:
 
     def architecture(self) -> dict[str, Any]:
         """Plain data (JSON-able) that rebuilds this model with ``from_architecture``:
-        the loss, the dtype, and each layer's type name and ``config()``."""
-        return {"loss": self.loss.name, "dtype": _backend.dtype_name(self.dtype),
-                "layers": [{"type": type(layer).__name__, "config": layer.config()}
-                           for layer in self.layers]}
+        the loss, the dtype and the layers, the loss and each layer as its
+        ``anyfc.registry.spec`` (registered type name and ``config()``). A layer, activation
+        or loss whose exact class is not registered is an ``UnregisteredError`` (a
+        ``TypeError``): nothing could rebuild it."""
+        return {"loss": registry.spec(self.loss), "dtype": _backend.dtype_name(self.dtype),
+                "layers": [registry.spec(layer) for layer in self.layers]}
 
     @classmethod
     def from_architecture(cls, arch: dict[str, Any], arrays: list[Any],
@@ -199,20 +200,21 @@ class Sequential:
                           device: Any = None) -> Sequential:
         """A model from ``architecture()``'s data and its arrays — each layer's parameters
         then buffers, in order (``_arrays()``; for Dense models ``[w0, b0, w1, ...]``) —
-        on ``backend``/``device``, with no random draw. Layer types are looked up in
-        ``anyfc.layers.LAYERS`` only. The format-1 architecture (Dense only, sizes and
-        activation at the top of each layer) is read too."""
+        on ``backend``/``device``, with no random draw. Layers, and the loss, are built by
+        ``anyfc.registry`` from the classes registered under their names only. The loss
+        may also be a short name (``"mse"``: formats 1 and 2), and the format-1
+        architecture (Dense only, sizes and activation at the top of each layer) is read
+        too."""
         xp = _backend.get_namespace(backend)
         dev = _backend.resolve_device(xp, device)
         dtype = arch["dtype"]
-        specs = [_spec(spec) for spec in arch["layers"]]
         built = []
-        for i, (kind, config) in enumerate(specs):
-            layer_cls: Any = _layers.LAYERS.get(kind)
-            if layer_cls is None:
-                raise ValueError(f"layer {i} has type {kind!r}, which is not a known layer "
-                                 f"(known: {', '.join(_layers.LAYERS)})")
-            built.append(layer_cls(**config, backend=xp, device=dev, dtype=dtype))
+        for i, spec in enumerate(arch["layers"]):
+            try:
+                built.append(registry.build("layer", _spec(spec), backend=xp, device=dev,
+                                            dtype=dtype))
+            except ValueError as exc:
+                raise ValueError(f"layer {i}: {exc}") from exc
         names = [(i, n) for i, layer in enumerate(built)
                  for n in layer.param_names + layer.buffer_names]
         if len(arrays) != len(names):
@@ -626,15 +628,15 @@ def _size(shape: tuple[int, ...]) -> int:
     return n
 
 
-def _spec(spec: Any) -> tuple[str, dict[str, Any]]:
-    """(layer type, config) of one layer of an architecture; format 1 (Dense only:
+def _spec(spec: Any) -> dict[str, Any]:
+    """The registry spec of one layer of an architecture; format 1 (Dense only:
     ``{"n_in", "n_out", "activation", "alpha"?, "init"?}``) is converted."""
     if "type" in spec:
-        return spec["type"], dict(spec["config"])
+        return spec
     activation: Any = spec["activation"]
     if "alpha" in spec:
         activation = {"name": activation, "alpha": spec["alpha"]}
     config = {"n_in": spec["n_in"], "n_out": spec["n_out"], "activation": activation}
     if "init" in spec:
         config["init"] = spec["init"]
-    return "Dense", config
+    return {"type": "Dense", "config": config}

@@ -40,18 +40,27 @@ output is ``"probabilities"`` (what ``model.predict`` returns for a classificati
 (nothing to apply), ``"predictions"``. Both are of the model's dtype (``float32`` →
 ``tensor(float)``, ``float64`` → ``tensor(double)``). The model's ``architecture()`` (JSON)
 and anyfc's version are in the file's ``metadata_props`` (``anyfc.architecture``,
-``anyfc.version``, ``anyfc.loss``, ``anyfc.output``).
+``anyfc.version``, ``anyfc.loss``, ``anyfc.output``); ``anyfc.architecture`` is left out
+when some layer, activation or the loss is of a class not registered with
+``@anyfc.register``, which no architecture can name (such a model still exports when each
+of those objects has a form of its own, see below).
 
 Adding a layer type
 -------------------
 Each layer contributes its own nodes through one hook. For ``model.layers[i]``, export
 uses, in this order:
 
-1. the layer's method ``onnx_nodes(builder)``, if its class has one (your own layers);
+1. the layer's method ``onnx_nodes(builder)``, if its class defines one itself, or
+   inherits one and is registered (``@anyfc.register``: the class's identity is then its
+   own, vouched for by its author);
 2. ``LAYER_FORMS[type(layer)]``, a function ``form(layer, builder)`` (anyfc's layers; the
    exact type: a subclass may compute something else, so it needs an entry of its own).
 
-A layer with neither is refused with a ``TypeError`` naming it. Activations work the same
+Forms are chosen by the exact class, never by a ``name``: a subclass of ``ReLU`` that
+overrides ``forward`` inherits ``name = "relu"`` but not the ``Relu`` form, and an
+unregistered subclass of a class with ``onnx_nodes`` does not inherit its parent's
+export. A layer with neither is refused with a ``TypeError`` naming it (and, for an
+unregistered subclass, saying to register it). Activations work the same
 way (an activation object's ``onnx_nodes(builder)``, else ``ACTIVATION_FORMS``), and so
 does the loss's output function (``LOSS_FORMS``; only with ``output="probabilities"``).
 A hook reads ``builder.current`` (the name of the tensor it receives), adds
@@ -75,7 +84,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, activations, losses
+from . import _backend, activations, losses, registry
 from . import layers as _layers
 from .layers import Dense
 from .model import Sequential
@@ -129,14 +138,14 @@ class Builder:
         self.current = INPUT_NAME
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
-        self._names = {INPUT_NAME}
+        self.names = {INPUT_NAME}
 
     def _unique(self, name: str) -> str:
         base = f"{self.prefix}.{name}"
         candidate, k = base, 1
-        while candidate in self._names:
+        while candidate in self.names:
             candidate, k = f"{base}_{k}", k + 1
-        self._names.add(candidate)
+        self.names.add(candidate)
         return candidate
 
     def add_initializer(self, name: str, array: Any) -> str:
@@ -159,7 +168,7 @@ class Builder:
         if isinstance(inputs, str):
             raise TypeError(f"add_node({op_type!r}, ...) needs a list of input names, "
                             f"got the string {inputs!r}")
-        unknown = [i for i in inputs if i and i not in self._names]
+        unknown = [i for i in inputs if i and i not in self.names]
         if unknown:
             raise ValueError(f"{self.prefix}: {op_type} reads {unknown}, which no node, "
                              "initializer or graph input produces")
@@ -247,9 +256,9 @@ def _gelu(activation: Any, builder: Builder) -> None:
     u = builder.current
     cube = builder.add_node("Mul", [builder.add_node("Mul", [u, u]), u])
     inner = builder.add_node("Add", [u, builder.add_node(
-        "Mul", [cube, _constant(builder, "c", activations.GELU._C)])])
+        "Mul", [cube, _constant(builder, "c", activations.GELU.C)])])
     t = builder.add_node("Tanh", [builder.add_node(
-        "Mul", [inner, _constant(builder, "k", activations.GELU._K)])])
+        "Mul", [inner, _constant(builder, "k", activations.GELU.K)])])
     half_u = builder.add_node("Mul", [u, _constant(builder, "half", 0.5)])
     builder.current = builder.add_node(
         "Mul", [half_u, builder.add_node("Add", [t, _constant(builder, "one", 1.0)])])
@@ -357,27 +366,39 @@ LOSS_FORMS: dict[type, Form] = {
 }
 
 
-def _emit(obj: Any, builder: Builder, registry: str, what: str) -> None:
-    """Run ``obj``'s hook, or its form in the registry named ``registry``; refuse an
-    object with neither (``what`` says which object it is)."""
-    forms: dict[type, Form] = globals()[registry]
-    hook = getattr(type(obj), "onnx_nodes", None)
-    if callable(hook):
+def _emit(obj: Any, builder: Builder, table: str, what: str) -> None:
+    """Run ``obj``'s hook, or its form in the table named ``table``; refuse an object with
+    neither (``what`` says which object it is). A hook counts when ``obj``'s class defines
+    it itself, or inherits it and is registered (``anyfc.registry``): the export follows
+    the exact class's identity."""
+    forms: dict[type, Form] = globals()[table]
+    kind = type(obj)
+    hook = getattr(kind, "onnx_nodes", None)
+    own = callable(hook) and ("onnx_nodes" in vars(kind) or registry.name_of(kind) is not None)
+    if own:
         obj.onnx_nodes(builder)
-    elif type(obj) in forms:
-        forms[type(obj)](obj, builder)
+    elif kind in forms:
+        forms[kind](obj, builder)
     else:
-        cls = type(obj).__name__
-        base = next((c for c in type(obj).__mro__[1:] if c in forms), None)
+        cls = kind.__name__
+        base = next((c for c in kind.__mro__[1:] if c in forms), None)
         hint = (f" (a subclass of {base.__name__} may compute something else, so it is not "
                 f"exported as one; if it computes the same, register it: "
-                f"anyfc.onnx.{registry}[{cls}] = anyfc.onnx.{registry}[{base.__name__}])"
+                f"anyfc.onnx.{table}[{cls}] = anyfc.onnx.{table}[{base.__name__}])"
                 if base is not None and base is not activations.Activation else "")
+        if callable(hook):
+            inherited = next(c for c in kind.__mro__ if "onnx_nodes" in vars(c))
+            hint += (f" ({cls} inherits onnx_nodes from {inherited.__name__} but is not "
+                     f"registered, so it is not exported as a {inherited.__name__}: if that "
+                     f"method computes {cls} too, decorate {cls} with @anyfc.register)")
+        elif registry.name_of(kind) is None:
+            hint += (f"; {cls} is not registered either: decorate it with @anyfc.register "
+                     "so that checkpoints and the file's anyfc.architecture can name it")
         raise TypeError(
             f"cannot export to ONNX: {what}, which has no ONNX form; give {cls} a method "
             f"onnx_nodes(builder) that adds its nodes (see anyfc.onnx.Builder), or register "
-            f"a function form({cls.lower()}, builder) in anyfc.onnx.{registry}{hint}")
-    if not isinstance(builder.current, str) or builder.current not in builder._names:
+            f"a function form({cls.lower()}, builder) in anyfc.onnx.{table}{hint}")
+    if not isinstance(builder.current, str) or builder.current not in builder.names:
         raise ValueError(f"cannot export to ONNX: after {what}, builder.current is "
                          f"{builder.current!r}, which names no tensor of the graph; "
                          "onnx_nodes must set it to the name add_node returned")
@@ -483,7 +504,10 @@ def export(model: Sequential, path: str | os.PathLike[str], *, opset: int | None
     if dtype_name not in _FLOAT_TYPES:
         raise ValueError(f"ONNX export supports float32 and float64 models, not {dtype_name}")
     elem_type = _FLOAT_TYPES[dtype_name]
-    architecture = json.dumps(model.architecture())
+    try:  # the model as anyfc.registry names it; nothing names an unregistered class
+        architecture: str | None = json.dumps(model.architecture())
+    except registry.UnregisteredError:
+        architecture = None
 
     builder = Builder(onnx, np.dtype(dtype_name), opset)
     for i, layer in enumerate(model.layers):
@@ -512,9 +536,9 @@ def export(model: Sequential, path: str | os.PathLike[str], *, opset: int | None
         producer_name="anyfc", producer_version=__version__,
         doc_string=f"anyfc Sequential, loss {loss.name}, {dtype_name}, output {out_name}")
     proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
-    onnx.helper.set_model_props(proto, {
-        "anyfc.architecture": architecture, "anyfc.version": __version__,
-        "anyfc.loss": loss.name, "anyfc.output": out_name})
+    props = {"anyfc.version": __version__, "anyfc.loss": loss.name, "anyfc.output": out_name}
+    onnx.helper.set_model_props(proto, props if architecture is None else
+                                {"anyfc.architecture": architecture, **props})
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:  # onnx.checker.ValidationError, shape_inference.InferenceError

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, cast
 
-from . import _backend, schedules
+from . import _backend, registry, schedules
 from ._validation import real as _check
 from .schedules import Schedule
 from .state import path, split_path
@@ -253,10 +253,12 @@ class Optimizer:
     _counters = ("t", "epoch", "state", "lr_t")  # what training changes: not settings
 
     def config(self) -> dict[str, Any]:
-        """The hyper-parameters, plain JSON data (a schedule as its ``config()``):
+        """The hyper-parameters, plain JSON data (a schedule as ``schedules.to_config``
+        gives it: anyfc's as its ``config()``, a registered one as its spec):
         ``type(self)(**config)`` builds the same optimizer again."""
         lr = self._lr
-        out: dict[str, Any] = {"lr": lr.config() if isinstance(lr, Schedule) else lr}
+        out: dict[str, Any] = {"lr": schedules.to_config(lr) if isinstance(lr, Schedule)
+                               else lr}
         out.update((k, v) for k, v in vars(self).items()
                    if k != "_lr" and k not in self._counters)
         return out
@@ -399,9 +401,15 @@ OPTIMIZERS: dict[str, type[SGD] | type[AdaGrad] | type[RMSProp] | type[Adam]] = 
 }
 
 
-def get(optimizer: str | Optimizer | None) -> Optimizer:
-    """An optimizer from a name (with default hyper-parameters) or itself; ``None``
-    gives ``Adam()``.
+registry.declare("optimizer", Optimizer, "optimizers.Optimizer")
+for _cls in OPTIMIZERS.values():
+    registry.register(_cls)
+
+
+def get(optimizer: str | Optimizer | dict[str, Any] | None) -> Optimizer:
+    """An optimizer from a short name (``OPTIMIZERS``) or registered name (with default
+    hyper-parameters), from its spec (``{"type": "SGD", "config": {"lr": 0.1}}``,
+    ``anyfc.registry``), or itself; ``None`` gives ``Adam()``.
 
     >>> get("sgd")
     SGD(lr=0.01, weight_decay=0.0, clipnorm=None, clipvalue=None, momentum=0.0, nesterov=False)
@@ -410,6 +418,13 @@ def get(optimizer: str | Optimizer | None) -> Optimizer:
         return Adam()
     if isinstance(optimizer, Optimizer):
         return optimizer
+    if isinstance(optimizer, dict):
+        built: Optimizer = registry.build("optimizer", optimizer)
+        return built
+    if isinstance(optimizer, str) and optimizer.lower() not in OPTIMIZERS and (
+            optimizer in registry.classes("optimizer")):
+        named: Optimizer = registry.build("optimizer", {"type": optimizer})
+        return named
     if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
         raise ValueError(
             f"unknown optimizer {optimizer!r}; valid optimizers are {', '.join(OPTIMIZERS)}")

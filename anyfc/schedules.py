@@ -11,7 +11,8 @@ An optimizer given a schedule as its ``lr`` asks it for the rate of every step
 (``Optimizer.learning_rate``). ``config()`` is plain JSON data naming the schedule and
 every constructor argument; ``get`` builds a schedule back from it, and only ever one of
 the classes in ``SCHEDULES`` (configurations come from checkpoint files, which may not
-be trusted).
+be trusted), or from a spec (``anyfc.registry``) of a registered class: anyfc's are
+registered under their class names, yours with ``@anyfc.register``.
 
 >>> sched = CosineDecay(0.1, decay_steps=100, warmup_steps=10)
 >>> sched(0), sched(10), sched(60), sched(110)
@@ -26,6 +27,7 @@ import json
 import math
 from typing import Any, ClassVar
 
+from . import registry
 from ._validation import integer as _integer
 from ._validation import real as _real
 
@@ -175,11 +177,29 @@ class CosineDecay(Schedule):
 
 SCHEDULES: dict[str, type[Schedule]] = {
     cls.name: cls for cls in (Constant, StepDecay, ExponentialDecay, CosineDecay)}
-"""Schedule classes by the ``name`` in their ``config()``: the only ones ``get`` builds."""
+"""anyfc's schedule classes by the ``name`` in their ``config()``: the only ones ``get``
+builds from a ``config()`` (any registered one from a spec)."""
+
+registry.declare("schedule", Schedule, "schedules.Schedule", named_config=True)
+for _cls in SCHEDULES.values():
+    registry.register(_cls)
+
+
+def to_config(schedule: Schedule) -> dict[str, Any] | Schedule:
+    """How an optimizer's ``config()`` holds ``schedule``, in a form ``get`` takes back
+    and that names its exact class: one of anyfc's as its ``config()`` (its ``name`` in
+    ``SCHEDULES`` names exactly its class), another registered class as its spec, any
+    other as the object itself, which ``anyfc.registry.spec`` refuses to write."""
+    if SCHEDULES.get(schedule.name) is type(schedule):
+        return schedule.config()
+    if registry.name_of(type(schedule)) is not None:
+        return registry.spec(schedule)
+    return schedule
 
 
 def get(spec: Schedule | dict[str, Any]) -> Schedule:
-    """A schedule from itself or from its ``config()``. A configuration must name one of
+    """A schedule from itself, from its ``config()`` or from its spec (``{"type": ...,
+    "config": ...}``, ``anyfc.registry``). A configuration must name one of
     ``SCHEDULES`` and hold only that class's arguments; each value is checked by the
     class, so bad data is a ``ValueError`` (or ``TypeError`` for something that is
     neither a schedule nor a dict), never anything else built.
@@ -192,6 +212,9 @@ def get(spec: Schedule | dict[str, Any]) -> Schedule:
     if not isinstance(spec, dict):
         raise TypeError(f"a learning-rate schedule must be a Schedule or its config dict, "
                         f"got {type(spec).__name__}")
+    if "type" in spec:
+        built: Schedule = registry.build("schedule", spec)
+        return built
     name = spec.get("name")
     if not isinstance(name, str) or name not in SCHEDULES:
         raise ValueError(f"unknown learning-rate schedule {name!r:.80}; valid schedules are "

@@ -29,8 +29,11 @@ Choices, and how they differ from scikit-learn
   penalty as scikit-learn's does (weights as they were before each batch's update).
 - **Loss scaling** as scikit-learn's: softmax cross-entropy and binary cross-entropy
   summed over outputs and averaged over rows; squared error halved (gradient
-  ``(ŷ - y)/h``). ``model_.loss`` keeps anyfc's loss names, so ``model_.save(path)``
-  (or ``anyfc.io.save(model_, path)``) works and a loaded model predicts the same.
+  ``(ŷ - y)/h``). These losses are registered (``anyfc.register``) as
+  ``sklearn.SoftmaxLogLoss``, ``sklearn.LogisticLogLoss`` and ``sklearn.HalfSquaredError``,
+  so ``model_.save(path)`` (or ``anyfc.io.save(model_, path)``) writes them and
+  ``anyfc.load`` rebuilds them (in a process
+  that imported ``anyfc.sklearn``), training on as scikit-learn would.
 - **solver**: ``"adam"`` is scikit-learn's Adam (ε added to ``√v`` before the bias
   correction of the step size, as scikit-learn does); ``"sgd"`` is momentum/Nesterov SGD
   with a constant learning rate (``learning_rate="constant"``); anyfc's ``"adamw"``,
@@ -107,7 +110,7 @@ from sklearn.utils import shuffle as sk_shuffle
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from . import _backend, activations, losses, optimizers
+from . import _backend, activations, losses, optimizers, registry
 from .layers import Activation, BatchNorm, Dense, Dropout, Layer, ReLU, Sigmoid, Tanh
 from .model import Sequential
 from .state import path
@@ -130,11 +133,13 @@ identity)."""
 # ---------------------------------------------------------------- losses, scaled as in scikit-learn
 
 
+@registry.register(name="sklearn.SoftmaxLogLoss")
 class _SoftmaxLogLoss(losses.SoftmaxCrossEntropy):
     """scikit-learn's ``log_loss`` with a softmax output: anyfc's softmax cross-entropy is
     already ``-(1/h) Σ t·log p`` with gradient ``(p - t)/h``."""
 
 
+@registry.register(name="sklearn.LogisticLogLoss")
 class _LogisticLogLoss(losses.BinaryCrossEntropy):
     """scikit-learn's ``binary_log_loss`` on logits ``z``: summed over the ``k`` outputs,
     mean over the ``h`` rows (anyfc's binary cross-entropy is the mean over all ``h·k``
@@ -166,6 +171,7 @@ class _LogisticLogLoss(losses.BinaryCrossEntropy):
         return grad if self.w is None else grad * self.w
 
 
+@registry.register(name="sklearn.HalfSquaredError")
 class _HalfSquaredError(losses.MeanSquaredError):
     """scikit-learn's ``squared_error``: ``E = ½·mean over all h·k entries of (ŷ - y)²``
     with scikit-learn's gradient ``∂E/∂ŷ = (ŷ - y)/h`` (for one output the gradient of E

@@ -25,10 +25,10 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import anyfc
-from anyfc.layers import Layer, register
+from anyfc.layers import Layer
 
 
-@register  # checkpoints may then rebuild it by its name
+@anyfc.register  # checkpoints may then rebuild it by its name
 class PReLU(Layer):
     """``y = max(x, 0) + α ⊙ min(x, 0)`` with a learned slope ``α`` per feature."""
 

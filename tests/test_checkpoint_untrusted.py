@@ -50,9 +50,13 @@ def _model(optimizer: Any = "adam", epochs: int = 1, backend: str = "numpy") -> 
 
 def _as_format_1(text: str) -> str:
     """The metadata of a Dense-only checkpoint in format 1 (sizes and activation at the
-    top of each layer), which load still reads: the hostile cases below edit it."""
+    top of each layer, the loss by its short name, the optimizer by its class name), which
+    load still reads: the hostile cases below edit it."""
     meta = json.loads(text)
     meta["format_version"] = 1
+    meta["loss"] = {"SoftmaxCrossEntropy": "softmax_cross_entropy"}[meta["loss"]["type"]]
+    optimizer = meta["optimizer"]
+    meta["optimizer"] = {"class": optimizer.pop("type"), **optimizer}
     layers = []
     for spec in meta["layers"]:
         config = spec["config"]
@@ -290,8 +294,8 @@ HOSTILE = [
     pytest.param(_meta_set(["loss"], None), r"__anyfc__\.loss", "None", id="loss-null"),
     pytest.param(_meta_set(["dtype"], "float16"), r"__anyfc__\.dtype", "float16",
                  id="dtype-float16"),
-    pytest.param(_meta_set(["format_version"], 3), r"format_version", "reads checkpoint format "
-                 "versions 1, 2", id="format-version-3"),
+    pytest.param(_meta_set(["format_version"], 4), r"format_version", "reads checkpoint format "
+                 "versions 1, 2, 3", id="format-version-4"),
     pytest.param(_meta_set(["format_version"], True), r"format_version", "is True",
                  id="format-version-true"),
     pytest.param(_meta_set(["format"], "keras"), r"__anyfc__\.format ", "not an anyfc",
@@ -638,9 +642,10 @@ def test_what_save_writes_np_load_reads_alike(tmp_path):
     assert names == {"__anyfc__", *model.state_dict(),
                      *("optimizer." + k for k in model.optimizer.state_dict()
                        if k not in ("t", "epoch"))}
-    assert meta["format"] == "anyfc" and meta["format_version"] == io.FORMAT_VERSION == 2
-    assert meta["optimizer"] == {"class": "Adam", "config": model.optimizer.config(), "t": 4,
+    assert meta["format"] == "anyfc" and meta["format_version"] == io.FORMAT_VERSION == 3
+    assert meta["optimizer"] == {"type": "Adam", "config": model.optimizer.config(), "t": 4,
                                  "epoch": model.optimizer.epoch}
+    assert meta["loss"] == {"type": "SoftmaxCrossEntropy", "config": {}}
 
 
 def test_round_trip_on_every_cpu_backend(cpu_bk, tmp_path):

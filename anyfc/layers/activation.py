@@ -50,7 +50,15 @@ class Activation(Layer):
         return self.activation.backward(self.xp, self.y, grad_y, self.x)
 
     def config(self) -> dict[str, Any]:
-        return {"activation": self.activation.config()}
+        return {"activation": activations.to_config(self.activation)}
+
+    @classmethod
+    def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        unknown = set(config) - {"activation"}
+        if unknown:
+            raise TypeError(f"{cls.__name__} takes no setting {sorted(map(str, unknown))[0]!r}")
+        activations.get(config.get("activation", "relu"))  # checks it (no arrays)
+        return {}
 
 
 class _Named(Activation):
@@ -68,6 +76,14 @@ class _Named(Activation):
         settings = self.activation.config()
         settings.pop("name")
         return settings
+
+    @classmethod
+    def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        for setting in ("name", "type"):  # the function is the class's
+            if setting in config:
+                raise TypeError(f"{cls.__name__} takes no setting {setting!r}")
+        activations.get({"name": cls.function, **config})  # checks the settings (no arrays)
+        return {}
 
 
 class ReLU(_Named):

@@ -12,7 +12,11 @@ A layer has
   needs; with ``training=False`` it keeps nothing (inference from many threads at once);
 - ``backward(grad_y, need_grad_x=True) -> ∂E/∂x`` (``None`` when not needed);
 - ``to(backend, device, dtype)``, ``shapes()`` (the shape each array must have) and
-  ``config()``, plain JSON data with which ``type(layer)(**config)`` builds it again;
+  ``config()``, plain JSON data with which ``type(layer)(**config)`` builds it again
+  (another anyfc object in it, such as an activation, stands as itself or as its
+  ``anyfc.registry`` spec);
+- ``array_shapes(config)``, a classmethod: the shapes a layer built from ``config`` would
+  have, and the config checked, without building anything (see ``Layer``);
 - ``place(backend, device, dtype)``, called by ``__init__``: where the layer lives (a
   layer without arrays needs nothing else to follow the model);
 - ``min_batch``: the fewest rows of a training batch it accepts (BatchNorm: 2);
@@ -24,6 +28,8 @@ A layer has
 
 A layer deep-copies and pickles: its arrays travel as host copies and come back on the
 same backend, device and dtype; what a training forward kept is dropped.
+
+Checkpoints name a layer class by the name it is registered under (``anyfc.register``).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numbers
 from types import ModuleType
 from typing import Any
 
-from .. import _backend, _validation
+from .. import _backend, _validation, registry
 
 Array = Any
 
@@ -58,7 +64,26 @@ def describe(a: Array) -> str:
 class Layer:
     """Base class of every layer: placement, moving, input checks. Subclasses set
     ``param_names``/``buffer_names``/``cache_names`` and write ``forward``, ``backward``,
-    ``shapes`` and ``config``."""
+    ``shapes`` and ``config``; ``@anyfc.register`` lets checkpoints rebuild them.
+
+    Checking a config never allocates. A checkpoint's configs are untrusted, so before a
+    layer is built from one, ``array_shapes(config)`` says which shapes its arrays will
+    have, and the file must hold exactly those arrays, read and checked, before the layer
+    is built: building then allocates no more than the file really holds. anyfc's layers
+    compute the shapes from the numbers and check every setting themselves. For your own
+    layer class without an ``array_shapes``, a checkpoint builds nothing either: it calls
+    your ``shapes()`` on a bare instance (``__init__`` not run) whose attributes are the
+    config's entries, so that works when ``shapes()`` reads only attributes named like
+    ``config()``'s keys (each constructor argument kept under its own name, as usual); the
+    other settings are checked by ``__init__`` when the layer is built, after its arrays
+    were found in the file. When ``shapes()`` needs more, or ``__init__`` allocates
+    anything besides the parameters and buffers ``shapes()`` describes, write a classmethod
+    ``array_shapes(config)`` that checks the config and returns the shapes without building
+    the layer (``Dense.array_shapes`` is one): without it, such a layer trains, but
+    ``save`` and ``load`` refuse it rather than build it from a file's numbers. A subclass
+    of one of anyfc's layers inherits that layer's ``array_shapes``: one that adds settings
+    or changes ``shapes()`` writes its own.
+    """
 
     param_names: tuple[str, ...] = ()
     buffer_names: tuple[str, ...] = ()
@@ -117,7 +142,7 @@ class Layer:
         if self._where is None:
             raise TypeError(
                 f"{type(self).__name__} was never placed: a layer's __init__ must call "
-                "self._place(backend, device, dtype) (see anyfc.layers.base.Layer)")
+                "self.place(backend, device, dtype) (see anyfc.layers.base.Layer)")
         return self._where
 
     @property
@@ -155,11 +180,41 @@ class Layer:
 
     @classmethod
     def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-        """``shapes()`` of the layer ``cls(**config)`` would build — checked config, and
-        for the built-in layers without allocating anything (checkpoints ask this of
-        untrusted configs before reading a byte of their arrays)."""
-        build: Any = cls
-        return dict(build(**config, backend="numpy").shapes())
+        """``shapes()`` of the layer ``cls(**config)`` would build, without building it or
+        allocating anything (checkpoints ask this of untrusted configs before reading a
+        byte of their arrays). anyfc's layers check every setting here. This default (see
+        the class docstring) runs ``shapes()`` on a bare instance holding the config's
+        entries as attributes; only where that cannot tell does it build the layer, for
+        the settings of a live layer (``fit`` and ``save`` check them with this): a
+        checkpoint's config is never built before its arrays are read
+        (``anyfc.registry.check`` asks the bare instance alone)."""
+        try:
+            return cls.bare_shapes(config)
+        except TypeError:
+            build: Any = cls
+            return dict(build(**config, backend="numpy").shapes())
+
+    @classmethod
+    def bare_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``shapes()`` of a bare instance (``__init__`` not run) whose attributes are the
+        config's entries: nothing is built. A ``TypeError`` when that cannot tell."""
+        name = cls.__name__
+        for setting in config:
+            if not isinstance(setting, str) or not setting.isidentifier() or (
+                    setting.startswith("_")):
+                raise TypeError(f"{name} takes no setting {setting!r:.80}")
+        try:
+            bare = object.__new__(cls)
+            vars(bare).update(config)
+            shapes = cls.shapes(bare)
+            return {str(k): tuple(v) for k, v in shapes.items()}
+        except Exception as exc:  # shapes() reads what the config does not hold, ...
+            raise TypeError(
+                f"the array shapes of a {name} cannot be worked out from its config without "
+                f"building it ({type(exc).__name__}: {str(exc)[:200]}): {name}.shapes() must "
+                f"read only attributes named like its config's keys, or {name} must have a "
+                "classmethod array_shapes(config) that checks the config and returns the "
+                "shapes (see anyfc.Layer)") from None
 
     def to(self, backend: str | ModuleType | None = None, device: Any = None,
            dtype: Any = None) -> Layer:
@@ -284,3 +339,18 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _array_shapes(cls: type, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """How ``anyfc.registry.check`` checks a layer's (untrusted) config: the class's own
+    ``array_shapes``, or for a class without one the bare instance only, never a build."""
+    layer_cls: type[Layer] = cls
+    if getattr(layer_cls.array_shapes, "__func__", None) is _DEFAULT_ARRAY_SHAPES:
+        return layer_cls.bare_shapes(config)
+    return layer_cls.array_shapes(config)
+
+
+_DEFAULT_ARRAY_SHAPES = Layer.array_shapes.__func__  # type: ignore[attr-defined]
+
+
+registry.declare("layer", Layer, "anyfc.Layer", check=_array_shapes)

@@ -36,8 +36,9 @@ class Dense(Layer):
         ``None``: no function, ``y = x·w + b``, as Keras's ``Dense`` and torch's
         ``Linear``; what a last layer feeding a softmax/sigmoid loss needs), ``"relu"``,
         ``"leaky_relu"``, ``"sigmoid"``, ``"tanh"``, ``"gelu"``, ``"silu"``
-        (``"swish"``), ``"elu"``, ``"softplus"`` or ``"softsign"``; a dict ``{"name": "leaky_relu", "alpha": 0.2}`` for settings, or an
-        ``anyfc.activations.Activation`` object (your own subclass too).
+        (``"swish"``), ``"elu"``, ``"softplus"`` or ``"softsign"``; a dict
+        ``{"name": "leaky_relu", "alpha": 0.2}`` for settings, or an
+        ``anyfc.activations.Activation`` object (your own registered subclass too).
     init : initialiser name (``"he"``, ``"xavier"``, ``"he_uniform"``, ...); default He
         for the ReLU family, Xavier otherwise.
     backend, device, dtype : where the parameters live (default: the default backend,
@@ -130,7 +131,7 @@ class Dense(Layer):
             raise TypeError(f"Dense takes no setting {sorted(unknown)[0]!r}")
         n_in, n_out = size("Dense", "n_in", config.get("n_in")), size(
             "Dense", "n_out", config.get("n_out"))
-        activations.get(config.get("activation", "relu"))
+        activations.get(config.get("activation", "relu"))  # short name, config, spec, object
         if "init" in config:
             if not isinstance(config["init"], str):
                 raise ValueError(f"Dense needs an initializer name, got {config['init']!r}")
@@ -138,8 +139,9 @@ class Dense(Layer):
         return {"w": (n_in, n_out), "b": (n_out,)}
 
     def config(self) -> dict[str, Any]:
+        # the activation in a form naming its exact class (activations.to_config)
         out: dict[str, Any] = {"n_in": self.n_in, "n_out": self.n_out,
-                               "activation": self.activation.config()}
+                               "activation": activations.to_config(self.activation)}
         if isinstance(self.init, str):
             out["init"] = self.init
         return out

@@ -33,17 +33,33 @@ class Dropout(Layer):
     def __init__(self, rate: float, seed: int | None = None, *,
                  backend: str | ModuleType | None = None, device: Any = None,
                  dtype: Any = "float32") -> None:
-        self.rate = real("Dropout", "rate", rate, 0.0, 1.0, high_open=True)
-        if seed is not None and (isinstance(seed, bool) or not hasattr(seed, "__index__")
-                                 or not 0 <= int(seed) < 2**31):
-            raise ValueError(f"Dropout needs an integer seed in [0, 2**31) or None, got "
-                             f"{seed!r}")
-        self.seed = None if seed is None else int(seed)
+        self.rate, self.seed = self._settings(rate, seed)
         # without a seed, a stream of its own, drawn once (reset_random restarts it)
         self._stream = random.fresh_seed() if seed is None else self.seed
         self.place(backend, device, dtype)
         self.rng: random.DeviceRandom | None = None
         self.mask: Array | None = None
+
+    @staticmethod
+    def _settings(rate: Any, seed: Any) -> tuple[float, int | None]:
+        """``(rate, seed)`` checked: 0 <= rate < 1, an integer seed in [0, 2**31) or
+        ``None``."""
+        rate = real("Dropout", "rate", rate, 0.0, 1.0, high_open=True)
+        if seed is not None and (isinstance(seed, bool) or not hasattr(seed, "__index__")
+                                 or not 0 <= int(seed) < 2**31):
+            raise ValueError(f"Dropout needs an integer seed in [0, 2**31) or None, got "
+                             f"{seed!r}")
+        return rate, None if seed is None else int(seed)
+
+    @classmethod
+    def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        unknown = set(config) - {"rate", "seed"}
+        if unknown:
+            raise TypeError(f"Dropout takes no setting {sorted(map(str, unknown))[0]!r}")
+        if "rate" not in config:
+            raise TypeError("Dropout needs its setting 'rate'")
+        cls._settings(config["rate"], config.get("seed"))
+        return {}
 
     def generator(self) -> random.DeviceRandom:
         """The mask's generator on the layer's device (made on first use, and again

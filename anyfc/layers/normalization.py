@@ -29,10 +29,12 @@ class _Norm(Layer):
     cache_names = ("x_hat", "inv_std")
     axis = 0
 
+    _config_keys: tuple[str, ...] = ("n", "eps")  # config()'s; array_shapes checks each
+
     def __init__(self, n: int, eps: float, backend: Any, device: Any, dtype: Any) -> None:
         name = type(self).__name__
         self.n = self.n_in = self.n_out = size(name, "n", n)
-        self.eps = real(name, "eps", eps, 0.0, float("inf"), low_open=True, high_open=True)
+        self.eps = self._eps(eps)
         xp, dev, dt = self.place(backend, device, dtype)
         self.gamma: Array = xp.ones((self.n,), dtype=dt, device=dev)
         self.beta: Array = xp.zeros((self.n,), dtype=dt, device=dev)
@@ -45,10 +47,24 @@ class _Norm(Layer):
         return {name: (self.n,) for name in self.param_names + self.buffer_names}
 
     @classmethod
+    def _eps(cls, eps: Any) -> float:
+        return real(cls.__name__, "eps", eps, 0.0, float("inf"), low_open=True,
+                    high_open=True)
+
+    @classmethod
+    def _momentum(cls, momentum: Any) -> float:
+        return real(cls.__name__, "momentum", momentum, 0.0, 1.0)
+
+    @classmethod
     def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        unknown = set(config) - set(cls._config_keys)
+        if unknown:
+            raise TypeError(f"{cls.__name__} takes no setting {sorted(map(str, unknown))[0]!r}")
         n = size(cls.__name__, "n", config.get("n"))
-        settings = {k: v for k, v in config.items() if k != "n"}
-        cls(1, **settings, backend="numpy")  # checks the other settings, allocates 4 numbers
+        if "eps" in config:
+            cls._eps(config["eps"])
+        if "momentum" in config:
+            cls._momentum(config["momentum"])
         return {name: (n,) for name in cls.param_names + cls.buffer_names}
 
     def _normalize(self, x: Array) -> tuple[Array, Array, Array, Array]:
@@ -88,13 +104,14 @@ class BatchNorm(_Norm):
     """
 
     buffer_names = ("running_mean", "running_var")
+    _config_keys = ("n", "momentum", "eps")
     min_batch = 2  # rows of a training batch: one row has no variance
 
     def __init__(self, n: int, momentum: float = 0.1, eps: float = 1e-5, *,
                  backend: str | ModuleType | None = None, device: Any = None,
                  dtype: Any = "float32") -> None:
         super().__init__(n, eps, backend, device, dtype)
-        self.momentum = real("BatchNorm", "momentum", momentum, 0.0, 1.0)
+        self.momentum = self._momentum(momentum)
         xp, dev, dt = self._placement()
         self.running_mean: Array = xp.zeros((self.n,), dtype=dt, device=dev)
         self.running_var: Array = xp.ones((self.n,), dtype=dt, device=dev)

@@ -26,7 +26,7 @@ import threading
 from collections import Counter, OrderedDict
 from typing import Any
 
-from .. import _backend
+from .. import _backend, registry
 from ..state import ModelState
 from . import compilers
 from .protocol import Model
@@ -147,31 +147,23 @@ def signature(model: Model, optimizer: Any) -> tuple[Any, ...]:
 
 
 def _ours(obj: Any) -> Any:
+    if obj is None:
+        return None
     return None if type(obj).__module__.startswith("anyfc.") else id(obj)
-
-
-def _held(obj: Any) -> tuple[Any, ...]:
-    """The classes of the configurable objects ``obj`` holds (a Dense's activation): a
-    subclass of a built-in keeps the built-in's name and config, never its class."""
-    return tuple((k, type(v), _ours(v)) for k, v in vars(obj).items()
-                 if hasattr(v, "config") and not isinstance(v, type))
 
 
 def _signature(model: Model, optimizer: Any, xp: Any, device: Any,
                compiler: Any) -> tuple[Any, ...]:
-    # repr of the settings, not JSON: a third of the time, and as exact (True, 1 and
-    # 1.0 stay apart; an object without a repr of its own is keyed by its address)
+    # registry.key: the exact class and the repr of the settings, nested objects (a
+    # layer's activation) by their own class (a subclass of ReLU never shares ReLU's step)
     # a layer's seed only starts its generator, whose state goes in as an argument (or
     # its draws do): models alike but for their seeds share one step
-    layers = tuple((type(layer), _ours(layer), _held(layer),
-                    repr([(k, v) for k, v in layer.config().items() if k != "seed"]))
+    layers = tuple((registry.key(layer, ignore=("seed",)), _ours(layer),
+                    _ours(getattr(layer, "activation", None)))
                    for layer in model.layers)
-    settings = repr([(k, v) for k, v in optimizer.config().items() if k != "lr"])
     loss = model.loss
-    loss_settings = repr([(k, v) for k, v in vars(loss).items()
-                          if v is None or isinstance(v, (bool, int, float, str))])
-    return (layers, type(loss), _ours(loss), loss_settings, type(optimizer), _ours(optimizer),
-            settings, xp, str(device), _backend.dtype_name(model.dtype), compiler,
+    return (layers, registry.key(loss), _ours(loss), registry.key(optimizer, ignore=("lr",)),
+            _ours(optimizer), xp, str(device), _backend.dtype_name(model.dtype), compiler,
             _backend.get_precision())
 
 
