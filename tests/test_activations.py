@@ -3,10 +3,10 @@ central finite differences in float64, on every backend."""
 
 import numpy as np
 import pytest
-from conftest import numeric_grad, rel_error
 
 import anyfc
 from anyfc import activations
+from anyfc.testing import numeric_grad, rel_error
 
 REFERENCE = {
     "identity": lambda u: u,

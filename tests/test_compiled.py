@@ -36,17 +36,6 @@ def _compiler_for(bk) -> str:
     return mode
 
 
-@pytest.fixture
-def restore_settings():
-    """Put the step compilers and the precision back as they were."""
-    chosen = dict(_backend._step_compiler)
-    precision = _backend.get_precision()
-    yield
-    _backend._step_compiler.clear()
-    _backend._step_compiler.update(chosen)
-    _backend.set_precision(precision)
-
-
 def _model(bk, width: int = 6) -> anyfc.Sequential:
     """Dense → BatchNorm → Dropout → Dense(tanh) → Dropout → Dense, float64, seeded."""
     kw = {"backend": bk.name, "device": bk.device_name, "dtype": "float64"}

@@ -10,10 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import anyfc
-
-RNG = np.random.default_rng(7)
-X_OK = RNG.standard_normal((10, 4))
-Y_OK = RNG.integers(0, 3, 10)
+from tests.helpers.errors import RNG, X_OK, Y_OK, _model, _state
 
 
 def _with(a, index, value, dtype=None):
@@ -70,23 +67,6 @@ CASES = [
                                            verbose=0), ValueError, "validation X has 3 features"),
     ("predict batch", "ce", lambda m: m.predict(X_OK, batch_size=0), ValueError, "batch_size"),
 ]
-LOSSES = {"ce": "softmax_cross_entropy", "bce": "binary_cross_entropy",
-          "mse": "mean_squared_error"}
-
-
-def _model(bk, loss):
-    model = anyfc.Sequential([bk.dense(4, 5, seed=0), bk.dense(5, 3, "identity", seed=1)],
-                             loss=LOSSES[loss])
-    y = {"ce": Y_OK, "bce": np.eye(3)[Y_OK], "mse": np.zeros((10, 3))}[loss]
-    model.fit(X_OK, y, epochs=1, batch_size=4, optimizer=anyfc.optimizers.Adam(0.01), verbose=0)
-    return model
-
-
-def _state(model):
-    params = {k: anyfc.to_numpy(v) for k, v in model.state_dict().items()}
-    opt = {f"{s}.{k}": anyfc.to_numpy(v) for s, d in model.optimizer.state.items()
-           for k, v in d.items()}
-    return params, opt, model.optimizer.t, type(model.optimizer)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

@@ -9,17 +9,7 @@ import pytest
 
 import anyfc
 from anyfc import _backend, checkpoint
-
-
-def _trained(bk, optimizer=None, seed=0):
-    rng = np.random.default_rng(seed)
-    model = anyfc.Sequential(
-        [bk.dense(6, 8, "leaky_relu", seed=0), bk.dense(8, 3, "identity", seed=1)],
-        dtype="float64")
-    X, y = rng.standard_normal((40, 6)), rng.integers(0, 3, 40)
-    model.fit(X, y, epochs=2, batch_size=8, optimizer=optimizer or anyfc.optimizers.Adam(0.01),
-              shuffle=False, verbose=0)
-    return model, X, y
+from tests.helpers.checkpoints import _trained, anyfc_numpy
 
 
 def test_save_on_each_backend_load_on_every_other(cpu_bk, tmp_path, rng):
@@ -66,14 +56,6 @@ def test_model_to_moves_parameters_and_optimizer_state(bk, rng):
 def test_dense_to_changes_dtype(bk):
     layer = bk.dense(3, 2, seed=0).to(bk.name, bk.device_name, "float32")
     assert layer.w.dtype == bk.xp.float32 and layer.b.dtype == bk.xp.float32
-
-
-def anyfc_numpy():
-    class _B:
-        @staticmethod
-        def dense(*a, **k):
-            return anyfc.Dense(*a, backend="numpy", dtype="float64", **k)
-    return _B
 
 
 def test_state_dict_round_trip_and_mismatch_leaves_model_unchanged(rng):

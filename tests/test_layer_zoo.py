@@ -10,8 +10,7 @@ import pytest
 import anyfc
 from anyfc import _backend
 from anyfc.testing import check_layer
-
-RNG = np.random.default_rng(5)
+from tests.helpers.zoo import RNG, _zoo_model
 
 
 def _np_act(name, u, alpha=None):
@@ -136,15 +135,6 @@ def test_batchnorm_matches_torch_batchnorm1d():
     x = RNG.standard_normal((4, 5))
     np.testing.assert_allclose(ours.forward(x, training=False),
                                theirs(torch.tensor(x)).detach().numpy(), rtol=1e-10)
-
-
-def _zoo_model(bk, dtype="float64"):
-    where = {"backend": bk.name, "device": bk.device_name, "dtype": dtype}
-    return anyfc.Sequential([
-        anyfc.Dense(6, 16, None, seed=0, **where), anyfc.BatchNorm(16, **where),
-        anyfc.ReLU(**where), anyfc.Dropout(0.2, seed=4, **where),
-        anyfc.Dense(16, 8, "gelu", seed=1, **where), anyfc.LayerNorm(8, **where),
-        anyfc.Dense(8, 3, "identity", seed=2, **where)])
 
 
 def test_a_model_of_every_layer_trains_saves_loads_and_moves(bk, tmp_path):

@@ -3,10 +3,10 @@ initialisation identical on every backend, dtype/device kept."""
 
 import numpy as np
 import pytest
-from conftest import numeric_grad, rel_error
 
 import anyfc
 from anyfc import _backend, initializers
+from anyfc.testing import numeric_grad, rel_error
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu", "identity"])

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import numeric_grad, rel_error
 
 import anyfc
 from anyfc import losses
+from anyfc.testing import numeric_grad, rel_error
 
 
 def _softmax_ce(z, labels):

@@ -2,16 +2,11 @@
 
 import numpy as np
 import pytest
-from conftest import numeric_grad, rel_error
 
 import anyfc
 from anyfc import _backend
-
-
-def _net(bk, loss="softmax_cross_entropy", n_out=3):
-    layers = [bk.dense(4, 5, "tanh", seed=0), bk.dense(5, 4, "relu", seed=1),
-              bk.dense(4, n_out, "identity", seed=2)]
-    return anyfc.Sequential(layers, loss=loss)
+from anyfc.testing import numeric_grad, rel_error
+from tests.helpers.model import _net
 
 
 @pytest.mark.parametrize("loss", ["softmax_cross_entropy", "binary_cross_entropy",

@@ -23,16 +23,7 @@ import pytest
 
 import anyfc
 from anyfc import _backend
-
-AVAILABLE = anyfc.available_backends()
-BASE = np.arange(12, dtype=np.float32).reshape(4, 3)  # exact in every float dtype
-
-
-def _needs(*names: str) -> list[Any]:
-    missing = [n for n in names if n not in AVAILABLE]
-    return [pytest.mark.skip(reason=f"backend {', '.join(missing)} not available here")] if (
-        missing) else []
-
+from tests.helpers.transfers import AVAILABLE, BASE, _needs
 
 # ---------------------------------------------------------------- sources and targets
 
@@ -172,9 +163,8 @@ def test_every_source_reaches_every_target(source: str, target: str, device: str
         check_transfer(source, target, device, copy, dtype, tmp_path)
         return
     _assert_survives(f"""
-        import pathlib, sys
-        sys.path.insert(0, "tests")
-        from test_transfers import check_transfer
+        import pathlib
+        from tests.test_transfers import check_transfer
         check_transfer({source!r}, {target!r}, {device!r}, {copy!r}, {dtype!r},
                        pathlib.Path({str(tmp_path)!r}))
     """)

@@ -3,69 +3,13 @@ differences, and the checks of ``_validation.sample_weight`` / ``_validation.cla
 
 import numpy as np
 import pytest
-from conftest import numeric_grad, rel_error
 
 import anyfc
 from anyfc import _backend, _validation, losses
-
-# ---------------------------------------------------------------- NumPy references
-
-
-def _log_softmax(z):
-    m = z - z.max(axis=1, keepdims=True)
-    return m - np.log(np.exp(m).sum(axis=1, keepdims=True))
-
-
-def _ref_softmax_ce(z, labels, w):
-    """E = -(1/h) Σ_k w_k log p_{k, label_k}"""
-    e = -_log_softmax(z)[np.arange(len(labels)), labels]
-    return np.sum(w * e) / z.shape[0]
-
-
-def _ref_bce(z, t, w):
-    """E = (1/(h·c)) Σ_k w_k Σ_j -(t log p + (1-t) log(1-p))"""
-    t = t.reshape(z.shape)
-    p = 1 / (1 + np.exp(-z))
-    e = -(t * np.log(p) + (1 - t) * np.log(1 - p))
-    return np.sum(w[:, None] * e) / z.size
-
-
-def _ref_mse(z, t, w):
-    """E = (1/(h·c)) Σ_k w_k Σ_j (z - t)²"""
-    return np.sum(w[:, None] * (z - t.reshape(z.shape)) ** 2) / z.size
-
-
-def _cases(rng):
-    z = rng.standard_normal((6, 4)) * 2
-    labels = rng.integers(0, 4, size=6)
-    onehot = np.eye(4)[labels]
-    bits = rng.integers(0, 2, size=(6, 4)).astype(np.float64)
-    target = rng.standard_normal((6, 4))
-    return {
-        "softmax_cross_entropy": (z, labels, lambda w: _ref_softmax_ce(z, labels, w)),
-        "softmax_cross_entropy/onehot": (z, onehot, lambda w: _ref_softmax_ce(z, labels, w)),
-        "binary_cross_entropy": (z, bits, lambda w: _ref_bce(z, bits, w)),
-        "binary_cross_entropy/1d": (z[:, :1], bits[:, 0],
-                                    lambda w: _ref_bce(z[:, :1], bits[:, 0], w)),
-        "mean_squared_error": (z, target, lambda w: _ref_mse(z, target, w)),
-    }
-
+from anyfc.testing import numeric_grad, rel_error
+from tests.references import _cases, _host, _target, _weights
 
 CASES = list(_cases(np.random.default_rng(0)))
-
-
-def _target(bk, t):
-    return bk.asarray(t, None if t.dtype.kind == "i" else "float64")
-
-
-def _weights(rng, h=6):
-    w = rng.uniform(0.1, 3.0, size=h)
-    w[2] = 0.0  # one row that does not count
-    return w
-
-
-def _host(a):
-    return anyfc.to_numpy(a)
 
 
 # ---------------------------------------------------------------- the weighted loss math
