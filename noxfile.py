@@ -51,12 +51,13 @@ WORKERS = ["-n", "2"]
 
 # The tests that need two array libraries in one process (data of one library into a
 # model of another, a checkpoint saved on one and loaded on each other, moving a model
-# with its optimizer state across libraries). The per-backend sessions install one
-# library each, so these skip there, with the reason shown; the cross session runs them.
-CROSS_FILES = ["tests/test_transfers.py", "tests/test_model.py", "tests/test_io.py",
-               "tests/test_references.py"]
-CROSS_SELECT = ("test_transfers or inputs_from_other_libraries or load_on_every_other"
-                " or cross_library")
+# with its optimizer state across libraries, arrays moved from every library to every
+# other). The per-backend sessions install one library each, so these skip there, with
+# the reason shown; the cross session runs them. They are marked `cross` wherever they
+# live (tests/backend/test_transfers.py, test_devices.py and test_compilers.py,
+# tests/training/test_step.py, tests/test_model.py, tests/test_io.py).
+CROSS_FILES = ["tests"]
+CROSS_SELECT = "cross"  # a marker expression (pytest -m)
 CROSS_IDS = ["numpy", "array_api_strict", "array_api_strict:device1", "torch", "jax", "dask"]
 
 # Mutation testing (mutmut): the files mutated, as globs relative to the repository root.
@@ -67,16 +68,28 @@ MUTATE = ["anyfc/layers/*", "anyfc/activations.py", "anyfc/initializers.py",
           "anyfc/optimizers.py", "anyfc/losses.py", "anyfc/training/loop.py",
           "anyfc/training/callbacks.py", "anyfc/_metrics.py"]
 # The tests each mutant runs (on the NumPy backend only): those that exercise the math and
-# the training loop in this process. Left out: tests that start subprocesses, which would
-# import the unmutated code or none (examples, transfers, onnx, sklearn,
-# checkpoint_untrusted), that need other libraries (dask, compiled), and those that read
-# the sources mutmut rewrites (purity, import_graph).
+# the training loop in this process. Left out: the backend plumbing (tests/backend/ but
+# for kernels and lazy arrays), tests that start subprocesses, which would import the
+# unmutated code or none (project/test_examples.py, onnx, sklearn, backend/transfers, the
+# hostile files of test_checkpoint.py), that need other libraries (dask, the compiled
+# steps of training/test_step.py), and those that read the sources mutmut rewrites
+# (project/). Files that mix both kinds name their tests.
 MUTATION_TESTS = [
-    "tests/test_activations.py", "tests/test_layers.py", "tests/test_layer_zoo.py",
-    "tests/test_losses.py", "tests/test_weighted_losses.py", "tests/test_model.py",
-    "tests/test_training.py", "tests/test_optimizers.py", "tests/test_schedules.py",
-    "tests/test_clipping.py", "tests/test_errors.py", "tests/test_hostile.py",
-    "tests/test_io.py", "tests/test_references.py", "tests/test_properties.py",
+    "tests/test_activations.py", "tests/test_initializers.py", "tests/layers/",
+    "tests/test_losses.py", "tests/test_optimizers.py", "tests/test_schedules.py",
+    "tests/test_model.py", "tests/test_io.py", "tests/test_info.py", "tests/test_metrics.py",
+    "tests/test_validation.py", "tests/test_testing.py", "tests/training/test_loop.py",
+    "tests/training/test_data.py", "tests/training/test_callbacks.py",
+    "tests/training/test_history.py", "tests/backend/test_kernels.py",
+    "tests/backend/test_lazy.py",
+    "tests/test_checkpoint.py::test_a_pickle_is_refused_without_running_it",
+    "tests/test_checkpoint.py::test_missing_foreign_and_corrupt_files",
+    "tests/test_checkpoint.py::test_interrupted_save_keeps_the_old_checkpoint",
+    "tests/test_dask.py::test_data_parallel_refuses_coupled_layers",
+    "tests/training/test_step.py::test_schedules_and_rate_changes_never_recompile_the_jax_step",
+    "tests/training/test_step.py::test_changing_the_model_between_fits_trains_the_new_model",
+    "tests/training/test_step.py::test_models_alike_share_one_compiled_step_and_others_do_not",
+    "tests/training/test_step.py::test_jax_trains_past_two_to_the_31_steps",
 ]
 
 
@@ -112,7 +125,7 @@ def cross(session: nox.Session) -> None:
     """The cross-library tests, with every CPU library installed together."""
     session.install(TORCH)
     session.install("-e", ".[test,jax,dask,strict]")
-    session.run("pytest", *RANDOM_ORDER, *WORKERS, *CROSS_FILES, "-k", CROSS_SELECT,
+    session.run("pytest", *RANDOM_ORDER, *WORKERS, *CROSS_FILES, "-m", CROSS_SELECT,
                 *session.posargs,
                 env={"ANYFC_TEST_BACKENDS": ",".join(CROSS_IDS)})
 

@@ -24,7 +24,7 @@ import pytest  # noqa: E402
 
 import anyfc  # noqa: E402
 from anyfc import _backend  # noqa: E402
-from anyfc.testing import numeric_grad, rel_error  # noqa: E402,F401  (used by the tests)
+from anyfc.training import compilers  # noqa: E402
 
 ALL_IDS = (
     "numpy",
@@ -163,3 +163,14 @@ def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     X_train, X_test, y_train, y_test = train_test_split(
         X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
     return X_train, X_test, y_train, y_test
+
+
+@pytest.fixture
+def restore_settings():
+    """Put the step compilers and the precision back as they were."""
+    chosen = dict(compilers.CHOSEN)
+    precision = _backend.get_precision()
+    yield
+    compilers.CHOSEN.clear()
+    compilers.CHOSEN.update(chosen)
+    _backend.set_precision(precision)

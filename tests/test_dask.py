@@ -1,12 +1,13 @@
-"""Data larger than memory: Dask arrays streamed to in-memory models, data-parallel
-training over chunks (default scheduler and a 2-worker LocalCluster), lazy predict.
-These run under the ``dask`` backend id."""
+"""Data larger than memory (anyfc._dask): Dask arrays streamed to in-memory models,
+data-parallel training over chunks (default scheduler and a 2-worker LocalCluster), lazy
+predict, what data-parallel training refuses. These run under the ``dask`` backend id."""
 
 import numpy as np
 import pytest
 
 import anyfc
 from anyfc import _dask as dask_mechanics
+from tests.helpers.zoo import RNG
 
 
 def _model(dtype="float64", backend="numpy"):
@@ -101,3 +102,14 @@ def test_bad_dask_data_is_refused_before_training(dask_bk, digits):
     with pytest.raises(ValueError, match="unknown strategy"):
         model.fit(X[:400], y[:400], strategy="horovod", verbose=0)
     np.testing.assert_array_equal(anyfc.to_numpy(model.layers[0].w), w)
+
+
+def test_data_parallel_refuses_coupled_layers():
+    da = pytest.importorskip("dask.array")
+    model = anyfc.Sequential([anyfc.Dense(4, 4, seed=0), anyfc.BatchNorm(4),
+                              anyfc.Dense(4, 3, "identity", seed=1)])
+    X = da.from_array(RNG.standard_normal((20, 4)), chunks=10)
+    with pytest.raises(ValueError, match=r"layers 1 \(BatchNorm\)"):
+        model.fit(X, da.from_array(RNG.integers(0, 3, 20), chunks=10),
+                  strategy="data_parallel", verbose=0)
+    assert model.optimizer is None

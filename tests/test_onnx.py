@@ -16,12 +16,11 @@ onnx = pytest.importorskip("onnx", reason="ONNX export tests need onnx: pip inst
 ort = pytest.importorskip(
     "onnxruntime", reason="ONNX export tests need onnxruntime: pip install 'anyfc[onnx]'")
 
-from conftest import Backend  # noqa: E402
-
 import anyfc  # noqa: E402
 import anyfc.onnx  # noqa: E402
 from anyfc import activations  # noqa: E402
 from anyfc import layers as L  # noqa: E402
+from tests.conftest import Backend  # noqa: E402
 
 ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "identity", "gelu", "silu", "elu",
                "softplus", "softsign"]

@@ -1,6 +1,6 @@
 """Learning-rate schedules: each value against its equation, per-step and per-epoch
-schedules driving an optimizer, configurations that round-trip (and refuse what no
-schedule takes), and the optimizer's ``lr``/``epoch`` bookkeeping."""
+schedules driving an optimizer, and configurations that round-trip (and refuse what no
+schedule takes). The optimizer's own ``lr``/``epoch`` bookkeeping: tests/test_optimizers.py."""
 
 from __future__ import annotations
 
@@ -269,49 +269,3 @@ def test_every_optimizer_takes_a_schedule_or_its_config(cls):
         again = cls(**json.loads(json.dumps(config)))
         assert again.config() == config and again.lr == sched
         assert repr(opt).startswith(f"{cls.__name__}(lr=ExponentialDecay(lr=0.05")
-
-
-def test_lr_can_be_set_later_and_is_checked():
-    opt = optimizers.SGD(0.1)
-    opt.lr = 0.01
-    assert opt.lr == 0.01 and opt.learning_rate() == 0.01
-    opt.lr = {"name": "constant", "lr": 0.2}
-    assert opt.lr == Constant(0.2) and opt.learning_rate() == 0.2
-    opt.lr = np.float32(0.5)
-    assert type(opt.lr) is float and opt.lr == 0.5
-    for bad, error in ((-1, ValueError), (math.nan, ValueError), (math.inf, ValueError),
-                       ("0.1", ValueError), (None, ValueError), ({"name": "nope"}, ValueError),
-                       ({"name": "constant", "lr": 0}, ValueError)):
-        with pytest.raises(error, match="lr|schedule"):
-            opt.lr = bad
-        assert opt.lr == 0.5  # unchanged
-    opt.lr = 0  # a rate of 0 freezes training (the constructor wants a positive one)
-    assert opt.lr == 0.0 and opt.learning_rate() == 0.0
-
-
-def test_state_dict_carries_the_epoch():
-    opt = optimizers.SGD(StepDecay(0.1, 1, per="epoch"))
-    opt.end_epoch()
-    opt.end_epoch()
-    assert opt.state_dict() == {"t": 0, "epoch": 2}
-    fresh = optimizers.SGD(StepDecay(0.1, 1, per="epoch"))
-    fresh.load_state_dict(opt.state_dict())
-    assert fresh.epoch == 2 and fresh.learning_rate() == pytest.approx(0.001, rel=1e-15)
-    fresh.load_state_dict({"t": 3})  # older state dicts have no epoch
-    assert (fresh.t, fresh.epoch) == (3, 0)
-
-
-@pytest.mark.parametrize("epoch", [-1, 1.0, True, "2", None, 2**53 + 1])
-def test_load_state_dict_refuses_a_bad_epoch_and_changes_nothing(epoch):
-    opt = optimizers.SGD(0.1)
-    opt.t, opt.epoch = 5, 4
-    with pytest.raises(ValueError, match="epoch"):
-        opt.load_state_dict({"t": 1, "epoch": epoch})
-    assert (opt.t, opt.epoch) == (5, 4)
-
-
-def test_config_leaves_out_what_training_changes():
-    opt = optimizers.Adam(0.01)
-    opt.t, opt.epoch = 3, 2
-    assert set(opt.config()) == {"lr", "weight_decay", "clipnorm", "clipvalue", "beta1",
-                                 "beta2", "eps"}

@@ -17,7 +17,6 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from conftest import CPU_IDS, SELECTED, SKIPPED  # noqa: E402
 from sklearn import clone, config_context  # noqa: E402
 from sklearn.datasets import load_digits, make_classification, make_regression  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
@@ -29,6 +28,7 @@ from sklearn.utils.estimator_checks import estimator_checks_generator  # noqa: E
 import anyfc  # noqa: E402
 from anyfc import _backend  # noqa: E402
 from anyfc.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+from tests.conftest import CPU_IDS, SELECTED, SKIPPED  # noqa: E402
 
 # ---------------------------------------------------------------- scikit-learn's check suite
 

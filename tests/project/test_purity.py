@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent / "anyfc"
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[2] / "anyfc"
 # the math: modules, and every module of the packages among them (anyfc/layers/)
 MATH = [p.relative_to(PACKAGE_DIR).with_suffix("").as_posix() for name in
         ("activations", "initializers", "layers", "losses", "optimizers", "metrics",

@@ -1,9 +1,10 @@
-"""Checkpoints read like untrusted input and written safely.
+"""anyfc.checkpoint: checkpoints read like untrusted input and written safely.
 
 Every hostile file below is built by hand (zipfile, numpy.lib.format, or raw zip records)
 and must be refused with a ValueError naming the file and the entry — never a crash,
-another exception type, a silent wrong answer, or gigabytes of memory. Saving refuses a
-model that load would refuse, before the old file is touched.
+another exception type, a silent wrong answer, or gigabytes of memory; nothing in a file
+ever runs (pickles refused unread). Saving refuses a model that load would refuse, before
+the old file is touched, and an interrupted save keeps the old checkpoint.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import anyfc
-from anyfc import io
+from anyfc import checkpoint, io
+from tests.helpers.checkpoints import _trained, anyfc_numpy
 
 RNG = np.random.default_rng(3)
 X = RNG.standard_normal((32, 6))
@@ -357,6 +359,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("mutate, entry, problem", HOSTILE)
 def test_a_hostile_file_is_refused_naming_the_file_and_the_entry(
         good, tmp_path, mutate, entry, problem):
@@ -420,6 +423,7 @@ FILES = [
 ]
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("build, pattern", FILES)
 def test_a_broken_archive_is_refused(good, tmp_path, build, pattern):
     text, arrays = good
@@ -431,6 +435,7 @@ def test_a_broken_archive_is_refused(good, tmp_path, build, pattern):
         _refused(path, pattern)
 
 
+@pytest.mark.hostile
 def test_a_truncated_checkpoint_at_every_length_is_refused(tmp_path):
     """Cut at any byte: a ValueError, never another exception (and never a model)."""
     path = tmp_path / "model.npz"
@@ -478,6 +483,7 @@ BOMBS = [
 ]
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("name, kind, square, pattern", BOMBS)
 def test_a_zip_bomb_is_refused_fast_and_in_little_memory(good, tmp_path, name, kind, square,
                                                          pattern):
@@ -550,6 +556,7 @@ CRASHERS = [
 ]
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("meta_text, weight, pattern", CRASHERS)
 def test_crash_type_input_is_a_value_error_in_a_surviving_interpreter(good, tmp_path,
                                                                       meta_text, weight,
@@ -564,6 +571,7 @@ def test_crash_type_input_is_a_value_error_in_a_surviving_interpreter(good, tmp_
     assert re.search(pattern, out), out
 
 
+@pytest.mark.hostile
 def test_random_corruption_gives_a_value_error_or_a_model_never_a_crash(tmp_path):
     """200 checkpoints with a few bytes flipped, all loaded in one fresh interpreter."""
     _model().save(tmp_path / "good.npz")
@@ -597,6 +605,7 @@ def test_random_corruption_gives_a_value_error_or_a_model_never_a_crash(tmp_path
 # ---------------------------------------------------------------- what still loads
 
 
+@pytest.mark.hostile
 def test_files_written_like_format_version_1_load(good, tmp_path):
     """Byte layout of the v1 writer (np.savez), np.savez_compressed, Fortran-order and
     big-endian arrays, Adam before its first step, SGD without momentum (no state)."""
@@ -633,6 +642,7 @@ def test_files_written_like_format_version_1_load(good, tmp_path):
     loaded.fit(X, Y, epochs=1, verbose=0)
 
 
+@pytest.mark.hostile
 def test_what_save_writes_np_load_reads_alike(tmp_path):
     model = _model()
     model.save(tmp_path / "m.npz")
@@ -648,6 +658,7 @@ def test_what_save_writes_np_load_reads_alike(tmp_path):
     assert meta["loss"] == {"type": "SoftmaxCrossEntropy", "config": {}}
 
 
+@pytest.mark.hostile
 def test_round_trip_on_every_cpu_backend(cpu_bk, tmp_path):
     for optimizer in (anyfc.optimizers.Adam(0.01), anyfc.optimizers.SGD(0.05), None):
         model = anyfc.Sequential([cpu_bk.dense(6, 8, "leaky_relu", seed=0),
@@ -734,6 +745,7 @@ SAVE_REFUSALS = [
 ]
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("spoil, pattern", SAVE_REFUSALS)
 def test_save_refuses_what_load_would_refuse_and_keeps_the_old_file(tmp_path, spoil, pattern):
     path = tmp_path / "model.npz"
@@ -749,6 +761,7 @@ def test_save_refuses_what_load_would_refuse_and_keeps_the_old_file(tmp_path, sp
     assert os.listdir(tmp_path) == ["model.npz"]
 
 
+@pytest.mark.hostile
 def test_save_accepts_numpy_scalar_hyper_parameters(tmp_path):
     model = _model()
     model.optimizer.lr = np.float32(0.02)  # set after construction, bypassing its check
@@ -756,6 +769,7 @@ def test_save_accepts_numpy_scalar_hyper_parameters(tmp_path):
     assert anyfc.load(tmp_path / "m.npz").optimizer.lr == pytest.approx(0.02)
 
 
+@pytest.mark.hostile
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 def test_save_keeps_permissions_and_new_files_follow_the_umask(tmp_path):
     path = tmp_path / "model.npz"
@@ -778,6 +792,7 @@ def test_save_keeps_permissions_and_new_files_follow_the_umask(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o604
 
 
+@pytest.mark.hostile
 @pytest.mark.skipif(os.name != "posix", reason="symbolic links")
 def test_save_writes_through_a_symbolic_link(tmp_path):
     (tmp_path / "store").mkdir()
@@ -799,6 +814,7 @@ def test_save_writes_through_a_symbolic_link(tmp_path):
     assert dangling.is_symlink() and (tmp_path / "store" / "new.npz").is_file()
 
 
+@pytest.mark.hostile
 def test_load_errors_are_checkpoint_errors_and_value_errors(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"PK\x03\x04")
     with pytest.raises(io.CheckpointError):
@@ -806,6 +822,7 @@ def test_load_errors_are_checkpoint_errors_and_value_errors(tmp_path):
     assert issubclass(io.CheckpointError, ValueError)
 
 
+@pytest.mark.hostile
 @pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB, as on Linux")
 def test_a_zip_bomb_leaves_the_resident_memory_alone(good, tmp_path):
     """The same in a fresh interpreter, by its peak resident memory (which also counts
@@ -851,6 +868,7 @@ PLACES = [("format",), ("format_version",), ("loss",), ("dtype",), ("layers",),
           ("optimizer", "config", "nesterov"), ("optimizer", "t")]
 
 
+@pytest.mark.hostile
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(place=st.sampled_from(PLACES), value=JSON)
@@ -868,6 +886,7 @@ def test_any_json_value_anywhere_in_the_metadata_is_a_value_error_or_a_model(
         assert [layer.n_in for layer in model.layers] == [6, 8]
 
 
+@pytest.mark.hostile
 def test_members_of_mixed_float_dtypes_load_in_the_metadata_dtype(good, tmp_path):
     text, arrays = good
     mixed = {k: (v.astype(np.float32) if k.endswith((".b", ".m")) else v)
@@ -875,3 +894,63 @@ def test_members_of_mixed_float_dtypes_load_in_the_metadata_dtype(good, tmp_path
     model = anyfc.load(_write(tmp_path / "mixed.npz", text, mixed))
     assert all(layer.w.dtype == layer.b.dtype == np.float64 for layer in model.layers)
     assert model.optimizer.state["layers.0.w"]["m"].dtype == np.float64
+
+
+# ---------------------------------------------------------------- not a checkpoint, cut saves
+
+
+class _Boom:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "ran"
+    raw = tmp_path / "evil.npz"
+    raw.write_bytes(pickle.dumps(_Boom(str(marker))))
+    with pytest.raises(ValueError, match="pickle"):
+        anyfc.load(raw)
+    inner = tmp_path / "evil_inner.npz"
+    np.savez(inner, __anyfc__=np.array([_Boom(str(marker))], dtype=object))
+    with pytest.raises(ValueError, match="pickle"):
+        anyfc.load(inner)
+    assert not marker.exists()
+
+
+def test_missing_foreign_and_corrupt_files(tmp_path, rng):
+    with pytest.raises(FileNotFoundError):
+        anyfc.load(tmp_path / "nope.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ValueError, match="not an anyfc checkpoint"):
+        anyfc.load(tmp_path / "text.npz")
+    np.savez(tmp_path / "foreign.npz", a=np.ones(3))
+    with pytest.raises(ValueError, match="__anyfc__"):
+        anyfc.load(tmp_path / "foreign.npz")
+    model, _, _ = _trained(anyfc_numpy())
+    model.save(tmp_path / "ok.npz")
+    data = (tmp_path / "ok.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not an anyfc checkpoint"):
+        anyfc.load(tmp_path / "truncated.npz")
+
+
+def test_interrupted_save_keeps_the_old_checkpoint(tmp_path, rng, monkeypatch):
+    model, X, _ = _trained(anyfc_numpy())
+    path = tmp_path / "model.npz"
+    model.save(path)
+    old = path.read_bytes()
+
+    def broken_savez(f, **arrays):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.np, "savez", broken_savez)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    assert path.read_bytes() == old
+    assert os.listdir(tmp_path) == ["model.npz"]  # no temporary file left behind

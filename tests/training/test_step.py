@@ -1,12 +1,15 @@
-"""Compiled training steps against the eager reference, the step-compiler interface, and
-the precision policy.
+"""anyfc.training.step: compiled training steps against the eager reference, and when a
+step is compiled again.
 
 Each backend's compiled step (JAX: ``jax.jit``; torch: ``torch.compile``, off by default)
 must give the eager step's losses, parameters, BatchNorm running statistics, optimizer
 state and dropout streams on the same model, batches and seeds (float64, so the only
 differences are rounding). ``torch.compile`` needs a C++ compiler and takes seconds per
 graph on a CPU: its test compiles three graphs (the first step, whose optimizer state is
-still empty, the next, and a shorter last batch).
+still empty, the next, and a shorter last batch). A step is rebuilt when what it closed
+over changes, shared by models alike, never rebuilt for a new learning rate, a schedule
+or a dropout seed; JAX's asks for full float32 products; it deletes nothing a caller
+holds.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ import numpy as np
 import pytest
 
 import anyfc
-from anyfc import _backend
-from anyfc._backend import precision as precision_policy
+from anyfc import _backend, schedules
+from anyfc.callbacks import LearningRateScheduler, ReduceLROnPlateau
+from anyfc.optimizers import SGD, Adam
 from anyfc.training import compilers
 from anyfc.training import step as step_module
+from tests.helpers import hostile, training
+from tests.helpers.transfers import AVAILABLE
+from tests.helpers.zoo import RNG
 
 # the compiler each backend is tested with (torch's is off by default: turned on here)
 COMPILERS = {"jax": "jit", "torch": "compile"}
@@ -36,17 +43,6 @@ def _compiler_for(bk) -> str:
     if bk.name == "torch" and shutil.which("g++") is None and shutil.which("c++") is None:
         pytest.skip("torch.compile needs a C++ compiler on the CPU")
     return mode
-
-
-@pytest.fixture
-def restore_settings():
-    """Put the step compilers and the precision back as they were."""
-    chosen = dict(compilers.CHOSEN)
-    precision = _backend.get_precision()
-    yield
-    compilers.CHOSEN.clear()
-    compilers.CHOSEN.update(chosen)
-    _backend.set_precision(precision)
 
 
 def _model(bk, width: int = 6) -> anyfc.Sequential:
@@ -96,37 +92,6 @@ def test_compiled_step_equals_the_eager_step(bk, restore_settings):
         for i, (a, b) in enumerate(zip(values, compiled[key])):
             np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=f"{key}[{i}]")
     assert len(eager["state"]) == 16  # Adam's m and v of 8 parameters
-
-
-def test_the_default_step_compilers(monkeypatch, restore_settings):
-    monkeypatch.delenv("ANYFC_STEP_COMPILER", raising=False)
-    compilers.CHOSEN.clear()
-    assert compilers.step_compilers("torch") == ("eager", "compile")
-    assert compilers.step_compilers("numpy") == ("eager",)
-    assert compilers.get_step_compiler("numpy") == "eager"
-    assert compilers.get_step_compiler("torch") == "eager"  # torch.compile only on request
-    assert compilers.get_step_compiler("jax") == "jit"
-    assert not compilers.compiles(_backend.get_namespace("numpy"))
-    # the choice is public API
-    assert anyfc.set_step_compiler is compilers.set_step_compiler
-    assert anyfc.get_step_compiler is compilers.get_step_compiler
-
-
-def test_choosing_a_step_compiler(monkeypatch, restore_settings):
-    with pytest.raises(ValueError, match="no step compiler 'jit'.*valid: eager, compile"):
-        compilers.set_step_compiler("torch", "jit")
-    with pytest.raises(ValueError, match="unknown backend"):
-        compilers.set_step_compiler("tensorflow", "eager")
-    monkeypatch.setenv("ANYFC_STEP_COMPILER", "torch=compile, jax=eager")
-    assert compilers.get_step_compiler("torch") == "compile"
-    assert compilers.get_step_compiler("jax") == "eager"
-    compilers.set_step_compiler("torch", "eager")  # a choice made in code wins
-    assert compilers.get_step_compiler("torch") == "eager"
-    compilers.set_step_compiler("torch", None)  # back to the environment's
-    assert compilers.get_step_compiler("torch") == "compile"
-    monkeypatch.setenv("ANYFC_STEP_COMPILER", "torch=fast")
-    with pytest.raises(ValueError, match="ANYFC_STEP_COMPILER.*'fast'"):
-        compilers.get_step_compiler("torch")
 
 
 class _Plain(compilers.StepCompiler):
@@ -207,60 +172,6 @@ def test_the_signature_holds_everything_the_step_closes_over(restore_settings):
     assert len({base, *others}) == len(others) + 1
 
 
-# ---------------------------------------------------------------- precision
-
-
-def test_precision_policy_round_trips_and_rejects_unknown_values(restore_settings):
-    assert _backend.get_precision() == "highest"  # full float32 products by default
-    _backend.set_precision("high")
-    assert _backend.get_precision() == "high"
-    _backend.set_precision("HIGHEST")
-    assert _backend.get_precision() == "highest"
-    for bad in ("medium", "tf32", None, 3):
-        with pytest.raises(ValueError, match="valid precisions are 'highest', 'high'"):
-            _backend.set_precision(bad)
-    assert _backend.get_precision() == "highest"
-    with precision_policy.precision("high"):
-        assert _backend.get_precision() == "high"
-    assert _backend.get_precision() == "highest"
-
-
-def test_precision_scopes_leave_the_libraries_as_they_were(restore_settings):
-    np_xp = _backend.get_namespace("numpy")
-    with _backend.precision_scope(np_xp):  # nothing to set on the host
-        pass
-    try:
-        import jax
-    except ImportError:
-        jax = None
-    if jax is not None:
-        before = jax.config.jax_default_matmul_precision
-        for value, name in (("highest", "highest"), ("high", "tensorfloat32")):
-            _backend.set_precision(value)
-            with _backend.precision_scope(_backend.get_namespace("jax")):
-                assert jax.config.jax_default_matmul_precision == name
-            assert jax.config.jax_default_matmul_precision == before
-    try:
-        import torch
-    except ImportError:
-        return
-    # the CUDA knob, set and restored (on a CPU build only the flag moves); torch on the
-    # CPU has nothing to set and is left alone
-    matmul = torch.backends.cuda.matmul
-    attr = "fp32_precision" if hasattr(matmul, "fp32_precision") else "allow_tf32"
-    before = getattr(matmul, attr)
-    _backend.set_precision("high")
-    with _backend.precision_scope(_backend.get_namespace("torch"), "cpu"):
-        assert getattr(matmul, attr) == before
-    with _backend.precision_scope(_backend.get_namespace("torch"), "cuda:0"):
-        assert getattr(matmul, attr) in ("tf32", True)
-    assert getattr(matmul, attr) == before
-    _backend.set_precision("highest")
-    with _backend.precision_scope(_backend.get_namespace("torch"), "cuda:0"):
-        assert getattr(matmul, attr) in ("ieee", False)
-    assert getattr(matmul, attr) == before
-
-
 def _lowered(model, opt, x, t):
     step = step_module.compiled(model, opt)
     state = model.state(rng=False)
@@ -302,3 +213,114 @@ def test_dropout_seeds_do_not_compile_the_step_again():
     assert step_module.compiled(model(1), sgd) is step_module.compiled(model(2), sgd)
     assert step_module.compiled(model(1), sgd) is step_module.compiled(model(None), sgd)
     assert step.signature(model(1), sgd) == step.signature(model(2), sgd)
+
+
+def test_schedules_and_rate_changes_never_recompile_the_jax_step(bk):
+    if bk.name != "jax":
+        pytest.skip("the compiled step is JAX's")
+    from anyfc.training import step
+
+    model = training._model(bk)
+    opt = Adam(schedules.CosineDecay(0.05, 20, warmup_steps=3))
+    model.fit(training.X, training.Y, epochs=1, batch_size=8, optimizer=opt,
+              verbose=0)  # traces (state fills)
+    traced = step.TRACES["jax"]
+    history = model.fit(training.X, training.Y, epochs=4, batch_size=8,
+                        verbose=0)  # the schedule moves on
+    assert step.TRACES["jax"] == traced, "a schedule recompiled the step"
+    assert len(set(history.lr)) == 4  # the rate did change
+    opt2 = SGD(0.1, momentum=0.9)
+    model.fit(training.X, training.Y, epochs=1, batch_size=8, optimizer=opt2, verbose=0)
+    traced = step.TRACES["jax"]
+    model.fit(training.X, training.Y, epochs=3, batch_size=8, verbose=0, callbacks=[
+        LearningRateScheduler(lambda e, lr: lr * 0.5),
+        ReduceLROnPlateau("loss", min_delta=1e9, patience=1)])
+    assert step.TRACES["jax"] == traced, "a rate set by a callback recompiled the step"
+    assert opt2.lr < 0.1 * 0.5**3
+
+
+@pytest.mark.hostile
+@pytest.mark.cross
+@pytest.mark.skipif("jax" not in AVAILABLE, reason="jax not available here")
+def test_training_on_jax_leaves_earlier_state_dicts_alive() -> None:
+    model = anyfc.Sequential([anyfc.Dense(4, 8), anyfc.Dense(8, 3, "identity")],
+                             loss="softmax_cross_entropy", backend="jax")
+    earlier = model.state_dict()
+    X = np.random.default_rng(3).random((16, 4)).astype(np.float32)
+    y = np.arange(16) % 3
+    x, t = anyfc.to_backend(X, "jax", dtype="float32"), anyfc.to_backend(y, "jax")
+    opt = anyfc.optimizers.SGD(0.1)
+    for _ in range(3):
+        model.train_step(x, t, opt)
+    for value in earlier.values():
+        anyfc.to_numpy(value)  # raises if the compiled step deleted it
+    np.testing.assert_array_equal(anyfc.to_numpy(x), X)
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("change", ["activation", "layer", "loss_free_alpha"])
+def test_changing_the_model_between_fits_trains_the_new_model(bk, change):
+    """On JAX the training step is compiled: it must be rebuilt when what it closed over
+    changes, never keep training the old network."""
+    opt = anyfc.optimizers.SGD(0.1)
+    model = hostile._model(bk, activation="tanh")
+    model.fit(hostile.X, hostile.Y, epochs=1, batch_size=8, optimizer=opt, shuffle=False, verbose=0)
+    if change == "activation":
+        model.layers[0].activation = anyfc.activations.get("relu")
+    elif change == "layer":
+        model.layers[1] = bk.dense(6, 3, "identity", seed=5)
+    else:
+        model.layers[0].activation = anyfc.activations.LeakyReLU(0.2)
+        model.fit(hostile.X, hostile.Y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+        model.layers[0].activation.alpha = 0.5  # a setting changed in place
+    reference = anyfc.Sequential(
+        [anyfc.Dense.from_params(*(anyfc.to_backend(getattr(model.layers[i], n), "numpy")
+                                   for n in "wb"), model.layers[i].activation)
+         for i in range(2)])
+    model.fit(hostile.X, hostile.Y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    reference.fit(hostile.X, hostile.Y, epochs=1, batch_size=8, shuffle=False, verbose=0,
+                  optimizer=anyfc.optimizers.SGD(0.1))
+    for a, b in zip(model.layers, reference.layers):
+        np.testing.assert_allclose(anyfc.to_numpy(a.w), b.w, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.hostile
+def test_models_alike_share_one_compiled_step_and_others_do_not():
+    pytest.importorskip("jax")
+
+    def model(activation="tanh"):
+        return anyfc.Sequential([anyfc.Dense(4, 6, activation, backend="jax", seed=0),
+                                 anyfc.Dense(6, 3, "identity", backend="jax", seed=1)])
+
+    a, b, c = model(), model(), model("relu")
+    sgd = anyfc.optimizers.SGD(0.1)
+    assert a._compiled_step(sgd) is b._compiled_step(anyfc.optimizers.SGD(0.1))
+    assert a._compiled_step(sgd) is not c._compiled_step(sgd)
+    # the learning rate is an argument of the step (schedules never recompile it); other
+    # settings are constants of it
+    assert a._compiled_step(sgd) is a._compiled_step(anyfc.optimizers.SGD(0.2))
+    assert a._compiled_step(sgd) is not a._compiled_step(anyfc.optimizers.SGD(0.1, 0.9))
+
+    class Mine(anyfc.Activation):  # not anyfc's: keyed by identity, never shared
+        pass
+
+    d = anyfc.Sequential([anyfc.Dense(4, 6, backend="jax"), Mine("tanh", backend="jax"),
+                          anyfc.Dense(6, 3, "identity", backend="jax")])
+    e = anyfc.Sequential([anyfc.Dense(4, 6, backend="jax"), Mine("tanh", backend="jax"),
+                          anyfc.Dense(6, 3, "identity", backend="jax")])
+    assert d._compiled_step(sgd) is not e._compiled_step(sgd)
+    b.fit(hostile.X, hostile.Y, epochs=1, optimizer=sgd, seed=0,
+          verbose=0)  # the shared step trains b
+    a.fit(hostile.X, hostile.Y, epochs=1, optimizer=anyfc.optimizers.SGD(0.1), seed=0, verbose=0)
+    for la, lb in zip(a.layers, b.layers):
+        np.testing.assert_array_equal(anyfc.to_numpy(la.w), anyfc.to_numpy(lb.w))
+
+
+@pytest.mark.review
+def test_jax_trains_past_two_to_the_31_steps():
+    pytest.importorskip("jax")
+    model = anyfc.Sequential([anyfc.Dense(4, 3, "identity", backend="jax", seed=0)])
+    opt = anyfc.optimizers.Adam(0.01)
+    opt.t = 2**31 + 5
+    model.fit(RNG.standard_normal((8, 4)), RNG.integers(0, 3, 8), optimizer=opt, verbose=0)
+    assert opt.t == 2**31 + 6

@@ -1,0 +1,2 @@
+"""Tests of anyfc/_backend, one file per concern: namespaces, devices, transfers,
+kernels, lazy arrays, step compilers, precision."""

@@ -1,0 +1,1 @@
+"""Tests of anyfc/layers/, one file per module."""

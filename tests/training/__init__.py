@@ -1,0 +1,1 @@
+"""Tests of anyfc/training/, one file per module."""
