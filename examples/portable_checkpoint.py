@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> float:
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
         X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
-    model = anyfc.Sequential([anyfc.Dense(64, 64, "relu", seed=0), anyfc.Dense(64, 10, "identity", seed=1)],
+    model = anyfc.Sequential([anyfc.Dense(64, 64, "relu", seed=0),
+                              anyfc.Dense(64, 10, "identity", seed=1)],
                              backend=args.backend, device=args.device)
     model.fit(X_train, y_train, epochs=args.epochs, optimizer=anyfc.optimizers.Adam(3e-3),
               verbose=0, seed=0)

@@ -11,7 +11,7 @@ from tests.helpers.zoo import RNG
 
 
 def _model(dtype="float64", backend="numpy"):
-    return anyfc.Sequential([anyfc.Dense(64, 32, seed=0, dtype=dtype, backend=backend),
+    return anyfc.Sequential([anyfc.Dense(64, 32, "relu", seed=0, dtype=dtype, backend=backend),
                              anyfc.Dense(32, 10, "identity", seed=1, dtype=dtype,
                                          backend=backend)])
 
@@ -106,7 +106,7 @@ def test_bad_dask_data_is_refused_before_training(dask_bk, digits):
 
 def test_data_parallel_refuses_coupled_layers():
     da = pytest.importorskip("dask.array")
-    model = anyfc.Sequential([anyfc.Dense(4, 4, seed=0), anyfc.BatchNorm(4),
+    model = anyfc.Sequential([anyfc.Dense(4, 4, "relu", seed=0), anyfc.BatchNorm(4),
                               anyfc.Dense(4, 3, "identity", seed=1)])
     X = da.from_array(RNG.standard_normal((20, 4)), chunks=10)
     with pytest.raises(ValueError, match=r"layers 1 \(BatchNorm\)"):

@@ -108,11 +108,12 @@ def test_inputs_from_other_libraries_are_moved_once(bk, source, rng):
 
 def test_layer_sizes_must_chain():
     with pytest.raises(ValueError, match="layer 1 gives 5 outputs but layer 2 takes 6"):
-        anyfc.Sequential([anyfc.Dense(2, 3), anyfc.Dense(3, 5), anyfc.Dense(6, 1)])
+        anyfc.Sequential([anyfc.Dense(2, 3, "relu"), anyfc.Dense(3, 5, "relu"),
+                          anyfc.Dense(6, 1, "relu")])
 
 
 def test_layers_are_moved_to_the_model_backend_and_dtype():
-    model = anyfc.Sequential([anyfc.Dense(2, 3, seed=0), anyfc.Dense(3, 1, seed=1)],
+    model = anyfc.Sequential([anyfc.Dense(2, 3, "relu", seed=0), anyfc.Dense(3, 1, "relu", seed=1)],
                              loss="mean_squared_error", backend="array_api_strict",
                              device="device1", dtype="float64")
     import array_api_strict as strict
@@ -444,7 +445,7 @@ def test_cross_library_to_moves_the_optimizer_state(bk, target):
 
 @pytest.mark.hostile
 def test_one_layer_object_may_appear_once(bk):
-    layer = bk.dense(4, 4, seed=0)
+    layer = bk.dense(4, 4, "relu", seed=0)
     with pytest.raises(ValueError, match="layer 1 is the same object as layer 0"):
         anyfc.Sequential([layer, layer, bk.dense(4, 3, "identity", seed=1)])
     model = _trained(bk)
@@ -590,7 +591,7 @@ BAD_CALLS = [
        backend=st.sampled_from([("numpy", None), ("array_api_strict", "device1")]))
 def test_any_refused_call_leaves_the_model_unchanged(index, rows, backend):
     name, device = backend
-    model = anyfc.Sequential([anyfc.Dense(4, 6, backend=name, device=device, seed=0),
+    model = anyfc.Sequential([anyfc.Dense(4, 6, "relu", backend=name, device=device, seed=0),
                               anyfc.Dense(6, 3, "identity", backend=name, device=device,
                                           seed=1)])
     model.fit(X[:rows], Y[:rows], epochs=1, optimizer=anyfc.optimizers.Adam(0.01), verbose=0)

@@ -234,7 +234,7 @@ def test_graph_names_metadata_and_weights_round_trip(tmp_path):
 
 def test_overwrites_atomically_through_a_link_and_leaves_no_temporary(tmp_path):
     small = anyfc.Sequential([anyfc.Dense(N_IN, 2, "identity", seed=0)], "mse")
-    big = anyfc.Sequential([anyfc.Dense(N_IN, 8, seed=0), anyfc.Dense(8, 2, "identity")],
+    big = anyfc.Sequential([anyfc.Dense(N_IN, 8, "relu", seed=0), anyfc.Dense(8, 2, "identity")],
                            "mse")
     path = tmp_path / "m.onnx"
     anyfc.onnx.export(small, path)
@@ -301,7 +301,7 @@ def _no_new_files(tmp_path, before):
 
 
 def test_bad_arguments_raise_before_anything_is_written(tmp_path):
-    model = anyfc.Sequential([anyfc.Dense(N_IN, 3, seed=0), anyfc.Dense(3, 2, "identity")])
+    model = anyfc.Sequential([anyfc.Dense(N_IN, 3, "relu", seed=0), anyfc.Dense(3, 2, "identity")])
     good = tmp_path / "good.onnx"
     cases = ([(path, {}, exc, msg) for path, exc, msg in _bad_paths(tmp_path)]
              + [(good, {"opset": v}, exc, msg) for v, exc, msg in BAD_OPSETS]
@@ -391,7 +391,7 @@ class PlainSubclass(anyfc.Dense):
 
 def test_a_layer_with_onnx_nodes_exports(tmp_path):
     model = anyfc.Sequential(
-        [anyfc.Dense(N_IN, 4, seed=0),
+        [anyfc.Dense(N_IN, 4, "relu", seed=0),
          ScaledDense(4, 3, "tanh", scale=[1.0, -2.0, 0.5], seed=1),
          ShiftWithForm(-0.25),
          anyfc.Dense(3, 2, CubeWithForm(), seed=2),
@@ -412,12 +412,14 @@ def test_a_registered_form_is_used(monkeypatch, tmp_path):
 
 
 def test_what_has_no_onnx_form_is_named(tmp_path):
-    plain = anyfc.Sequential([anyfc.Dense(N_IN, 3, seed=0), PlainSubclass(3, 2, "identity")])
+    plain = anyfc.Sequential([anyfc.Dense(N_IN, 3, "relu", seed=0),
+                              PlainSubclass(3, 2, "identity")])
     with pytest.raises(TypeError, match=r"layer 1 \(PlainSubclass\), which has no ONNX form; "
                        r"give PlainSubclass a method onnx_nodes\(builder\)") as info:
         anyfc.onnx.export(plain, tmp_path / "m.onnx")
     assert "LAYER_FORMS[PlainSubclass] = anyfc.onnx.LAYER_FORMS[Dense]" in str(info.value)
-    shift = anyfc.Sequential([anyfc.Dense(N_IN, 3, seed=0), Shift(), anyfc.Dense(3, 2)])
+    shift = anyfc.Sequential([anyfc.Dense(N_IN, 3, "relu", seed=0), Shift(),
+                              anyfc.Dense(3, 2, "relu")])
     with pytest.raises(TypeError, match=r"layer 1 \(Shift\), which has no ONNX form; give "
                        r"Shift a method onnx_nodes\(builder\) that adds its nodes \(see "
                        r"anyfc.onnx.Builder\), or register a function form\(shift, builder\) "

@@ -60,7 +60,7 @@ def _small_classifier(bk, rng):
     X = rng.standard_normal((64, 5))
     y = (X @ rng.standard_normal(5) > 0).astype(np.int64)
     model = anyfc.Sequential(
-        [bk.dense(5, 8, seed=0), bk.dense(8, 2, "identity", seed=1)], dtype="float64")
+        [bk.dense(5, 8, "relu", seed=0), bk.dense(8, 2, "identity", seed=1)], dtype="float64")
     return model, X, y
 
 
@@ -103,7 +103,7 @@ def _reference_steps(name, p, grads, hp):
     optimizers.RMSProp(lr=0.1), optimizers.Adam(lr=0.1), optimizers.AdamW(lr=0.1)],
     ids=lambda o: type(o).__name__)
 def test_update_matches_its_equation(bk, opt, rng):
-    layer = bk.dense(3, 2, seed=0)
+    layer = bk.dense(3, 2, "relu", seed=0)
     p0 = anyfc.to_numpy(layer.w)
     grads = [rng.standard_normal((3, 2)) for _ in range(3)]
     opt = type(opt)(**opt.config())  # fresh state for each backend
@@ -125,7 +125,7 @@ def test_bad_hyper_parameters_are_refused(kwargs, match):
 
 
 def test_step_before_backward_is_an_error():
-    layer = anyfc.Dense(2, 2)
+    layer = anyfc.Dense(2, 2, "relu")
     with pytest.raises(RuntimeError, match="backward"):
         optimizers.SGD().step([layer])
 

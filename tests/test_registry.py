@@ -635,7 +635,8 @@ def _numpy():
 
 def _enormous_checkpoint(tmp_path, register, n: int, kind: str = "Scale") -> Path:
     register(Scale)
-    model = anyfc.Sequential([Scale(4, backend="numpy"), anyfc.Dense(4, 2, backend="numpy")])
+    model = anyfc.Sequential([Scale(4, backend="numpy"),
+                              anyfc.Dense(4, 2, "relu", backend="numpy")])
     model.save(tmp_path / "small.npz")
 
     def enlarge(meta):
@@ -673,7 +674,8 @@ def test_a_small_file_declaring_an_enormous_user_layer_allocates_nothing(tmp_pat
 
 def test_a_layer_whose_shapes_need_a_build_trains_but_no_file_builds_it(tmp_path, register):
     register(Derived)
-    model = anyfc.Sequential([Derived(4, backend="numpy"), anyfc.Dense(4, 2, backend="numpy")])
+    model = anyfc.Sequential([Derived(4, backend="numpy"),
+                              anyfc.Dense(4, 2, "relu", backend="numpy")])
     model.fit(X, Y, epochs=1, verbose=0)  # a live layer's settings may be checked by building
     with pytest.raises(checkpoint.CheckpointError, match=r"layers\[0\]\.config does not build "
                        r"a Derived: the array shapes of a Derived cannot be worked out from its "

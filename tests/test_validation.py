@@ -94,14 +94,16 @@ def test_bad_input_is_refused_and_changes_nothing(bk, case):
 @pytest.mark.hostile
 @pytest.mark.parametrize("make,error,pattern", [
     (lambda: anyfc.Dense(2, 2, "softmaxx"), ValueError, "unknown activation 'softmaxx'.*relu"),
-    (lambda: anyfc.Dense(2, 2, init="lecun"), ValueError, "unknown initializer 'lecun'.*he"),
-    (lambda: anyfc.Dense(2, 2, dtype="float8"), ValueError, "unsupported dtype 'float8'"),
-    (lambda: anyfc.Dense(2, 2, backend="mxnet"), ValueError, "unknown backend 'mxnet'"),
-    (lambda: anyfc.Dense(0, 2), ValueError, "positive integer n_in, got 0"),
-    (lambda: anyfc.Dense(2, -1), ValueError, "positive integer n_out, got -1"),
-    (lambda: anyfc.Sequential([anyfc.Dense(2, 2)], loss="hinge"), ValueError, "unknown loss"),
+    (lambda: anyfc.Dense(2, 2, "relu", init="lecun"), ValueError,
+     "unknown initializer 'lecun'.*he"),
+    (lambda: anyfc.Dense(2, 2, "relu", dtype="float8"), ValueError, "unsupported dtype 'float8'"),
+    (lambda: anyfc.Dense(2, 2, "relu", backend="mxnet"), ValueError, "unknown backend 'mxnet'"),
+    (lambda: anyfc.Dense(0, 2, "relu"), ValueError, "positive integer n_in, got 0"),
+    (lambda: anyfc.Dense(2, -1, "relu"), ValueError, "positive integer n_out, got -1"),
+    (lambda: anyfc.Sequential([anyfc.Dense(2, 2, "relu")], loss="hinge"), ValueError,
+     "unknown loss"),
     (lambda: anyfc.Sequential([]), ValueError, "at least one layer"),
-    (lambda: anyfc.Sequential([anyfc.Dense(2, 3), anyfc.Dense(4, 1)]), ValueError,
+    (lambda: anyfc.Sequential([anyfc.Dense(2, 3, "relu"), anyfc.Dense(4, 1, "relu")]), ValueError,
      "layer 0 gives 3 outputs but layer 1 takes 4"),
     (lambda: anyfc.Sequential(["dense"]), TypeError, "layer 0 is a str"),
     (lambda: anyfc.optimizers.Adam(lr=-0.1), ValueError, "lr must be"),
@@ -306,7 +308,7 @@ def test_class_weight_equals_the_same_sample_weight(bk):
 @pytest.mark.hostile
 def test_numpy_scalars_are_accepted_wherever_numbers_are(bk):
     n_classes = np.int64(hostile.Y.max() + 1)
-    model = anyfc.Sequential([bk.dense(np.int64(4), np.int32(5), seed=np.int64(0)),
+    model = anyfc.Sequential([bk.dense(np.int64(4), np.int32(5), "relu", seed=np.int64(0)),
                               bk.dense(np.int64(5), n_classes, "identity", seed=1)])
     opt = anyfc.optimizers.SGD(lr=np.float32(0.1), momentum=np.float64(0.5))
     model.fit(hostile.X, hostile.Y, epochs=np.int64(1), batch_size=np.int64(8), optimizer=opt,

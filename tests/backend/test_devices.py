@@ -15,9 +15,9 @@ from tests.helpers.transfers import BASE, _needs
 
 def test_unknown_dtype_and_device_are_refused():
     with pytest.raises(ValueError, match="float32, float64"):
-        anyfc.Dense(2, 2, dtype="int8")
+        anyfc.Dense(2, 2, "relu", dtype="int8")
     with pytest.raises(ValueError, match="only the device 'cpu'"):
-        anyfc.Dense(2, 2, backend="numpy", device="cuda:0")
+        anyfc.Dense(2, 2, "relu", backend="numpy", device="cuda:0")
 
 
 BAD_DEVICES: list[tuple[str, Any, type[Exception], str]] = [
@@ -67,7 +67,7 @@ def test_bad_devices_are_refused_with_the_devices_that_exist(
     else:
         assert listing in str(info.value)
     with pytest.raises(error):
-        anyfc.Dense(2, 2, backend=backend, device=device)
+        anyfc.Dense(2, 2, "relu", backend=backend, device=device)
 
 
 GOOD_DEVICES: list[tuple[str, Any]] = [

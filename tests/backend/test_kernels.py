@@ -10,7 +10,7 @@ from anyfc import optimizers
 def test_large_parameter_update_matches_its_equation(bk, rng):
     """Above 2**18 elements the update runs in row blocks (NumPy) or fused (torch), so
     no parameter-sized temporary is made; the result must not change."""
-    layer = bk.dense(700, 400, seed=0, dtype="float32")  # 280,000 weights
+    layer = bk.dense(700, 400, "relu", seed=0, dtype="float32")  # 280,000 weights
     w0 = anyfc.to_numpy(layer.w)
     g = rng.standard_normal((700, 400)).astype(np.float32)
     layer.grad_w, layer.grad_b = bk.asarray(g, "float32"), bk.asarray(np.ones(400), "float32")

@@ -10,7 +10,7 @@ from tests.helpers.zoo import RNG
 
 def test_dask_parameters_stay_concrete():
     pytest.importorskip("dask")
-    model = anyfc.Sequential([anyfc.Dense(3, 4, backend="dask", seed=0),
+    model = anyfc.Sequential([anyfc.Dense(3, 4, "relu", backend="dask", seed=0),
                               anyfc.Dense(4, 2, "identity", backend="dask", seed=1)])
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((64, 3)), rng.integers(0, 2, 64)
@@ -24,7 +24,7 @@ def test_dask_parameters_stay_concrete():
 @pytest.mark.review
 def test_batchnorm_buffers_stay_concrete_on_the_dask_backend():
     pytest.importorskip("dask.array")
-    model = anyfc.Sequential([anyfc.Dense(5, 8, backend="dask", seed=0),
+    model = anyfc.Sequential([anyfc.Dense(5, 8, "relu", backend="dask", seed=0),
                               anyfc.BatchNorm(8, backend="dask"),
                               anyfc.Dense(8, 3, "identity", backend="dask", seed=1)])
     model.fit(RNG.standard_normal((40, 5)), RNG.integers(0, 3, 40), epochs=1, batch_size=4,

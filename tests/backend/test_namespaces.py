@@ -20,7 +20,7 @@ def test_default_backend_from_env_and_set_backend(monkeypatch):
     monkeypatch.setattr(namespaces, "chosen_backend", None)
     monkeypatch.setenv("ANYFC_BACKEND", "array_api_strict")
     assert anyfc.get_backend() == "array_api_strict"
-    assert anyfc.Dense(2, 2).backend == "array_api_strict"
+    assert anyfc.Dense(2, 2, "relu").backend == "array_api_strict"
     anyfc.set_backend("numpy")
     assert anyfc.get_backend() == "numpy"
     monkeypatch.delenv("ANYFC_BACKEND")
@@ -34,12 +34,12 @@ def test_module_objects_are_accepted():
 
     assert _backend.backend_name(numpy) == "numpy"
     assert _backend.backend_name(array_api_strict) == "array_api_strict"
-    assert anyfc.Dense(2, 2, backend=numpy).backend == "numpy"
+    assert anyfc.Dense(2, 2, "relu", backend=numpy).backend == "numpy"
 
 
 def test_unknown_backend_lists_the_valid_ones():
     with pytest.raises(ValueError, match="numpy, cupy, torch, jax, dask, array_api_strict"):
-        anyfc.Dense(2, 2, backend="tensorflow")
+        anyfc.Dense(2, 2, "relu", backend="tensorflow")
 
 
 def test_missing_backend_names_the_extra(monkeypatch):

@@ -275,7 +275,7 @@ def test_requires_grad_data_never_enters_the_model() -> None:
 
     X = torch.tensor(np.random.default_rng(1).random((32, 4)), requires_grad=True)
     y = torch.tensor(np.arange(32) % 3)
-    model = anyfc.Sequential([anyfc.Dense(4, 8), anyfc.Dense(8, 3, "identity")],
+    model = anyfc.Sequential([anyfc.Dense(4, 8, "relu"), anyfc.Dense(8, 3, "identity")],
                              loss="softmax_cross_entropy", backend="torch", dtype="float64")
     for _ in range(2):  # the second fit broke when the first left a graph behind
         model.fit(X, y, epochs=1, batch_size=8)

@@ -15,7 +15,7 @@ LOSSES = {"ce": "softmax_cross_entropy", "bce": "binary_cross_entropy",
 
 
 def _model(bk, loss):
-    model = anyfc.Sequential([bk.dense(4, 5, seed=0), bk.dense(5, 3, "identity", seed=1)],
+    model = anyfc.Sequential([bk.dense(4, 5, "relu", seed=0), bk.dense(5, 3, "identity", seed=1)],
                              loss=LOSSES[loss])
     y = {"ce": Y_OK, "bce": np.eye(3)[Y_OK], "mse": np.zeros((10, 3))}[loss]
     model.fit(X_OK, y, epochs=1, batch_size=4, optimizer=anyfc.optimizers.Adam(0.01), verbose=0)

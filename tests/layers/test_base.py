@@ -7,7 +7,7 @@ import anyfc
 
 
 def test_dense_to_changes_dtype(bk):
-    layer = bk.dense(3, 2, seed=0).to(bk.name, bk.device_name, "float32")
+    layer = bk.dense(3, 2, "relu", seed=0).to(bk.name, bk.device_name, "float32")
     assert layer.w.dtype == bk.xp.float32 and layer.b.dtype == bk.xp.float32
 
 
@@ -17,4 +17,4 @@ def test_a_layer_that_never_placed_itself_is_named():
         pass
 
     with pytest.raises(TypeError, match="Bare was never placed.*_place"):
-        anyfc.Sequential([anyfc.Dense(3, 3), Bare()])
+        anyfc.Sequential([anyfc.Dense(3, 3, "relu"), Bare()])

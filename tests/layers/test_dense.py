@@ -48,24 +48,24 @@ def test_backward_matches_finite_differences(bk, activation, rng):
 
 
 def test_first_layer_can_skip_grad_x(bk, rng):
-    layer = bk.dense(4, 2, seed=0)
+    layer = bk.dense(4, 2, "relu", seed=0)
     layer.forward(bk.asarray(rng.standard_normal((3, 4))))
     assert layer.backward(bk.asarray(np.ones((3, 2))), need_grad_x=False) is None
     assert layer.grad_w is not None and layer.grad_b is not None
 
 
 def test_same_seed_same_weights_on_every_backend(bk):
-    reference = anyfc.Dense(7, 5, seed=42, backend="numpy", dtype="float64")
-    layer = bk.dense(7, 5, seed=42)
+    reference = anyfc.Dense(7, 5, "relu", seed=42, backend="numpy", dtype="float64")
+    layer = bk.dense(7, 5, "relu", seed=42)
     np.testing.assert_array_equal(anyfc.to_numpy(layer.w), anyfc.to_numpy(reference.w))
     np.testing.assert_array_equal(anyfc.to_numpy(layer.b), np.zeros(5))
-    other = bk.dense(7, 5, seed=43)
+    other = bk.dense(7, 5, "relu", seed=43)
     assert not np.array_equal(anyfc.to_numpy(other.w), anyfc.to_numpy(layer.w))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_outputs_keep_dtype_backend_and_device(bk, dtype, rng):
-    layer = bk.dense(3, 2, dtype=dtype, seed=0)
+    layer = bk.dense(3, 2, "relu", dtype=dtype, seed=0)
     x = bk.asarray(rng.standard_normal((4, 3)), dtype)
     y = layer.forward(x)
     gx = layer.backward(y)
@@ -78,7 +78,7 @@ def test_outputs_keep_dtype_backend_and_device(bk, dtype, rng):
 
 
 def test_update_is_plain_gradient_descent(bk, rng):
-    layer = bk.dense(3, 2, seed=0)
+    layer = bk.dense(3, 2, "relu", seed=0)
     layer.forward(bk.asarray(rng.standard_normal((4, 3))))
     layer.backward(bk.asarray(rng.standard_normal((4, 2))))
     w, gw = anyfc.to_numpy(layer.w), anyfc.to_numpy(layer.grad_w)
@@ -91,11 +91,11 @@ def test_update_is_plain_gradient_descent(bk, rng):
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "4"])
 def test_sizes_must_be_positive_integers(bad):
     with pytest.raises(ValueError, match="n_in"):
-        anyfc.Dense(bad, 3)
+        anyfc.Dense(bad, 3, "relu")
 
 
 def test_forward_rejects_wrong_feature_count(bk):
-    layer = bk.dense(4, 2, seed=0)
+    layer = bk.dense(4, 2, "relu", seed=0)
     with pytest.raises(ValueError, match="4 features.*shape \\(3, 5\\)"):
         layer.forward(bk.asarray(np.ones((3, 5))))
 
@@ -103,7 +103,7 @@ def test_forward_rejects_wrong_feature_count(bk):
 def test_forward_rejects_another_library():
     import array_api_strict as strict
 
-    layer = anyfc.Dense(2, 2, backend="numpy")
+    layer = anyfc.Dense(2, 2, "relu", backend="numpy")
     with pytest.raises(TypeError, match="array_api_strict.*numpy arrays"):
         layer.forward(strict.ones((1, 2)))
 
@@ -111,7 +111,7 @@ def test_forward_rejects_another_library():
 def test_forward_rejects_another_device():
     import array_api_strict as strict
 
-    layer = anyfc.Dense(2, 2, backend="array_api_strict", device="device1")
+    layer = anyfc.Dense(2, 2, "relu", backend="array_api_strict", device="device1")
     with pytest.raises(TypeError, match="device"):
         layer.forward(strict.ones((1, 2), dtype=strict.float32))
 
@@ -125,7 +125,7 @@ def test_reassigned_parameters_are_used(bk):
 
 
 def test_gradient_buffer_is_reused_and_correct(bk, rng):
-    layer = bk.dense(5, 3, seed=0)
+    layer = bk.dense(5, 3, "relu", seed=0)
     for _ in range(2):
         x, r = rng.standard_normal((4, 5)), rng.standard_normal((4, 3))
         layer.forward(bk.asarray(x))
@@ -144,12 +144,12 @@ def test_from_params_owns_copies(bk):
     model.fit(X, Y, epochs=1, verbose=0)
     np.testing.assert_array_equal(w, np.ones((4, 3)))
     with pytest.raises(TypeError, match="same library, device and dtype"):
-        anyfc.Dense.from_params(bk.asarray(w), bk.asarray(b, "float32"))
+        anyfc.Dense.from_params(bk.asarray(w), bk.asarray(b, "float32"), "relu")
 
 
 @pytest.mark.hostile
 def test_low_level_dense_refuses_another_dtype(bk):
-    layer = bk.dense(4, 3, seed=0, dtype="float64")
+    layer = bk.dense(4, 3, "relu", seed=0, dtype="float64")
     with pytest.raises(TypeError, match="dtype float32.*float64"):
         layer.forward(bk.asarray(X[:2], "float32"))
     layer.forward(bk.asarray(X[:2], "float64"))

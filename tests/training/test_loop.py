@@ -85,7 +85,7 @@ class _NumpyBackend:
 def test_digits_reach_95_percent(cpu_bk, digits):
     X_train, X_test, y_train, y_test = digits
     model = anyfc.Sequential(
-        [anyfc.Dense(64, 64, seed=0), anyfc.Dense(64, 10, "identity", seed=1)],
+        [anyfc.Dense(64, 64, "relu", seed=0), anyfc.Dense(64, 10, "identity", seed=1)],
         backend=cpu_bk.name, device=cpu_bk.device_name)
     model.fit(X_train, y_train, epochs=15, batch_size=32, verbose=0, seed=0,
               optimizer=anyfc.optimizers.Adam(lr=0.01))
@@ -543,7 +543,7 @@ def test_fit_checks_every_argument_before_changing_anything(bk):
 
 @pytest.mark.hostile
 def test_an_optimizer_used_with_another_model_is_refused(bk):
-    other = anyfc.Sequential([bk.dense(4, 9, seed=0), bk.dense(9, 3, "identity", seed=1)])
+    other = anyfc.Sequential([bk.dense(4, 9, "relu", seed=0), bk.dense(9, 3, "identity", seed=1)])
     opt = anyfc.optimizers.Adam(0.01)
     other.fit(hostile.X, hostile.Y, epochs=1, optimizer=opt, verbose=0)
     model = hostile._trained(bk)
@@ -623,7 +623,7 @@ def test_nan_parameters_are_refused_before_training(bk):
 
 @pytest.mark.hostile
 def test_divergence_stops_and_keeps_finite_weights(bk):
-    model = anyfc.Sequential([bk.dense(4, 8, seed=0), bk.dense(8, 1, "identity", seed=1)],
+    model = anyfc.Sequential([bk.dense(4, 8, "relu", seed=0), bk.dense(8, 1, "identity", seed=1)],
                              loss="mean_squared_error")
     X, y = errors.X_OK * 100, errors.RNG.standard_normal(10) * 100
     model.fit(X, y, epochs=1, optimizer=anyfc.optimizers.SGD(1e-6), seed=0, verbose=0)

@@ -184,7 +184,7 @@ def test_jax_compiled_step_asks_for_full_float32_products(restore_settings):
     """JAX's own default on NVIDIA GPUs is TF32: anyfc's compiled step records HIGHEST on
     every matrix product (float32, the default policy), and TF32 only when asked for."""
     pytest.importorskip("jax")
-    model = anyfc.Sequential([anyfc.Dense(4, 5, backend="jax"),
+    model = anyfc.Sequential([anyfc.Dense(4, 5, "relu", backend="jax"),
                               anyfc.Dense(5, 3, "identity", backend="jax")], backend="jax")
     opt = anyfc.optimizers.SGD(0.1)
     x = anyfc.to_backend(X[:8, :4], "jax", dtype="float32")
@@ -243,7 +243,7 @@ def test_schedules_and_rate_changes_never_recompile_the_jax_step(bk):
 @pytest.mark.cross
 @pytest.mark.skipif("jax" not in AVAILABLE, reason="jax not available here")
 def test_training_on_jax_leaves_earlier_state_dicts_alive() -> None:
-    model = anyfc.Sequential([anyfc.Dense(4, 8), anyfc.Dense(8, 3, "identity")],
+    model = anyfc.Sequential([anyfc.Dense(4, 8, "relu"), anyfc.Dense(8, 3, "identity")],
                              loss="softmax_cross_entropy", backend="jax")
     earlier = model.state_dict()
     X = np.random.default_rng(3).random((16, 4)).astype(np.float32)
@@ -304,9 +304,9 @@ def test_models_alike_share_one_compiled_step_and_others_do_not():
     class Mine(anyfc.Activation):  # not anyfc's: keyed by identity, never shared
         pass
 
-    d = anyfc.Sequential([anyfc.Dense(4, 6, backend="jax"), Mine("tanh", backend="jax"),
+    d = anyfc.Sequential([anyfc.Dense(4, 6, "relu", backend="jax"), Mine("tanh", backend="jax"),
                           anyfc.Dense(6, 3, "identity", backend="jax")])
-    e = anyfc.Sequential([anyfc.Dense(4, 6, backend="jax"), Mine("tanh", backend="jax"),
+    e = anyfc.Sequential([anyfc.Dense(4, 6, "relu", backend="jax"), Mine("tanh", backend="jax"),
                           anyfc.Dense(6, 3, "identity", backend="jax")])
     assert d._compiled_step(sgd) is not e._compiled_step(sgd)
     b.fit(hostile.X, hostile.Y, epochs=1, optimizer=sgd, seed=0,
