@@ -107,9 +107,11 @@ def result(sums: Sums, metrics: Sequence[Metric], xp: ModuleType) -> dict[str, f
             sums["metrics"][m.name] = {"value": m.finish(_namespace(kept, xp), kept)}
     host = to_host(sums)
     out = {"loss": float(host["loss"]) / host["n"]}
-    for m in metrics:
-        s = host["metrics"][m.name]
-        out[m.name] = float(s["value"]) if isinstance(m, Function) else m.result(host_xp, s)
+    with np.errstate(all="ignore"):  # inf/inf is a NaN metric, not a warning
+        for m in metrics:
+            s = host["metrics"][m.name]
+            out[m.name] = (float(s["value"]) if isinstance(m, Function)
+                           else m.result(host_xp, s))
     return out
 
 

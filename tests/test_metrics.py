@@ -121,27 +121,30 @@ def test_regression_metrics_of_a_float32_model_on_another_device():
 def test_metrics_of_float32_sums_are_computed_in_float64():
     """``result`` reads the sums once and computes in float64: R² = mean over columns of
     1 - SS_res/SS_tot, from float32 sums whose float32 quotient would round."""
-    from anyfc import _metrics
+    from anyfc import _metrics, metrics
 
     f32 = np.float32
-    sums = {"n": 3, "loss": f32(0.7), "abs": f32(1.3), "sq": np.array([0.1, 0.7], f32),
-            "mean": np.array([0.0, 0.0], f32), "m2": np.array([0.3, 0.9], f32)}
-    got = _metrics.result(sums, anyfc.losses.get("mse"), 2)
-    sq, m2 = sums["sq"].astype(np.float64), sums["m2"].astype(np.float64)
-    assert got == {"loss": float(f32(0.7)) / 3, "mae": float(f32(1.3)) / 6,
+    errors = {"n": 3.0, "abs": np.array([0.5, 0.8], f32), "sq": np.array([0.1, 0.7], f32),
+              "mean": np.array([0.0, 0.0], f32), "m2": np.array([0.3, 0.9], f32)}
+    sums = {"n": 3, "loss": f32(0.7), "metrics": {"mae": errors, "r2": errors}}
+    got = _metrics.result(sums, [metrics.MAE(), metrics.R2()], np)
+    sq, m2 = errors["sq"].astype(np.float64), errors["m2"].astype(np.float64)
+    assert got == {"loss": float(f32(0.7)) / 3,
+                   "mae": float(np.mean(errors["abs"].astype(np.float64) / 3)),
                    "r2": float(np.mean(1.0 - sq / m2))}
-    assert got["r2"] != float(np.mean(f32(1.0) - sums["sq"] / sums["m2"]))
+    assert got["r2"] != float(np.mean(f32(1.0) - errors["sq"] / errors["m2"]))
 
 
 @pytest.mark.mutation
 def test_r2_of_overflowing_sums_is_nan_without_a_warning():
-    from anyfc import _metrics
+    from anyfc import _metrics, metrics
 
-    sums = {"n": 2, "loss": np.float64(np.inf), "abs": np.float64(np.inf),
-            "sq": np.array([np.inf, 1.0]), "mean": np.zeros(2), "m2": np.array([np.inf, 0.0])}
+    errors = {"n": 2.0, "abs": np.array([np.inf, 0.0]), "sq": np.array([np.inf, 1.0]),
+              "mean": np.zeros(2), "m2": np.array([np.inf, 0.0])}
+    sums = {"n": 2, "loss": np.float64(np.inf), "metrics": {"r2": errors}}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        got = _metrics.result(sums, anyfc.losses.get("mse"), 2)
+        got = _metrics.result(sums, [metrics.R2()], np)
     assert np.isnan(got["r2"])  # column 0: inf/inf; column 1 (constant, missed): 0
 
 

@@ -34,7 +34,7 @@ def _progress_lines(history: Any, epochs: int) -> list[str]:
     import re
 
     return [rf"Epoch {e + 1}/{epochs} - \d+\.\d\ds - " + re.escape(" - ".join(
-        f"{k}: {v[e]:.4f}" for k, v in history.items())) + " {10}" for e in range(epochs)]
+        f"{k}: {v[e]:.4f}" for k, v in history.items())) for e in range(epochs)]
 
 
 @pytest.mark.mutation
@@ -64,10 +64,13 @@ def test_verbose_1_on_a_terminal_draws_a_bar_per_epoch(capsys, monkeypatch):
     import re
     import sys
 
+    from anyfc.training import history as history_module
+
     model = anyfc.Sequential([anyfc.Dense(3, 2, "identity", dtype="float64")],
                              loss="mean_squared_error")
     capsys.readouterr()
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(history_module, "_tqdm", lambda: None)  # anyfc's own bar
     history = model.fit(X_OPT, T_OPT, epochs=2, batch_size=4, shuffle=False, verbose=1)
     out = capsys.readouterr().out
     bars = re.findall(r"\rEpoch (\d)/(\d) \[([=.]{30})\] (\d)/(\d)", out)
@@ -76,7 +79,28 @@ def test_verbose_1_on_a_terminal_draws_a_bar_per_epoch(capsys, monkeypatch):
         filled = 30 * int(done) // 3
         assert total == "3" and bar == "=" * filled + "." * (30 - filled)
     assert {(e, d) for e, _, _, d, _ in bars} >= {("1", "3"), ("2", "3")}  # each epoch's end
-    ends = [line.split("\r")[-1].rstrip() for line in out.split("\n") if line]
+    assert re.search(r"\] 1/3 - ETA \d+s - loss: \d\.\d{4}\x1b\[K", out)  # running loss
+    ends = [line.split("\r")[-1].removesuffix("\x1b[K") for line in out.split("\n") if line]
     for line, pattern in zip(ends, _progress_lines(history, 2)):
-        assert re.fullmatch(pattern.removesuffix(" {10}"), line), (line, pattern)
+        assert re.fullmatch(pattern, line), (line, pattern)
     assert len(ends) == 2
+
+
+def test_verbose_1_on_a_terminal_uses_tqdm_with_the_epochs_metrics(capsys, monkeypatch):
+    """With tqdm installed, a bar per epoch (on stderr) that ends holding the epoch's
+    metrics; standard output stays clean."""
+    import sys
+
+    pytest.importorskip("tqdm")
+    model = anyfc.Sequential([anyfc.Dense(3, 2, "identity", dtype="float64")],
+                             loss="mean_squared_error")
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    history = model.fit(X_OPT, T_OPT, epochs=2, batch_size=4, shuffle=False, verbose=1,
+                        metrics=["mse"])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    for epoch in (0, 1):
+        assert f"Epoch {epoch + 1}/2" in captured.err
+        assert f"mse: {history['mse'][epoch]:.4f}" in captured.err
+    assert "3/3" in captured.err

@@ -294,12 +294,13 @@ def test_models_alike_share_one_compiled_step_and_others_do_not():
 
     a, b, c = model(), model(), model("relu")
     sgd = anyfc.optimizers.SGD(0.1)
-    assert a._compiled_step(sgd) is b._compiled_step(anyfc.optimizers.SGD(0.1))
-    assert a._compiled_step(sgd) is not c._compiled_step(sgd)
+    assert step_module.compiled(a, sgd) is step_module.compiled(b, anyfc.optimizers.SGD(0.1))
+    assert step_module.compiled(a, sgd) is not step_module.compiled(c, sgd)
     # the learning rate is an argument of the step (schedules never recompile it); other
     # settings are constants of it
-    assert a._compiled_step(sgd) is a._compiled_step(anyfc.optimizers.SGD(0.2))
-    assert a._compiled_step(sgd) is not a._compiled_step(anyfc.optimizers.SGD(0.1, 0.9))
+    assert step_module.compiled(a, sgd) is step_module.compiled(a, anyfc.optimizers.SGD(0.2))
+    assert step_module.compiled(a, sgd) is not step_module.compiled(
+        a, anyfc.optimizers.SGD(0.1, 0.9))
 
     class Mine(anyfc.Activation):  # not anyfc's: keyed by identity, never shared
         pass
@@ -308,7 +309,7 @@ def test_models_alike_share_one_compiled_step_and_others_do_not():
                           anyfc.Dense(6, 3, "identity", backend="jax")])
     e = anyfc.Sequential([anyfc.Dense(4, 6, "relu", backend="jax"), Mine("tanh", backend="jax"),
                           anyfc.Dense(6, 3, "identity", backend="jax")])
-    assert d._compiled_step(sgd) is not e._compiled_step(sgd)
+    assert step_module.compiled(d, sgd) is not step_module.compiled(e, sgd)
     b.fit(hostile.X, hostile.Y, epochs=1, optimizer=sgd, seed=0,
           verbose=0)  # the shared step trains b
     a.fit(hostile.X, hostile.Y, epochs=1, optimizer=anyfc.optimizers.SGD(0.1), seed=0, verbose=0)
