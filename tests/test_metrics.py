@@ -176,3 +176,114 @@ def test_evaluate_matches_itself_for_any_batch_size(bk):
         split = model.evaluate(hostile.X, hostile.Y, batch_size=batch_size)
         assert split["accuracy"] == whole["accuracy"]
         assert split["loss"] == pytest.approx(whole["loss"], rel=1e-9)
+
+
+# ---- metrics= (anyfc.metrics), each against scikit-learn's, over uneven batches ----------
+
+def _metric_model(bk, n_out, loss):
+    return anyfc.Sequential(
+        [bk.dense(5, 8, "tanh", seed=0), bk.dense(8, n_out, "identity", seed=1)], loss)
+
+
+def _data(kind):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((103, 5))
+    if kind == "binary":
+        return X, (X[:, 0] + rng.standard_normal(103) > 0).astype(np.int64)
+    if kind == "multiclass":
+        return X, rng.integers(0, 4, 103)
+    return X, np.stack([X[:, 0] - X[:, 1], 2 * X[:, 2]], axis=1) + rng.standard_normal((103, 2))
+
+
+def _reference(kind, y, p):
+    from sklearn import metrics as skm
+
+    if kind == "binary":
+        p1, hard = p[:, 0], (p[:, 0] > 0.5).astype(int)
+        return {"accuracy": skm.accuracy_score(y, hard), "precision": skm.precision_score(y, hard),
+                "recall": skm.recall_score(y, hard), "f1": skm.f1_score(y, hard),
+                "roc_auc": skm.roc_auc_score(y, p1)}
+    if kind == "multiclass":
+        hard = p.argmax(axis=1)
+        macro = {"average": "macro", "zero_division": 0}
+        return {"accuracy": skm.accuracy_score(y, hard),
+                "top_2_accuracy": skm.top_k_accuracy_score(y, p, k=2, labels=range(4)),
+                "precision": skm.precision_score(y, hard, **macro),
+                "recall": skm.recall_score(y, hard, **macro), "f1": skm.f1_score(y, hard, **macro)}
+    return {"mae": skm.mean_absolute_error(y, p), "mse": skm.mean_squared_error(y, p),
+            "rmse": skm.root_mean_squared_error(y, p), "r2": skm.r2_score(y, p)}
+
+
+KINDS = {"binary": (1, "binary_cross_entropy"), "multiclass": (4, "softmax_cross_entropy"),
+         "regression": (2, "mean_squared_error")}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_metric_equals_scikit_learns_over_uneven_batches(cpu_bk, kind):
+    n_out, loss = KINDS[kind]
+    model = _metric_model(cpu_bk, n_out, loss)
+    X, y = _data(kind)
+    model.fit(X, y, epochs=2, batch_size=16, seed=0, verbose=0)
+    expected = _reference(kind, y, host(model.predict(X)))
+    for batch_size in (17, None):  # 103 rows: six batches of 17 and one of 1, or all
+        got = model.evaluate(X, y, batch_size=batch_size, metrics=list(expected))
+        assert list(got) == ["loss", *expected]
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, batch_size)
+
+
+def test_your_metric_function_sees_every_row_once(cpu_bk):
+    """Exact, not an average of batch values: a median over all rows."""
+    def median_error(y_true, y_pred):
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(y_pred)
+        err = xp.sort(xp.reshape(xp.abs(y_pred - y_true), (-1,)))
+        return err[err.shape[0] // 2]
+
+    model = _metric_model(cpu_bk, 2, "mean_squared_error")
+    X, y = _data("regression")
+    got = model.evaluate(X, y, batch_size=10, metrics=[median_error])["median_error"]
+    err = np.sort(np.abs(host(model.predict(X)) - y).ravel())
+    assert got == pytest.approx(err[err.size // 2], rel=1e-12)
+
+
+def test_metrics_over_dask_chunks_equal_in_memory(dask_bk):
+    import dask.array as da
+
+    model = _metric_model(anyfc_numpy(), 1, "binary_cross_entropy")
+    X, y = _data("binary")
+    names = ["accuracy", "precision", "recall", "f1", "roc_auc"]
+    in_memory = model.evaluate(X, y, metrics=names)
+    chunked = model.evaluate(da.from_array(X, chunks=(23, 5)), da.from_array(y, chunks=23),
+                             metrics=names)
+    for name in names:
+        assert chunked[name] == pytest.approx(in_memory[name], rel=1e-12), name
+    frozen = anyfc.optimizers.SGD(0.1)
+    frozen.lr = 0.0  # 0 by assignment: the parameters do not move
+    fitted = model.fit(da.from_array(X, chunks=(23, 5)), da.from_array(y, chunks=23),
+                       epochs=1, batch_size=8, shuffle=False, verbose=0, metrics=names,
+                       strategy="data_parallel", optimizer=frozen)
+    for name in names:  # so the epoch's metrics, summed over chunks, are these
+        assert fitted[name][0] == pytest.approx(in_memory[name], rel=1e-9), name
+
+
+def anyfc_numpy():
+    from tests.conftest import Backend
+
+    return Backend("numpy", "numpy", None)
+
+
+@pytest.mark.parametrize("metrics, error, pattern", [
+    (["accuracy"], ValueError, "metric 'accuracy' does not suit this model's loss"),
+    (["nonsense"], ValueError, "unknown metric 'nonsense'.*top_<k>_accuracy"),
+    (["mae", "mae"], ValueError, "distinct and not 'loss'"),
+    ([3], TypeError, "a metric must be a name or a function"),
+])
+def test_a_metric_that_cannot_work_is_refused_before_training(metrics, error, pattern):
+    model = _metric_model(anyfc_numpy(), 2, "mean_squared_error")
+    before = host(model.layers[0].w)
+    X, y = _data("regression")
+    with pytest.raises(error, match=pattern):
+        model.fit(X, y, metrics=metrics, verbose=0)
+    np.testing.assert_array_equal(host(model.layers[0].w), before)

@@ -389,3 +389,28 @@ def test_a_huge_unsigned_label_is_reported_exactly():
     y[2] = 2**64 - 1
     with pytest.raises(ValueError, match="class label 18446744073709551615"):
         model.fit(zoo.RNG.standard_normal((8, 4)), y, verbose=0)
+
+
+def test_messages_name_the_fix():
+    model = anyfc.Sequential([anyfc.Dense(2, 3)])
+    with pytest.raises(TypeError, match="LabelEncoder.*anyfc.sklearn.MLPClassifier"):
+        model.fit([[0.0, 1.0], [1.0, 0.0]], np.array(["cat", "dog"]), verbose=0)
+    with pytest.raises(TypeError, match=r"optimizer is the class Adam; pass an instance: "
+                                        r"optimizer=Adam\(\)"):
+        model.fit([[0.0, 1.0], [1.0, 0.0]], [0, 1], optimizer=anyfc.optimizers.Adam, verbose=0)
+    with pytest.raises(ValueError, match="contains NaN or infinity.*impute those values first"):
+        model.predict([[np.nan, 1.0]])
+
+
+def test_a_diverged_fit_raises_anyfcs_error_and_no_numpy_warning():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3)) * 1e3
+    y = X @ np.array([[1.0], [2.0], [3.0]])
+    model = anyfc.Sequential([anyfc.Dense(3, 16, "relu", seed=0), anyfc.Dense(16, 1, seed=1)],
+                             loss="mean_squared_error")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(FloatingPointError, match="training diverged"):
+            model.fit(X, y, epochs=5, optimizer=anyfc.optimizers.SGD(10.0), verbose=0)

@@ -55,6 +55,10 @@ def fit(
     rng = _seeded(seed)
     model.check()
     measures = metrics_module.resolve(metrics, _metrics.kind(model.loss, model.n_out))
+    if isinstance(optimizer, type):
+        raise TypeError(f"optimizer is the class {optimizer.__name__}; pass an instance: "
+                        f"optimizer={optimizer.__name__}() (or with settings, "
+                        f"{optimizer.__name__}(lr=...))")
     opt = optimizers.get(optimizer if optimizer is not None else model.optimizer)
     opt_state = model.adopt(opt)
     model.check_settings()

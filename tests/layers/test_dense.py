@@ -174,3 +174,28 @@ def test_random_valid_shapes_never_crash_and_gradients_stay_finite(n, n_in, n_ou
                                                  "float32"))
         for g in (grad_x, layer.grad_w, layer.grad_b):
             assert np.all(np.isfinite(anyfc.to_numpy(g)))
+
+
+def test_dense_is_linear_unless_told(bk):
+    """As Keras's Dense and torch's Linear: y = x·W + b (0.1 used ReLU)."""
+    layer = bk.dense(3, 2, seed=0)
+    assert isinstance(layer.activation, anyfc.activations.Identity)
+    x = np.array([[-1.0, 2.0, -3.0]])
+    expected = x @ anyfc.to_numpy(layer.w) + anyfc.to_numpy(layer.b)
+    np.testing.assert_allclose(anyfc.to_numpy(layer.forward(bk.asarray(x), training=False)),
+                               expected, rtol=1e-12)
+    assert (expected < 0).any()  # a ReLU would have cut these
+
+
+def test_an_activation_before_a_logits_loss_is_warned_about():
+    with pytest.warns(UserWarning, match=r"applies 'relu' before softmax_cross_entropy.*"
+                                         r"activation='identity'"):
+        anyfc.Sequential([anyfc.Dense(4, 8, "relu"), anyfc.Dense(8, 3, "relu")])
+    with pytest.warns(UserWarning, match="'sigmoid' before binary_cross_entropy"):
+        anyfc.Sequential([anyfc.Dense(4, 1, "sigmoid")], loss="binary_cross_entropy")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        anyfc.Sequential([anyfc.Dense(4, 8, "relu"), anyfc.Dense(8, 3)])
+        anyfc.Sequential([anyfc.Dense(4, 2, "relu")], loss="mean_squared_error")

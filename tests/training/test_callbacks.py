@@ -495,3 +495,42 @@ def test_auto_mode_maximises_accuracy_and_r2_and_minimises_the_rest(monitor, mod
     for cls in (anyfc.callbacks.EarlyStopping, anyfc.callbacks.ReduceLROnPlateau):
         assert cls(monitor).mode == mode
         assert cls(monitor, mode="min").mode == "min" and cls(monitor, mode="max").mode == "max"
+
+
+class _ValAuc(anyfc.callbacks.Callback):
+    """Writes ``val_auc`` (a stand-in value that falls, then rises) into the epoch's logs."""
+
+    provides = ("val_auc",)
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_auc"] = self.values[epoch]
+
+
+def test_a_value_a_callback_writes_is_kept_printed_logged_and_monitored(bk, tmp_path, capsys):
+    """Keras's routine pattern: a callback computes ``val_auc``; EarlyStopping (given
+    before it in the list) monitors it, History, the printed line and CSVLogger keep it."""
+    values = [0.70, 0.80, 0.79, 0.78, 0.95, 0.96]
+    model = anyfc.Sequential([bk.dense(4, 5, "relu", seed=0), bk.dense(5, 3, seed=1)])
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 4)), rng.integers(0, 3, 30)
+    stop = anyfc.EarlyStopping("val_auc", patience=2)
+    log = tmp_path / "log.csv"
+    history = model.fit(X, y, epochs=6, batch_size=10, verbose=2, seed=0,
+                        callbacks=[stop, anyfc.CSVLogger(log), _ValAuc(values)])
+    assert stop.mode == "max" and stop.best_epoch == 1 and stop.stopped_epoch == 3
+    assert history["val_auc"] == values[:4]
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.endswith(f"val_auc: {v:.4f}") for line, v in zip(printed, values)] == [True] * 4
+    rows = log.read_text().splitlines()
+    assert rows[0].split(",") == ["epoch", "loss", "accuracy", "val_auc", "lr"]
+    assert [float(r.split(",")[3]) for r in rows[1:]] == values[:4]
+
+
+def test_a_monitored_value_nobody_writes_is_still_refused(bk):
+    model = anyfc.Sequential([bk.dense(4, 3, seed=0)])
+    with pytest.raises(ValueError, match="monitors 'val_auc', which this fit does not report"):
+        model.fit(np.ones((4, 4)), [0, 1, 2, 0], callbacks=[anyfc.EarlyStopping("val_auc")],
+                  verbose=0)
