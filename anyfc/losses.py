@@ -313,13 +313,5 @@ def get(loss: str | Loss | dict[str, Any]) -> Loss:
     """
     if isinstance(loss, Loss):
         return loss
-    if isinstance(loss, dict):
-        built: Loss = registry.build("loss", loss)
-        return built
-    if isinstance(loss, str) and loss.lower() not in LOSSES and (
-            loss in registry.classes("loss")):
-        named: Loss = registry.build("loss", {"type": loss})
-        return named
-    if not isinstance(loss, str) or loss.lower() not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; valid losses are {', '.join(LOSSES)}")
-    return LOSSES[loss.lower()]()
+    found: Loss = registry.lookup("loss", loss, LOSSES, "loss", "losses")
+    return found

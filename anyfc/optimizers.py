@@ -418,14 +418,6 @@ def get(optimizer: str | Optimizer | dict[str, Any] | None) -> Optimizer:
         return Adam()
     if isinstance(optimizer, Optimizer):
         return optimizer
-    if isinstance(optimizer, dict):
-        built: Optimizer = registry.build("optimizer", optimizer)
-        return built
-    if isinstance(optimizer, str) and optimizer.lower() not in OPTIMIZERS and (
-            optimizer in registry.classes("optimizer")):
-        named: Optimizer = registry.build("optimizer", {"type": optimizer})
-        return named
-    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
-        raise ValueError(
-            f"unknown optimizer {optimizer!r}; valid optimizers are {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[optimizer.lower()]()
+    found: Optimizer = registry.lookup("optimizer", optimizer, OPTIMIZERS, "optimizer",
+                                        "optimizers")
+    return found

@@ -263,6 +263,22 @@ def build(kind: str, spec: Any, **kwargs: Any) -> Any:
                          f"{type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
+def lookup(kind: str, value: Any, short: Mapping[str, Callable[[], Any]],
+           what: str, plural: str) -> Any:
+    """What each kind's ``get`` does with a value that is not yet an object: a spec
+    (``{"type": ..., "config": ...}``) is built, a short name (``short``, lower-cased)
+    or a registered name gives the class with its defaults; anything else is a
+    ``ValueError`` listing the short names (``what``/``plural``: "loss"/"losses")."""
+    if isinstance(value, dict):
+        return build(kind, value)
+    if isinstance(value, str):
+        if value.lower() in short:
+            return short[value.lower()]()
+        if value in classes(kind):
+            return build(kind, {"type": value})
+    raise ValueError(f"unknown {what} {value!r}; valid {plural} are {', '.join(short)}")
+
+
 def check(kind: str, spec: Any) -> Shapes:
     """Validate ``spec`` without allocating any array; for a layer, return the shapes its
     arrays will have (``cls.array_shapes(config)``: each a tuple of non-negative

@@ -335,12 +335,19 @@ def _ref_mse(z, t, w):
     return np.sum(w[:, None] * (z - t.reshape(z.shape)) ** 2) / z.size
 
 
-def _cases(rng):
+def loss_case_data(rng):
+    """Logits of 6 rows × 4 outputs, and targets for each loss: labels, their one-hot rows,
+    0/1 bits and real targets (drawn in this order from ``rng``)."""
     z = rng.standard_normal((6, 4)) * 2
     labels = rng.integers(0, 4, size=6)
     onehot = np.eye(4)[labels]
     bits = rng.integers(0, 2, size=(6, 4)).astype(np.float64)
     target = rng.standard_normal((6, 4))
+    return z, labels, onehot, bits, target
+
+
+def _cases(rng):
+    z, labels, onehot, bits, target = loss_case_data(rng)
     return {
         "softmax_cross_entropy": (z, labels, lambda w: _ref_softmax_ce(z, labels, w)),
         "softmax_cross_entropy/onehot": (z, onehot, lambda w: _ref_softmax_ce(z, labels, w)),

@@ -30,6 +30,7 @@ from tests.references import (
     _strict,
     _target,
     _weights,
+    loss_case_data,
     ref_loss,
     ref_probabilities,
 )
@@ -47,11 +48,7 @@ def _bce(z, t):
 
 
 def _unweighted_cases(rng):
-    z = rng.standard_normal((6, 4)) * 2
-    labels = rng.integers(0, 4, size=6)
-    onehot = np.eye(4)[labels]
-    bits = rng.integers(0, 2, size=(6, 4)).astype(np.float64)
-    target = rng.standard_normal((6, 4))
+    z, labels, onehot, bits, target = loss_case_data(rng)
     return {
         "softmax_cross_entropy": (z, labels, _softmax_ce(z, labels)),
         "softmax_cross_entropy/onehot": (z, onehot, _softmax_ce(z, labels)),
