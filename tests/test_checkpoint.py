@@ -383,23 +383,24 @@ def _crc_broken(tmp_path, text, arrays):
     return path
 
 
-def _encrypted(tmp_path, text, arrays):
-    path = tmp_path / "encrypted.npz"
+def _zipped(path, text, arrays, compress_type=zipfile.ZIP_STORED, encrypted=()):
+    """A checkpoint written member by member, arrays compressed with ``compress_type``,
+    the members named in ``encrypted`` flagged as encrypted in the central directory."""
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("__anyfc__.npy", _npy(np.frombuffer(text.encode(), np.uint8)))
         for name, value in arrays.items():
-            zf.writestr(name + ".npy", _npy(value))
-        zf.getinfo("layers.0.w.npy").flag_bits |= 0x1  # in the central directory
+            zf.writestr(name + ".npy", _npy(value), compress_type=compress_type)
+        for name in encrypted:
+            zf.getinfo(name).flag_bits |= 0x1
     return path
+
+
+def _encrypted(tmp_path, text, arrays):
+    return _zipped(tmp_path / "encrypted.npz", text, arrays, encrypted=["layers.0.w.npy"])
 
 
 def _bzip2(tmp_path, text, arrays):
-    path = tmp_path / "bz2.npz"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("__anyfc__.npy", _npy(np.frombuffer(text.encode(), np.uint8)))
-        for name, value in arrays.items():
-            zf.writestr(name + ".npy", _npy(value), compress_type=zipfile.ZIP_BZIP2)
-    return path
+    return _zipped(tmp_path / "bz2.npz", text, arrays, compress_type=zipfile.ZIP_BZIP2)
 
 
 def _meta_wrong_dtype(tmp_path, text, arrays):
