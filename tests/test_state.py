@@ -128,6 +128,8 @@ def test_an_unpickled_layer_on_a_missing_device_is_a_clear_error():
 SOURCES = ["numpy", "torch", "jax", "array_api_strict"]
 
 
+@pytest.mark.cross
+@pytest.mark.hostile
 @pytest.mark.parametrize("source", SOURCES)
 def test_a_moved_model_never_writes_into_arrays_the_caller_holds(cpu_bk, source):
     """A JAX model moved to torch used to train in place in memory the JAX arrays still
