@@ -38,14 +38,19 @@ def real(name: str, value: Any, low: float = 0.0, high: float = math.inf,
          low_open: bool = False, high_open: bool = True) -> float:
     """``value`` as a float in the range, or a ValueError naming ``name``. Any finite real
     number is accepted (NumPy scalars too: ``y.max() + 1`` gives one); booleans are not."""
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and math.isfinite(float(value)))
+    try:  # a huge Python int (10**400) does not convert: out of range, not OverflowError
+        ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+              and math.isfinite(float(value)))
+    except (OverflowError, TypeError, ValueError):
+        ok = False
     if ok:
         ok = (value > low if low_open else value >= low) and (
             value < high if high_open else value <= high)
     if not ok:
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ValueError(f"{name} must be a finite number in {lo}{low}, {high}{hi}, got {value!r}")
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:20] + "..." + shown[-8:]
+        raise ValueError(f"{name} must be a finite number in {lo}{low}, {high}{hi}, got {shown}")
     return float(value)
 
 

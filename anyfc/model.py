@@ -345,6 +345,8 @@ class Sequential:
         ``anyfc.checkpoint``): atomically, pickle-free, checked first."""
         self.check()
         self.check_settings()
+        if self.optimizer is not None:
+            self.optimizer.check_settings()
         checkpoint.write(path, self.architecture(), self.state_dict(), self.optimizer,
                          {"backend": self.backend, "device": str(self.device)})
 
@@ -480,7 +482,9 @@ class Sequential:
 
     def check_settings(self) -> None:
         """Every layer's settings (changed since construction, say ``rate = 1.5``) are
-        still ones its class accepts (``Layer.check_settings``)."""
+        still ones its class accepts (``Layer.check_settings``). Reads Python attributes
+        only: ``fit``, ``save``, ``predict``, ``evaluate`` and ``anyfc.onnx.export`` call
+        it first (``fit`` and ``save`` also ``Optimizer.check_settings``)."""
         for i, layer in enumerate(self.layers):
             try:
                 layer.check_settings()
@@ -527,6 +531,7 @@ class Sequential:
         Keeps nothing on the model: safe from many threads at once."""
         batch_size = _validation.batch_size(batch_size, allow_none=True)
         self.check()
+        self.check_settings()  # a setting reassigned since (eps < 0, alpha = inf)
         if _data.streams(self, X):
             dask_xp = _dask.namespace()
             return _dask.predict_lazy(

@@ -640,3 +640,77 @@ def test_settings_changed_after_construction_are_checked_before_training(bk):
     model.layers[3].rate = 1.5
     with pytest.raises(ValueError, match=r"layer 3 \(Dropout\) has a bad setting.*rate"):
         model.fit(RNG.standard_normal((20, 6)), RNG.integers(0, 3, 20), verbose=0)
+
+
+# ------------------------------------------------ hostile settings (issue #21, round three)
+
+HUGE = 10**400  # no float holds it: every numeric setting refuses it with a ValueError
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("make", [
+    lambda v: anyfc.layers.Dropout(v),
+    lambda v: anyfc.layers.BatchNorm(3, eps=v),
+    lambda v: anyfc.layers.BatchNorm(3, momentum=v),
+    lambda v: anyfc.layers.LayerNorm(3, eps=v),
+    lambda v: anyfc.layers.LeakyReLU(alpha=v),
+    lambda v: anyfc.layers.ELU(alpha=v),
+    lambda v: optimizers.SGD(lr=v),
+    lambda v: optimizers.SGD(momentum=v),
+    lambda v: optimizers.Adam(beta1=v),
+    lambda v: optimizers.Adam(eps=v),
+    lambda v: optimizers.RMSProp(rho=v),
+    lambda v: optimizers.Adam(clipnorm=v),
+    lambda v: anyfc.schedules.StepDecay(lr=v, step_size=1),
+    lambda v: anyfc.schedules.ExponentialDecay(lr=0.1, decay_rate=v),
+    lambda v: anyfc.callbacks.EarlyStopping(min_delta=v),
+    lambda v: anyfc.callbacks.ReduceLROnPlateau(factor=v),
+])
+@pytest.mark.parametrize("value", [HUGE, -HUGE, float("inf"), float("nan"), np.float64("inf")],
+                         ids=["huge", "minus-huge", "inf", "nan", "np-inf"])
+def test_every_numeric_setting_refuses_out_of_range_values_with_a_value_error(make, value):
+    with pytest.raises(ValueError, match="finite number"):
+        make(value)
+
+
+def _with_settings(bk):
+    return anyfc.Sequential([bk.dense(4, 6, "leaky_relu", seed=0), anyfc.layers.BatchNorm(
+        6, backend=bk.name, device=bk.device_name), anyfc.layers.ELU(backend=bk.name,
+                                                                   device=bk.device_name),
+        bk.dense(6, 3, "identity", seed=1)], loss="softmax_cross_entropy")
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("spoil,pattern", [
+    (lambda m: setattr(m.layers[0].activation, "alpha", float("inf")), "layer 0 .*alpha"),
+    (lambda m: setattr(m.layers[1], "eps", -1.0), "layer 1 .*eps"),
+    (lambda m: setattr(m.layers[1], "eps", HUGE), "layer 1 .*eps"),
+    (lambda m: setattr(m.layers[2].activation, "alpha", float("nan")), "layer 2 .*alpha"),
+], ids=["dense-alpha-inf", "bn-eps-negative", "bn-eps-huge", "elu-layer-alpha-nan"])
+def test_a_setting_spoilt_after_construction_is_refused_before_any_computation(
+        bk, spoil, pattern):
+    model = _with_settings(bk)
+    spoil(model)
+    before = _state(model)
+    for call in (lambda: model.predict(X), lambda: model.evaluate(X, Y),
+                 lambda: model.fit(X, Y, epochs=1, verbose=0), model.check_settings):
+        with pytest.raises(ValueError, match=pattern):
+            call()
+    _assert_same(before, _state(model))
+
+
+@pytest.mark.hostile
+def test_an_optimizer_setting_spoilt_after_construction_is_refused_by_fit_and_save(
+        bk, tmp_path):
+    model = _trained(bk)
+    model.optimizer.beta1 = HUGE
+    before = _state(model)
+    with pytest.raises(ValueError, match="optimizer Adam has a bad setting: beta1"):
+        model.fit(X, Y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="optimizer Adam has a bad setting: beta1"):
+        model.save(tmp_path / "m.anyfc")
+    assert not (tmp_path / "m.anyfc").exists()
+    _assert_same(before, _state(model))
+    model.optimizer.beta1 = 0.9
+    model.optimizer.lr = 0.0  # 0 is accepted by assignment (freezes training)
+    model.optimizer.check_settings()

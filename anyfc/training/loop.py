@@ -56,6 +56,7 @@ def fit(
     model.check()
     measures = metrics_module.resolve(metrics, _metrics.kind(model.loss, model.n_out))
     opt = optimizers.get(optimizer if optimizer is not None else model.optimizer)
+    opt.check_settings()
     opt_state = model.adopt(opt)
     model.check_settings()
     if not _finite(model, [*model.state(rng=False), *_state_arrays(opt_state)]):
@@ -175,6 +176,7 @@ def evaluate(model: Model, X: Any, y: Any, *, batch_size: int | None,
     """``Sequential.evaluate`` (see there): the arguments checked, then the metrics."""
     batch_size = _validation.batch_size(batch_size, allow_none=True)
     model.check()
+    model.check_settings()
     measures = metrics_module.resolve(metrics, _metrics.kind(model.loss, model.n_out))
     arrays = with_weights(model, _data.prepare(model, X, y), sample_weight, None)
     return _evaluate(model, _data.for_evaluation(model, arrays, batch_size), measures)
