@@ -253,6 +253,28 @@ def sample_weight(w: Any, n: int, xp: ModuleType, device: Any, dtype: Any,
                      "one row a positive weight")
 
 
+def row_weights(w: Array, xp: ModuleType, dtype: Any) -> Array:
+    """The effective per-row weights ``class_weight[c_k] · sample_weight_k`` as they will
+    be used, in the model's ``dtype``: finite (a product beyond the dtype's range is
+    refused, naming the weights, rather than diverging in training), non-negative and not
+    all zero. One reduction and one host read."""
+    if _holds(xp, xp.all(xp.isfinite(w) & (w >= 0)) & xp.any(w > 0)):
+        return w
+    what = "the row weights (class_weight × sample_weight)"
+    finite = xp.isfinite(w)
+    if not _holds(xp, finite):
+        top = xp.finfo(dtype).max
+        raise ValueError(f"{what} overflow {_backend.dtype_name(dtype)} (|w| > {top:.3g}) at "
+                         f"rows {_first_rows(~finite)}...; scale class_weight or "
+                         "sample_weight down (only their ratios matter), or use "
+                         "dtype='float64'")
+    if not _holds(xp, w >= 0):
+        raise ValueError(f"{what} are negative at rows {_first_rows(w < 0)}...; weights "
+                         "must be >= 0")
+    raise ValueError(f"{what} are all zero (or underflow {_backend.dtype_name(dtype)}): no "
+                     "row would count in the loss; give some rows a positive weight")
+
+
 def class_weight(class_weight: Any, y: Any, loss: losses.Loss,
                  n_out: int) -> np.ndarray | None:
     """Per-row weights (a NumPy float64 array of shape ``(n,)``, on the host) from

@@ -434,7 +434,11 @@ class Sequential:
           learning-rate control, CSV logs) or your own ``Callback`` subclasses.
         - ``sample_weight`` (one weight per row) and ``class_weight`` (``{class:
           weight}`` or ``"balanced"``) weight each row's loss; both multiply. The loss is
-          ``(1/n) Σ_k w_k e_k``, as Keras's.
+          ``(1/n) Σ_k w_k e_k``, as Keras's. Their product is checked in the model's
+          dtype (finite, ≥ 0, not all 0). Class weights apply to the training rows only:
+          with ``validation_split`` the held-out rows keep their ``sample_weight`` but
+          get no class weight (``val_loss`` is what ``validation_data`` on those rows
+          gives), and ``"balanced"`` counts the training rows alone, as Keras does.
         - Dask arrays larger than memory: with ``strategy="auto"`` they are streamed a
           chunk at a time to a model on any other backend; ``strategy="data_parallel"``
           computes each step's gradients chunk by chunk where the chunks live (Dask
