@@ -92,6 +92,11 @@ def fit(
         hook.check(run)
     for hook in hooks:
         hook.on_train_begin({})
+    if epochs == 0:  # everything checked, nothing to train: the model keeps its optimizer
+        # (and that optimizer its state), even when another one was passed
+        for hook in hooks:
+            hook.on_train_end({})
+        return History({k: [] for k in run.metrics})
 
     previous = model.optimizer
     model.optimizer = opt

@@ -705,3 +705,14 @@ def test_row_weights_that_overflow_the_models_dtype_are_refused(bk, sample_weigh
         model.fit(X, Y, epochs=1, verbose=0, sample_weight=sample_weight,
                   class_weight=class_weight)
     _assert_weights(before, _weights(model), rtol=0, atol=0)
+
+
+@pytest.mark.hostile
+def test_zero_epochs_with_another_optimizer_keep_the_trained_optimizer_and_its_state(bk):
+    model = hostile._trained(bk)
+    opt = model.optimizer
+    before = hostile._state(model)
+    history = model.fit(hostile.X, hostile.Y, epochs=0, verbose=0,
+                        optimizer=optimizers.SGD(0.5))
+    assert model.optimizer is opt and dict(history)["loss"] == []
+    hostile._assert_same(before, hostile._state(model))
