@@ -111,10 +111,13 @@ class Sequential:
         self.check(placement=False)
         # all or nothing: convert everything first, then set it; moved arrays are copies,
         # so the model never writes into memory a caller (or an immutable JAX array) holds
-        moved = [layer.moved(xp, dev, dt) if (
-            layer.xp is not xp or layer.device != dev or layer.dtype != dt) else None
-            for layer in self.layers]
-        state = None if self.optimizer is None else self.optimizer.moved_state(xp, dev, dt)
+        with _backend.quiet(_backend.get_namespace("numpy")):  # overflow: reported below
+            moved = [layer.moved(xp, dev, dt) if (
+                layer.xp is not xp or layer.device != dev or layer.dtype != dt) else None
+                for layer in self.layers]
+            state = None if self.optimizer is None else self.optimizer.moved_state(
+                xp, dev, dt)
+        _check_fits(self.layers, moved, self.optimizer, state, xp, dev, dt)
         for layer, values in zip(self.layers, moved):
             if values is not None:
                 layer.commit(values)
@@ -352,11 +355,14 @@ class Sequential:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], backend: str | ModuleType | None = None,
-             device: Any = None) -> Sequential:
+             device: Any = None, dtype: Any = None) -> Sequential:
         """A model saved by ``save``, on ``backend``/``device`` (default: the default
         backend), with its optimizer, so ``fit`` continues where it stopped. The file is
         read as untrusted (``anyfc.checkpoint``); a bad one is a ``CheckpointError`` (a
-        ``ValueError``) naming the entry."""
+        ``ValueError``) naming the entry. ``dtype`` (default: the file's) converts the
+        loaded model as ``to`` does, refusing values that do not fit it."""
+        if dtype is not None:  # checked before the file is read
+            _backend.resolve_dtype(_backend.get_namespace(backend), dtype)
         saved = checkpoint.read(path)
         try:
             model = cls.from_architecture(saved.architecture, saved.arrays, backend, device)
@@ -368,6 +374,8 @@ class Sequential:
             saved.optimizer.load_state_dict(saved.optimizer_state, model.xp, model.device,
                                             model.dtype)
             model.optimizer = saved.optimizer
+        if dtype is not None:
+            model.to(model.backend, model.device, dtype)
         return model
 
     # ------------------------------------------------------------ the math
@@ -585,6 +593,30 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n    ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n    {inner}\n], loss={self.loss.name!r})"
+
+
+def _check_fits(layers: list[Layer], moved: list[Any], optimizer: Any, state: Any,
+                xp: ModuleType, device: Any, dtype: Any) -> None:
+    """A ValueError naming the first array whose values do not fit ``dtype`` (finite
+    before the conversion, not after: a weight of 1e39 into float32), before ``to``
+    changes anything. One reduction per array and one read on success."""
+    new: list[tuple[str, Any, Any]] = []
+    for i, (layer, values) in enumerate(zip(layers, moved)):
+        if values is not None:
+            new += [(f"layers.{i}.{name}", getattr(layer, name), values[name])
+                    for name in layer.param_names + layer.buffer_names if name in values]
+    if state is not None and optimizer is not None:
+        new += [(f"optimizer state {key}.{slot}", optimizer.state[key][slot], value)
+                for key, slots in state.items() for slot, value in slots.items()]
+    if _backend.all_finite(xp, device, [value for _, _, value in new]):
+        return
+    for name, old, value in new:
+        if not _backend.all_finite(xp, device, [value]) and _backend.all_finite(
+                _backend.namespace_of(old), _backend.device_of(old), [old]):
+            top = float(xp.finfo(dtype).max)
+            raise ValueError(f"{name} holds values too large for {_backend.dtype_name(dtype)} "
+                             f"(|x| > {top:.3g}); the model is left as it was: scale them "
+                             "down, or keep the wider dtype")
 
 
 def _warn_if_not_logits(layers: list[Layer], loss: losses.Loss) -> None:

@@ -714,3 +714,62 @@ def test_an_optimizer_setting_spoilt_after_construction_is_refused_by_fit_and_sa
     model.optimizer.beta1 = 0.9
     model.optimizer.lr = 0.0  # 0 is accepted by assignment (freezes training)
     model.optimizer.check_settings()
+
+
+# ------------------------------------------------ hostile precision (issue #21, round three)
+
+
+def _wide(bk):
+    model = anyfc.Sequential([bk.dense(4, 6, "tanh", seed=0, dtype="float64"),
+                              anyfc.layers.BatchNorm(6, backend=bk.name, device=bk.device_name,
+                                                     dtype="float64"),
+                              bk.dense(6, 3, "identity", seed=1, dtype="float64")],
+                             loss="softmax_cross_entropy")
+    model.fit(X, Y, epochs=1, batch_size=8, optimizer=optimizers.Adam(0.01), seed=0, verbose=0)
+    return model
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("entry, name", [
+    ("layers.0.w", r"layers\.0\.w"), ("layers.1.running_var", r"layers\.1\.running_var")])
+def test_to_float32_refuses_values_that_do_not_fit_and_changes_nothing(bk, entry, name):
+    model = _wide(bk)
+    state = {k: anyfc.to_numpy(v) for k, v in model.state_dict().items()}
+    state[entry] = state[entry].copy()
+    state[entry].flat[0] = 1e39
+    model.load_state_dict(state)
+    before = _state(model)
+    with pytest.raises(ValueError, match=name + ".*too large for float32"):
+        model.to(bk.name, bk.device_name, "float32")
+    _assert_same(before, _state(model))
+    assert model.dtype == _backend.resolve_dtype(bk.xp, "float64")
+
+
+@pytest.mark.hostile
+def test_to_float32_refuses_optimizer_state_that_does_not_fit(bk):
+    model = _wide(bk)
+    key = next(iter(model.optimizer.state))
+    slot = next(iter(model.optimizer.state[key]))
+    big = anyfc.to_numpy(model.optimizer.state[key][slot]).copy()
+    big.flat[0] = 1e39
+    model.optimizer.state[key][slot] = anyfc.to_backend(big, bk.name, bk.device_name)
+    before = _state(model)
+    with pytest.raises(ValueError, match="optimizer state.*too large for float32"):
+        model.to(bk.name, bk.device_name, "float32")
+    _assert_same(before, _state(model))
+
+
+@pytest.mark.hostile
+def test_load_converts_to_the_dtype_asked_and_refuses_values_that_do_not_fit(bk, tmp_path):
+    model = _wide(bk)
+    model.save(tmp_path / "ok.anyfc")
+    small = anyfc.load(tmp_path / "ok.anyfc", bk.name, bk.device_name, dtype="float32")
+    assert small.dtype == _backend.resolve_dtype(bk.xp, "float32")
+    np.testing.assert_allclose(anyfc.to_numpy(small.predict(X)),
+                               anyfc.to_numpy(model.predict(X)), rtol=1e-4, atol=1e-5)
+    state = {k: anyfc.to_numpy(v) for k, v in model.state_dict().items()}
+    state["layers.2.w"] = state["layers.2.w"] * 0 + 1e39
+    model.load_state_dict(state)
+    model.save(tmp_path / "big.anyfc")
+    with pytest.raises(ValueError, match=r"layers\.2\.w.*too large for float32"):
+        anyfc.Sequential.load(tmp_path / "big.anyfc", bk.name, bk.device_name, dtype="float32")
