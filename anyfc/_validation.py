@@ -38,14 +38,19 @@ def real(name: str, value: Any, low: float = 0.0, high: float = math.inf,
          low_open: bool = False, high_open: bool = True) -> float:
     """``value`` as a float in the range, or a ValueError naming ``name``. Any finite real
     number is accepted (NumPy scalars too: ``y.max() + 1`` gives one); booleans are not."""
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and math.isfinite(float(value)))
+    try:  # a huge Python int (10**400) does not convert: out of range, not OverflowError
+        ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+              and math.isfinite(float(value)))
+    except (OverflowError, TypeError, ValueError):
+        ok = False
     if ok:
         ok = (value > low if low_open else value >= low) and (
             value < high if high_open else value <= high)
     if not ok:
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ValueError(f"{name} must be a finite number in {lo}{low}, {high}{hi}, got {value!r}")
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:20] + "..." + shown[-8:]
+        raise ValueError(f"{name} must be a finite number in {lo}{low}, {high}{hi}, got {shown}")
     return float(value)
 
 
@@ -246,6 +251,28 @@ def sample_weight(w: Any, n: int, xp: ModuleType, device: Any, dtype: Any,
                          "weights must be >= 0")
     raise ValueError(f"{what} is all zeros: no row would count in the loss; give at least "
                      "one row a positive weight")
+
+
+def row_weights(w: Array, xp: ModuleType, dtype: Any) -> Array:
+    """The effective per-row weights ``class_weight[c_k] · sample_weight_k`` as they will
+    be used, in the model's ``dtype``: finite (a product beyond the dtype's range is
+    refused, naming the weights, rather than diverging in training), non-negative and not
+    all zero. One reduction and one host read."""
+    if _holds(xp, xp.all(xp.isfinite(w) & (w >= 0)) & xp.any(w > 0)):
+        return w
+    what = "the row weights (class_weight × sample_weight)"
+    finite = xp.isfinite(w)
+    if not _holds(xp, finite):
+        top = xp.finfo(dtype).max
+        raise ValueError(f"{what} overflow {_backend.dtype_name(dtype)} (|w| > {top:.3g}) at "
+                         f"rows {_first_rows(~finite)}...; scale class_weight or "
+                         "sample_weight down (only their ratios matter), or use "
+                         "dtype='float64'")
+    if not _holds(xp, w >= 0):
+        raise ValueError(f"{what} are negative at rows {_first_rows(w < 0)}...; weights "
+                         "must be >= 0")
+    raise ValueError(f"{what} are all zero (or underflow {_backend.dtype_name(dtype)}): no "
+                     "row would count in the loss; give some rows a positive weight")
 
 
 def class_weight(class_weight: Any, y: Any, loss: losses.Loss,

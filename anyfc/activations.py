@@ -16,6 +16,7 @@ is rebuilt from a file only once registered (``@anyfc.register``): its inherited
 
 from __future__ import annotations
 
+import math
 import numbers
 from types import ModuleType
 from typing import Any
@@ -23,6 +24,21 @@ from typing import Any
 from . import registry
 
 Array = Any
+
+
+def _setting(owner: str, rule: str, value: Any, within: Any) -> float:
+    """A finite real setting (Python or NumPy number, not a bool) that satisfies
+    ``within``, as a float; else a ValueError (never OverflowError, even for 10**400)."""
+    try:
+        ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+              and math.isfinite(float(value)) and bool(within(float(value))))
+    except (OverflowError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:20] + "..." + shown[-8:]
+        raise ValueError(f"{owner} needs a finite number {rule}, got {shown}")
+    return float(value)
 
 
 class Activation:
@@ -43,6 +59,17 @@ class Activation:
         settings)`` rebuilds any (``anyfc.registry`` leaves ``name`` out of a spec, so it
         is no constructor argument)."""
         return {"name": self.name, **vars(self)}
+
+    def check_settings(self) -> None:
+        """A ``ValueError`` if a setting (changed since construction, say ``alpha =
+        float("inf")``) is not one the class accepts: the class checks its own
+        ``config()`` by building a throw-away copy from it (no arrays)."""
+        settings = self.config()
+        settings.pop("name", None)
+        try:
+            type(self)(**settings)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"activation {self.name} has a bad setting: {exc}") from None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -80,9 +107,8 @@ class LeakyReLU(Activation):
     name = "leaky_relu"
 
     def __init__(self, alpha: float = 0.01) -> None:
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
-            raise ValueError(f"leaky_relu needs a number 0 <= alpha <= 1, got {alpha!r}")
-        self.alpha: float = float(alpha)
+        self.alpha: float = _setting("leaky_relu", "0 <= alpha <= 1", alpha,
+                                     lambda a: 0 <= a <= 1)
 
     def forward(self, xp: ModuleType, u: Array) -> Array:
         return xp.maximum(u, self.alpha * u)
@@ -130,9 +156,7 @@ class ELU(Activation):
     name = "elu"
 
     def __init__(self, alpha: float = 1.0) -> None:
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha > 0:
-            raise ValueError(f"elu needs a number alpha > 0, got {alpha!r}")
-        self.alpha: float = float(alpha)
+        self.alpha: float = _setting("elu", "alpha > 0", alpha, lambda a: a > 0)
 
     def forward(self, xp: ModuleType, u: Array) -> Array:
         return xp.where(u > 0, u, self.alpha * xp.expm1(xp.minimum(u, 0.0)))

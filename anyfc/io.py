@@ -20,11 +20,13 @@ from .checkpoint import write as _write
 from .model import Sequential
 
 
-def load(path: str | os.PathLike[str], backend: Any = None, device: Any = None) -> Sequential:
+def load(path: str | os.PathLike[str], backend: Any = None, device: Any = None,
+         dtype: Any = None) -> Sequential:
     """Rebuild a model saved by ``Sequential.save`` on ``backend``/``device`` (default:
-    the default backend), with its optimizer, so ``fit`` continues where it stopped.
+    the default backend), with its optimizer, so ``fit`` continues where it stopped;
+    ``dtype`` converts it after loading (refusing values that do not fit, as ``to``).
     A bad file is a ``CheckpointError`` (a ``ValueError``) naming the entry."""
-    return Sequential.load(path, backend, device)
+    return Sequential.load(path, backend, device, dtype)
 
 
 def save(model: Sequential, path: str | os.PathLike[str]) -> None:

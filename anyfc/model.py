@@ -111,10 +111,13 @@ class Sequential:
         self.check(placement=False)
         # all or nothing: convert everything first, then set it; moved arrays are copies,
         # so the model never writes into memory a caller (or an immutable JAX array) holds
-        moved = [layer.moved(xp, dev, dt) if (
-            layer.xp is not xp or layer.device != dev or layer.dtype != dt) else None
-            for layer in self.layers]
-        state = None if self.optimizer is None else self.optimizer.moved_state(xp, dev, dt)
+        with _backend.quiet(_backend.get_namespace("numpy")):  # overflow: reported below
+            moved = [layer.moved(xp, dev, dt) if (
+                layer.xp is not xp or layer.device != dev or layer.dtype != dt) else None
+                for layer in self.layers]
+            state = None if self.optimizer is None else self.optimizer.moved_state(
+                xp, dev, dt)
+        _check_fits(self.layers, moved, self.optimizer, state, xp, dev, dt)
         for layer, values in zip(self.layers, moved):
             if values is not None:
                 layer.commit(values)
@@ -345,16 +348,21 @@ class Sequential:
         ``anyfc.checkpoint``): atomically, pickle-free, checked first."""
         self.check()
         self.check_settings()
+        if self.optimizer is not None:
+            self.optimizer.check_settings()
         checkpoint.write(path, self.architecture(), self.state_dict(), self.optimizer,
                          {"backend": self.backend, "device": str(self.device)})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], backend: str | ModuleType | None = None,
-             device: Any = None) -> Sequential:
+             device: Any = None, dtype: Any = None) -> Sequential:
         """A model saved by ``save``, on ``backend``/``device`` (default: the default
         backend), with its optimizer, so ``fit`` continues where it stopped. The file is
         read as untrusted (``anyfc.checkpoint``); a bad one is a ``CheckpointError`` (a
-        ``ValueError``) naming the entry."""
+        ``ValueError``) naming the entry. ``dtype`` (default: the file's) converts the
+        loaded model as ``to`` does, refusing values that do not fit it."""
+        if dtype is not None:  # checked before the file is read
+            _backend.resolve_dtype(_backend.get_namespace(backend), dtype)
         saved = checkpoint.read(path)
         try:
             model = cls.from_architecture(saved.architecture, saved.arrays, backend, device)
@@ -366,6 +374,8 @@ class Sequential:
             saved.optimizer.load_state_dict(saved.optimizer_state, model.xp, model.device,
                                             model.dtype)
             model.optimizer = saved.optimizer
+        if dtype is not None:
+            model.to(model.backend, model.device, dtype)
         return model
 
     # ------------------------------------------------------------ the math
@@ -432,7 +442,11 @@ class Sequential:
           learning-rate control, CSV logs) or your own ``Callback`` subclasses.
         - ``sample_weight`` (one weight per row) and ``class_weight`` (``{class:
           weight}`` or ``"balanced"``) weight each row's loss; both multiply. The loss is
-          ``(1/n) Σ_k w_k e_k``, as Keras's.
+          ``(1/n) Σ_k w_k e_k``, as Keras's. Their product is checked in the model's
+          dtype (finite, ≥ 0, not all 0). Class weights apply to the training rows only:
+          with ``validation_split`` the held-out rows keep their ``sample_weight`` but
+          get no class weight (``val_loss`` is what ``validation_data`` on those rows
+          gives), and ``"balanced"`` counts the training rows alone, as Keras does.
         - Dask arrays larger than memory: with ``strategy="auto"`` they are streamed a
           chunk at a time to a model on any other backend; ``strategy="data_parallel"``
           computes each step's gradients chunk by chunk where the chunks live (Dask
@@ -480,7 +494,9 @@ class Sequential:
 
     def check_settings(self) -> None:
         """Every layer's settings (changed since construction, say ``rate = 1.5``) are
-        still ones its class accepts (``Layer.check_settings``)."""
+        still ones its class accepts (``Layer.check_settings``). Reads Python attributes
+        only: ``fit``, ``save``, ``predict``, ``evaluate`` and ``anyfc.onnx.export`` call
+        it first (``fit`` and ``save`` also ``Optimizer.check_settings``)."""
         for i, layer in enumerate(self.layers):
             try:
                 layer.check_settings()
@@ -527,6 +543,7 @@ class Sequential:
         Keeps nothing on the model: safe from many threads at once."""
         batch_size = _validation.batch_size(batch_size, allow_none=True)
         self.check()
+        self.check_settings()  # a setting reassigned since (eps < 0, alpha = inf)
         if _data.streams(self, X):
             dask_xp = _dask.namespace()
             return _dask.predict_lazy(
@@ -576,6 +593,30 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n    ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n    {inner}\n], loss={self.loss.name!r})"
+
+
+def _check_fits(layers: list[Layer], moved: list[Any], optimizer: Any, state: Any,
+                xp: ModuleType, device: Any, dtype: Any) -> None:
+    """A ValueError naming the first array whose values do not fit ``dtype`` (finite
+    before the conversion, not after: a weight of 1e39 into float32), before ``to``
+    changes anything. One reduction per array and one read on success."""
+    new: list[tuple[str, Any, Any]] = []
+    for i, (layer, values) in enumerate(zip(layers, moved)):
+        if values is not None:
+            new += [(f"layers.{i}.{name}", getattr(layer, name), values[name])
+                    for name in layer.param_names + layer.buffer_names if name in values]
+    if state is not None and optimizer is not None:
+        new += [(f"optimizer state {key}.{slot}", optimizer.state[key][slot], value)
+                for key, slots in state.items() for slot, value in slots.items()]
+    if _backend.all_finite(xp, device, [value for _, _, value in new]):
+        return
+    for name, old, value in new:
+        if not _backend.all_finite(xp, device, [value]) and _backend.all_finite(
+                _backend.namespace_of(old), _backend.device_of(old), [old]):
+            top = float(xp.finfo(dtype).max)
+            raise ValueError(f"{name} holds values too large for {_backend.dtype_name(dtype)} "
+                             f"(|x| > {top:.3g}); the model is left as it was: scale them "
+                             "down, or keep the wider dtype")
 
 
 def _warn_if_not_logits(layers: list[Layer], loss: losses.Loss) -> None:

@@ -500,6 +500,7 @@ def export(model: Sequential, path: str | os.PathLike[str], *, opset: int | None
     if not isinstance(model, Sequential):
         raise TypeError(f"export needs an anyfc.Sequential, got {type(model).__name__}")
     model.check()
+    model.check_settings()
     dtype_name = _backend.dtype_name(model.dtype)
     if dtype_name not in _FLOAT_TYPES:
         raise ValueError(f"ONNX export supports float32 and float64 models, not {dtype_name}")

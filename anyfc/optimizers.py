@@ -263,6 +263,19 @@ class Optimizer:
                    if k != "_lr" and k not in self._counters)
         return out
 
+    def check_settings(self) -> None:
+        """A ``ValueError`` if a hyper-parameter reassigned since construction (say
+        ``opt.beta1 = 2.0``) is not one the class accepts: the class checks its own
+        ``config()`` by building a throw-away copy (no arrays)."""
+        config = self.config()
+        if not isinstance(self._lr, Schedule):
+            config["lr"] = _check("lr", self._lr) or 1.0  # 0 is accepted by assignment
+        try:
+            type(self)(**config)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the optimizer {type(self).__name__} has a bad setting: "
+                             f"{exc}") from None
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={self._lr if k == 'lr' else v!r}"
                          for k, v in self.config().items())

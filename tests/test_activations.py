@@ -112,7 +112,7 @@ def test_leaky_relu_takes_slopes_from_0_to_1(alpha):
 @pytest.mark.mutation
 @pytest.mark.parametrize("alpha", [True, False, -0.1, 1.5, 2.0, float("nan"), "0.1", None])
 def test_leaky_relu_refuses_other_slopes(alpha):
-    with pytest.raises(ValueError, match=r"leaky_relu needs a number 0 <= alpha <= 1, got"):
+    with pytest.raises(ValueError, match=r"leaky_relu needs a finite number 0 <= alpha <= 1, got"):
         anyfc.activations.LeakyReLU(alpha)
 
 
@@ -125,7 +125,7 @@ def test_elu_takes_positive_alphas(alpha):
 @pytest.mark.mutation
 @pytest.mark.parametrize("alpha", [True, 0, 0.0, -1.0, float("nan"), "1", None])
 def test_elu_refuses_other_alphas(alpha):
-    with pytest.raises(ValueError, match=r"elu needs a number alpha > 0, got"):
+    with pytest.raises(ValueError, match=r"elu needs a finite number alpha > 0, got"):
         anyfc.activations.ELU(alpha)
 
 
@@ -174,3 +174,37 @@ def test_a_custom_activation_reprs_all_its_settings():
 def test_softmax_as_an_activation_points_to_the_loss():
     with pytest.raises(ValueError, match="part of the loss 'softmax_cross_entropy'"):
         anyfc.Dense(4, 3, "softmax")
+
+
+# ------------------------------------------------ hostile settings (issue #21, round three)
+
+HUGE = 10**400  # a Python int no float holds: out of range, never an OverflowError
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("spec", [
+    {"name": "leaky_relu", "alpha": float("inf")},
+    {"name": "leaky_relu", "alpha": HUGE},
+    {"name": "elu", "alpha": float("inf")},
+    {"name": "elu", "alpha": HUGE},
+    {"name": "elu", "alpha": float("nan")},
+    {"name": "elu", "alpha": np.float64("inf")},
+], ids=["leaky-inf", "leaky-huge", "elu-inf", "elu-huge", "elu-nan", "elu-np-inf"])
+def test_activation_config_with_a_bad_setting_is_a_value_error(spec):
+    with pytest.raises(ValueError, match="needs a finite number"):
+        activations.get(spec)
+    with pytest.raises(ValueError, match="needs a finite number"):
+        anyfc.Dense(2, 2, activation=spec)
+
+
+@pytest.mark.hostile
+def test_activation_settings_are_rechecked_after_assignment():
+    act = activations.get({"name": "elu", "alpha": 0.5})
+    act.check_settings()  # fine as built
+    act.alpha = float("inf")
+    with pytest.raises(ValueError, match="elu has a bad setting.*alpha > 0"):
+        act.check_settings()
+    act.alpha = HUGE
+    with pytest.raises(ValueError, match="elu has a bad setting"):
+        act.check_settings()
+    activations.ReLU().check_settings()  # nothing to check

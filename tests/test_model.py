@@ -640,3 +640,136 @@ def test_settings_changed_after_construction_are_checked_before_training(bk):
     model.layers[3].rate = 1.5
     with pytest.raises(ValueError, match=r"layer 3 \(Dropout\) has a bad setting.*rate"):
         model.fit(RNG.standard_normal((20, 6)), RNG.integers(0, 3, 20), verbose=0)
+
+
+# ------------------------------------------------ hostile settings (issue #21, round three)
+
+HUGE = 10**400  # no float holds it: every numeric setting refuses it with a ValueError
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("make", [
+    lambda v: anyfc.layers.Dropout(v),
+    lambda v: anyfc.layers.BatchNorm(3, eps=v),
+    lambda v: anyfc.layers.BatchNorm(3, momentum=v),
+    lambda v: anyfc.layers.LayerNorm(3, eps=v),
+    lambda v: anyfc.layers.LeakyReLU(alpha=v),
+    lambda v: anyfc.layers.ELU(alpha=v),
+    lambda v: optimizers.SGD(lr=v),
+    lambda v: optimizers.SGD(momentum=v),
+    lambda v: optimizers.Adam(beta1=v),
+    lambda v: optimizers.Adam(eps=v),
+    lambda v: optimizers.RMSProp(rho=v),
+    lambda v: optimizers.Adam(clipnorm=v),
+    lambda v: anyfc.schedules.StepDecay(lr=v, step_size=1),
+    lambda v: anyfc.schedules.ExponentialDecay(lr=0.1, decay_rate=v),
+    lambda v: anyfc.callbacks.EarlyStopping(min_delta=v),
+    lambda v: anyfc.callbacks.ReduceLROnPlateau(factor=v),
+])
+@pytest.mark.parametrize("value", [HUGE, -HUGE, float("inf"), float("nan"), np.float64("inf")],
+                         ids=["huge", "minus-huge", "inf", "nan", "np-inf"])
+def test_every_numeric_setting_refuses_out_of_range_values_with_a_value_error(make, value):
+    with pytest.raises(ValueError, match="finite number"):
+        make(value)
+
+
+def _with_settings(bk):
+    return anyfc.Sequential([bk.dense(4, 6, "leaky_relu", seed=0), anyfc.layers.BatchNorm(
+        6, backend=bk.name, device=bk.device_name), anyfc.layers.ELU(backend=bk.name,
+                                                                   device=bk.device_name),
+        bk.dense(6, 3, "identity", seed=1)], loss="softmax_cross_entropy")
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("spoil,pattern", [
+    (lambda m: setattr(m.layers[0].activation, "alpha", float("inf")), "layer 0 .*alpha"),
+    (lambda m: setattr(m.layers[1], "eps", -1.0), "layer 1 .*eps"),
+    (lambda m: setattr(m.layers[1], "eps", HUGE), "layer 1 .*eps"),
+    (lambda m: setattr(m.layers[2].activation, "alpha", float("nan")), "layer 2 .*alpha"),
+], ids=["dense-alpha-inf", "bn-eps-negative", "bn-eps-huge", "elu-layer-alpha-nan"])
+def test_a_setting_spoilt_after_construction_is_refused_before_any_computation(
+        bk, spoil, pattern):
+    model = _with_settings(bk)
+    spoil(model)
+    before = _state(model)
+    for call in (lambda: model.predict(X), lambda: model.evaluate(X, Y),
+                 lambda: model.fit(X, Y, epochs=1, verbose=0), model.check_settings):
+        with pytest.raises(ValueError, match=pattern):
+            call()
+    _assert_same(before, _state(model))
+
+
+@pytest.mark.hostile
+def test_an_optimizer_setting_spoilt_after_construction_is_refused_by_fit_and_save(
+        bk, tmp_path):
+    model = _trained(bk)
+    model.optimizer.beta1 = HUGE
+    before = _state(model)
+    with pytest.raises(ValueError, match="optimizer Adam has a bad setting: beta1"):
+        model.fit(X, Y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="optimizer Adam has a bad setting: beta1"):
+        model.save(tmp_path / "m.anyfc")
+    assert not (tmp_path / "m.anyfc").exists()
+    _assert_same(before, _state(model))
+    model.optimizer.beta1 = 0.9
+    model.optimizer.lr = 0.0  # 0 is accepted by assignment (freezes training)
+    model.optimizer.check_settings()
+
+
+# ------------------------------------------------ hostile precision (issue #21, round three)
+
+
+def _wide(bk):
+    model = anyfc.Sequential([bk.dense(4, 6, "tanh", seed=0, dtype="float64"),
+                              anyfc.layers.BatchNorm(6, backend=bk.name, device=bk.device_name,
+                                                     dtype="float64"),
+                              bk.dense(6, 3, "identity", seed=1, dtype="float64")],
+                             loss="softmax_cross_entropy")
+    model.fit(X, Y, epochs=1, batch_size=8, optimizer=optimizers.Adam(0.01), seed=0, verbose=0)
+    return model
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("entry, name", [
+    ("layers.0.w", r"layers\.0\.w"), ("layers.1.running_var", r"layers\.1\.running_var")])
+def test_to_float32_refuses_values_that_do_not_fit_and_changes_nothing(bk, entry, name):
+    model = _wide(bk)
+    state = {k: anyfc.to_numpy(v) for k, v in model.state_dict().items()}
+    state[entry] = state[entry].copy()
+    state[entry].flat[0] = 1e39
+    model.load_state_dict(state)
+    before = _state(model)
+    with pytest.raises(ValueError, match=name + ".*too large for float32"):
+        model.to(bk.name, bk.device_name, "float32")
+    _assert_same(before, _state(model))
+    assert model.dtype == _backend.resolve_dtype(bk.xp, "float64")
+
+
+@pytest.mark.hostile
+def test_to_float32_refuses_optimizer_state_that_does_not_fit(bk):
+    model = _wide(bk)
+    key = next(iter(model.optimizer.state))
+    slot = next(iter(model.optimizer.state[key]))
+    big = anyfc.to_numpy(model.optimizer.state[key][slot]).copy()
+    big.flat[0] = 1e39
+    model.optimizer.state[key][slot] = anyfc.to_backend(big, bk.name, bk.device_name)
+    before = _state(model)
+    with pytest.raises(ValueError, match="optimizer state.*too large for float32"):
+        model.to(bk.name, bk.device_name, "float32")
+    _assert_same(before, _state(model))
+
+
+@pytest.mark.hostile
+def test_load_converts_to_the_dtype_asked_and_refuses_values_that_do_not_fit(bk, tmp_path):
+    model = _wide(bk)
+    model.save(tmp_path / "ok.anyfc")
+    small = anyfc.load(tmp_path / "ok.anyfc", bk.name, bk.device_name, dtype="float32")
+    assert small.dtype == _backend.resolve_dtype(bk.xp, "float32")
+    np.testing.assert_allclose(anyfc.to_numpy(small.predict(X)),
+                               anyfc.to_numpy(model.predict(X)), rtol=1e-4, atol=1e-5)
+    state = {k: anyfc.to_numpy(v) for k, v in model.state_dict().items()}
+    state["layers.2.w"] = state["layers.2.w"] * 0 + 1e39
+    model.load_state_dict(state)
+    model.save(tmp_path / "big.anyfc")
+    with pytest.raises(ValueError, match=r"layers\.2\.w.*too large for float32"):
+        anyfc.Sequential.load(tmp_path / "big.anyfc", bk.name, bk.device_name, dtype="float32")

@@ -460,3 +460,19 @@ def test_a_hook_that_loses_the_current_tensor_is_refused(tmp_path):
     with pytest.raises(ValueError, match="reads \\['nowhere'\\]"):
         anyfc.onnx.Builder(onnx, np.dtype("float32"), 17).add_node("Relu", ["nowhere"])
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("spoil", [
+    lambda m: setattr(m.layers[0].activation, "alpha", float("inf")),
+    lambda m: setattr(m.layers[1], "eps", -1.0),
+], ids=["leaky-alpha-inf", "bn-eps-negative"])
+def test_export_refuses_a_setting_spoilt_after_construction(spoil, tmp_path):
+    model = anyfc.Sequential([anyfc.Dense(3, 4, "leaky_relu", backend="numpy", seed=0),
+                              L.BatchNorm(4, backend="numpy"),
+                              anyfc.Dense(4, 2, backend="numpy", seed=1)],
+                             loss="softmax_cross_entropy")
+    spoil(model)
+    with pytest.raises(ValueError, match="has a bad setting"):
+        anyfc.onnx.export(model, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []

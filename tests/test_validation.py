@@ -414,3 +414,48 @@ def test_a_diverged_fit_raises_anyfcs_error_and_no_numpy_warning():
         warnings.simplefilter("error", RuntimeWarning)
         with pytest.raises(FloatingPointError, match="training diverged"):
             model.fit(X, y, epochs=5, optimizer=anyfc.optimizers.SGD(10.0), verbose=0)
+
+# ------------------------------------------------ hostile inputs (issue #21, round three)
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("call", [
+    lambda m, X, y: m.fit(np.ma.masked_array(X, mask=X > 1), y, epochs=1, verbose=0),
+    lambda m, X, y: m.fit(X, np.ma.masked_array(y), epochs=1, verbose=0),
+    lambda m, X, y: m.predict(np.ma.masked_array(X)),
+    lambda m, X, y: m.evaluate(np.ma.masked_array(X), y),
+    lambda m, X, y: m.fit(X, y, epochs=1, verbose=0, sample_weight=np.ma.ones(len(y))),
+], ids=["fit-X", "fit-y", "predict", "evaluate", "sample_weight"])
+def test_masked_arrays_are_refused_naming_filled(bk, call):
+    model = hostile._model(bk)
+    before = hostile._state(model)
+    with pytest.raises(TypeError, match=r"masked array.*np\.ma\.filled\(.*\.filled\("):
+        call(model, hostile.X, hostile.Y)
+    hostile._assert_same(before, hostile._state(model))
+
+
+@pytest.mark.hostile
+def test_object_arrays_are_refused(bk):
+    model = hostile._model(bk)
+    before = hostile._state(model)
+    with pytest.raises(TypeError, match="dtype object"):
+        model.fit(hostile.X.astype(object), hostile.Y, epochs=1, verbose=0)
+    with pytest.raises(TypeError, match="dtype object"):
+        model.predict(hostile.X.astype(object))
+    hostile._assert_same(before, hostile._state(model))
+
+
+@pytest.mark.hostile
+def test_dask_arrays_with_unknown_chunk_sizes_are_refused_naming_compute_chunk_sizes(bk):
+    da = pytest.importorskip("dask.array")
+    model = hostile._model(bk)
+    before = hostile._state(model)
+    X = da.from_array(hostile.X, chunks=8)
+    keep = X[:, 0] > -100  # every row, but Dask cannot know how many
+    y = da.from_array(hostile.Y, chunks=8)
+    for call in (lambda: model.fit(X[keep], y[keep], epochs=1, verbose=0),
+                 lambda: model.predict(X[keep]), lambda: model.evaluate(X[keep], y[keep]),
+                 lambda: model.fit(hostile.X, y[keep], epochs=1, verbose=0)):
+        with pytest.raises(ValueError, match=r"unknown chunk sizes.*compute_chunk_sizes\(\)"):
+            call()
+    hostile._assert_same(before, hostile._state(model))

@@ -187,6 +187,16 @@ def check_numeric(a: Any, what: str = "input") -> str:
     >>> check_numeric([1, 2])
     'integral'
     """
+    if isinstance(a, np.ma.MaskedArray):  # its mask would be silently dropped
+        raise TypeError(f"{what} is a NumPy masked array; anyfc does not honour masks: fill "
+                        f"the masked entries first, e.g. np.ma.filled({what}, value) or "
+                        f"{what}.filled(value), or drop those rows")
+    shape = getattr(a, "shape", None)
+    if is_array(a) and shape is not None and any(
+            d is None or (isinstance(d, float) and d != d) for d in shape):
+        raise ValueError(f"{what} has unknown chunk sizes (shape {tuple(shape)}), as a Dask "
+                         f"array after boolean indexing has; call {what}.compute_chunk_sizes() "
+                         "first")
     if is_array(a) and not array_api_compat.is_numpy_array(a):
         xp = namespace_of(a)
         for kind in ("real floating", "integral", "bool"):

@@ -60,6 +60,7 @@ def fit(
                         f"optimizer={optimizer.__name__}() (or with settings, "
                         f"{optimizer.__name__}(lr=...))")
     opt = optimizers.get(optimizer if optimizer is not None else model.optimizer)
+    opt.check_settings()
     opt_state = model.adopt(opt)
     model.check_settings()
     if not _finite(model, [*model.state(rng=False), *_state_arrays(opt_state)]):
@@ -68,12 +69,18 @@ def fit(
                          "model.load_state_dict)")
     model.check_values()
 
-    arrays = with_weights(model, _data.prepare(model, X, y), sample_weight, class_weight)
     val = None
-    if split:
-        arrays, held_out = _split(arrays, split)
+    if split:  # class weights for the training rows only ("balanced" counts those alone);
+        # the held-out rows keep their sample weights, as Keras does
+        arrays, held_out = _split(with_weights(model, _data.prepare(model, X, y),
+                                               sample_weight, None), split)
+        if class_weight is not None:
+            arrays = with_weights(model, arrays[:2], arrays[2] if len(arrays) == 3 else None,
+                                  class_weight)
         val = _data.for_evaluation(model, held_out, 1024)
-    elif validation_data is not None:
+    else:
+        arrays = with_weights(model, _data.prepare(model, X, y), sample_weight, class_weight)
+    if validation_data is not None:
         val_x, val_y = _validation.pair(validation_data, "validation_data")
         val = _data.for_evaluation(
             model, _data.prepare(model, val_x, val_y, "validation X", "validation y"), 1024)
@@ -89,6 +96,11 @@ def fit(
         hook.check(run)
     for hook in hooks:
         hook.on_train_begin({})
+    if epochs == 0:  # everything checked, nothing to train: the model keeps its optimizer
+        # (and that optimizer its state), even when another one was passed
+        for hook in hooks:
+            hook.on_train_end({})
+        return History({k: [] for k in run.metrics})
 
     previous = model.optimizer
     model.optimizer = opt
@@ -179,6 +191,7 @@ def evaluate(model: Model, X: Any, y: Any, *, batch_size: int | None,
     """``Sequential.evaluate`` (see there): the arguments checked, then the metrics."""
     batch_size = _validation.batch_size(batch_size, allow_none=True)
     model.check()
+    model.check_settings()
     measures = metrics_module.resolve(metrics, _metrics.kind(model.loss, model.n_out))
     arrays = with_weights(model, _data.prepare(model, X, y), sample_weight, None)
     return _evaluate(model, _data.for_evaluation(model, arrays, batch_size), measures)
@@ -210,7 +223,9 @@ def _callbacks(callbacks: Any) -> list[Callback]:
 def with_weights(model: Model, arrays: tuple[Any, ...], sample_weight: Any,
                   class_weight: Any) -> tuple[Any, ...]:
     """``(X, t)``, or ``(X, t, w)`` with each row's loss weight: ``sample_weight`` times
-    the weight of the row's class (``class_weight``), on the data's backend and device."""
+    the weight of the row's class (``class_weight``), on the data's backend and device.
+    The product is checked as it will be used, in the model's dtype: finite (a product
+    too large for float32 is a ValueError naming the weights), non-negative, not all 0."""
     if sample_weight is None and class_weight is None:
         return arrays
     X, t = arrays
@@ -225,8 +240,10 @@ def with_weights(model: Model, arrays: tuple[Any, ...], sample_weight: Any,
             raise ValueError("class_weight needs the labels in memory; with Dask data pass "
                              "per-row weights as sample_weight (a Dask array)")
         per_row = _validation.class_weight(class_weight, t, model.loss, model.n_out)
-        cw = _backend.to_backend(per_row, xp, device, model.dtype)
-        w = cw if w is None else w * cw
+        with _backend.quiet(xp), _backend.quiet(_backend.get_namespace("numpy")):
+            # an overflow is reported below, naming the weights
+            cw = _backend.to_backend(per_row, xp, device, model.dtype)
+            w = _validation.row_weights(cw if w is None else w * cw, xp, model.dtype)
     return _dask.aligned(X, t, w) if lazy else (X, t, w)
 
 

@@ -671,3 +671,48 @@ def test_a_failed_first_epoch_keeps_the_previous_optimizer(bk, monkeypatch):
     with pytest.raises(RuntimeError):
         model.fit(X, y, optimizer=anyfc.optimizers.Adam(), batch_size=5, verbose=0)
     assert model.optimizer is old
+
+
+# ------------------------------------------------ hostile weights (issue #21, round three)
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("class_weight", [{0: 5.0}, "balanced"], ids=["dict", "balanced"])
+def test_class_weights_apply_to_the_training_rows_only_with_validation_split(bk, class_weight):
+    a, b = _model(bk), _model(bk)
+    ha = a.fit(X, Y, epochs=2, batch_size=8, validation_split=0.25, verbose=0, seed=3,
+               class_weight=class_weight)
+    hb = b.fit(X[:30], Y[:30], epochs=2, batch_size=8, validation_data=(X[30:], Y[30:]),
+               verbose=0, seed=3, class_weight=class_weight)
+    _assert_weights(_weights(a), _weights(b), rtol=1e-12, atol=0)
+    for key in ha:
+        assert ha[key] == pytest.approx(hb[key], rel=1e-9), key
+    assert ha["val_loss"][-1] == pytest.approx(a.evaluate(X[30:], Y[30:])["loss"], rel=1e-9)
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("sample_weight, class_weight", [
+    (np.full(40, 1e30), {0: 1e30, 1: 1e30}),  # each fits float32, the product does not
+    (None, {0: 1e39}),  # the class weight itself is beyond float32
+], ids=["product", "class-weight"])
+def test_row_weights_that_overflow_the_models_dtype_are_refused(bk, sample_weight,
+                                                                 class_weight):
+    model = anyfc.Sequential([bk.dense(3, 2, "identity", seed=0, dtype="float32")],
+                             "softmax_cross_entropy")
+    before = _weights(model)
+    with pytest.raises(ValueError, match=r"row weights \(class_weight × sample_weight\) "
+                                         r"overflow float32"):
+        model.fit(X, Y, epochs=1, verbose=0, sample_weight=sample_weight,
+                  class_weight=class_weight)
+    _assert_weights(before, _weights(model), rtol=0, atol=0)
+
+
+@pytest.mark.hostile
+def test_zero_epochs_with_another_optimizer_keep_the_trained_optimizer_and_its_state(bk):
+    model = hostile._trained(bk)
+    opt = model.optimizer
+    before = hostile._state(model)
+    history = model.fit(hostile.X, hostile.Y, epochs=0, verbose=0,
+                        optimizer=optimizers.SGD(0.5))
+    assert model.optimizer is opt and dict(history)["loss"] == []
+    hostile._assert_same(before, hostile._state(model))
