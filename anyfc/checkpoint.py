@@ -619,6 +619,7 @@ def write(path: str | os.PathLike[str], architecture: dict[str, Any],
     from . import __version__
 
     path = os.fspath(path)
+    check_destination(path, "checkpoint")  # before any work
     fail = _save_failure(path)
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -654,11 +655,33 @@ def write(path: str | os.PathLike[str], architecture: dict[str, Any],
     write_atomically(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
+def check_destination(path: str | os.PathLike[str], what: str = "file") -> str:
+    """The file ``path`` names (through symbolic links), checked before any work starts:
+    its folder exists and is writable, and nothing but a regular file stands there
+    (a folder, a FIFO, a device is never replaced). anyfc creates no folders. A
+    ``ValueError`` naming ``path`` and the fix otherwise."""
+    shown = os.fspath(path)
+    target = os.path.realpath(shown)
+    folder = os.path.dirname(target) or "."
+    if not os.path.isdir(folder):
+        state = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise ValueError(f"cannot write the {what} {shown!r}: its folder {folder!r} {state}; "
+                         "create the folder first (os.makedirs(folder, exist_ok=True))")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write the {what} {shown!r}: its folder {folder!r} is not "
+                         "writable")
+    if os.path.lexists(target) and not os.path.isfile(target):
+        raise ValueError(f"cannot write the {what} {shown!r}: something that is not a regular "
+                         "file (a folder, a FIFO, a device) stands there, and anyfc replaces "
+                         "only regular files; choose another path")
+    return target
+
+
 def write_atomically(path: str, write: Callable[[IO[bytes]], Any]) -> None:
     """``write(f)`` into a temporary file beside ``path``'s target (through a symbolic
     link, to the file it names), synced, then renamed over it: an interrupted write never
     destroys the previous file, and the new one keeps its permission bits."""
-    target = os.path.realpath(path)
+    target = check_destination(path)
     fd, tmp = _new_file_beside(target)
     try:
         with os.fdopen(fd, "wb") as f:

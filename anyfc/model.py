@@ -231,6 +231,8 @@ class Sequential:
                                  f"architecture says {shape}")
             _backend.check_numeric(value, f"layers.{i}.{name}")
             values[(i, name)] = _backend.to_backend(value, xp, dev, dtype, copy=True)
+        _refuse_nonfinite({f"layers.{i}.{name}": v for (i, name), v in values.items()},
+                          xp, dev, dtype)
         for (i, name), value in values.items():
             setattr(built[i], name, value)
         _check_values(built)
@@ -364,8 +366,10 @@ class Sequential:
         if dtype is not None:  # checked before the file is read
             _backend.resolve_dtype(_backend.get_namespace(backend), dtype)
         saved = checkpoint.read(path)
+        architecture = saved.architecture if dtype is None else dict(
+            saved.architecture, dtype=_backend.dtype_name(dtype))  # built in it directly
         try:
-            model = cls.from_architecture(saved.architecture, saved.arrays, backend, device)
+            model = cls.from_architecture(architecture, saved.arrays, backend, device)
         except (TypeError, ValueError) as exc:  # sizes that do not chain, a loss that does
             # not fit the last layer, ...: the layers' own checks, on the file's architecture
             raise checkpoint.load_failure(path, f"{checkpoint.META_KEY}.layers",
@@ -373,9 +377,14 @@ class Sequential:
         if saved.optimizer is not None:
             saved.optimizer.load_state_dict(saved.optimizer_state, model.xp, model.device,
                                             model.dtype)
+            try:
+                _refuse_nonfinite({f"optimizer state {key}.{slot}": v
+                                   for key, slots in saved.optimizer.state.items()
+                                   for slot, v in slots.items()},
+                                  model.xp, model.device, model.dtype)
+            except ValueError as exc:
+                raise checkpoint.load_failure(path, "optimizer", str(exc)) from exc
             model.optimizer = saved.optimizer
-        if dtype is not None:
-            model.to(model.backend, model.device, dtype)
         return model
 
     # ------------------------------------------------------------ the math
@@ -617,6 +626,20 @@ def _check_fits(layers: list[Layer], moved: list[Any], optimizer: Any, state: An
             raise ValueError(f"{name} holds values too large for {_backend.dtype_name(dtype)} "
                              f"(|x| > {top:.3g}); the model is left as it was: scale them "
                              "down, or keep the wider dtype")
+
+
+def _refuse_nonfinite(arrays: dict[str, Array], xp: ModuleType, device: Any,
+                      dtype: Any) -> None:
+    """A ValueError naming the first array that is not finite once converted to ``dtype``
+    (a float64 value beyond float32's range becomes infinity): one read of the device
+    when all are finite."""
+    if _backend.all_finite(xp, device, list(arrays.values())):
+        return
+    for name, value in arrays.items():
+        if not _backend.all_finite(xp, device, [value]):
+            raise ValueError(f"{name} holds values too large for {_backend.dtype_name(dtype)} "
+                             "(they would load as infinity); load it as float64 "
+                             "(dtype='float64') or fix the file")
 
 
 def _warn_if_not_logits(layers: list[Layer], loss: losses.Loss) -> None:

@@ -84,7 +84,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, activations, losses, registry
+from . import _backend, activations, checkpoint, losses, registry
 from . import layers as _layers
 from .layers import Dense
 from .model import Sequential
@@ -452,12 +452,7 @@ def _check_path(path: Any) -> str:
     if os.path.isdir(target):
         raise ValueError(f"path {text!r} is a folder; give a file name such as "
                          f"{os.path.join(text, 'model.onnx')!r}")
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        what = "is not a folder" if os.path.exists(folder) else "does not exist"
-        raise ValueError(f"cannot write {text!r}: its folder {folder!r} {what}; create the "
-                         "folder first")
-    return target
+    return checkpoint.check_destination(text, "ONNX file")
 
 
 # ---------------------------------------------------------------- export

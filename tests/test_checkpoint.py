@@ -955,3 +955,84 @@ def test_interrupted_save_keeps_the_old_checkpoint(tmp_path, rng, monkeypatch):
         model.save(path)
     assert path.read_bytes() == old
     assert os.listdir(tmp_path) == ["model.npz"]  # no temporary file left behind
+
+
+# ---- every writer checks its destination first; reading checks values in the dtype -----
+
+def _small(bk, dtype="float32"):
+    model = anyfc.Sequential([bk.dense(3, 4, "relu", seed=0, dtype=dtype),
+                              bk.dense(4, 2, seed=1, dtype=dtype)])
+    model.fit(np.ones((6, 3)), [0, 1, 0, 1, 0, 1], epochs=1, verbose=0,
+              optimizer=anyfc.optimizers.Adam(0.01))
+    return model
+
+
+def _host_state(model):
+    return {k: anyfc.to_numpy(v) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.hostile
+def test_every_writer_refuses_a_missing_folder_before_any_work(cpu_bk, tmp_path):
+    model = _small(cpu_bk)
+    before = _host_state(model)
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(ValueError, match=re.escape(str(missing / "m.npz")) + ".*does not exist"):
+        model.save(missing / "m.npz")
+    for callback in (anyfc.ModelCheckpoint(str(missing / "m-{epoch}.npz")),
+                     anyfc.CSVLogger(missing / "log.csv")):
+        with pytest.raises(ValueError, match="does not exist; create the folder first"):
+            model.fit(np.ones((6, 3)), [0, 1, 0, 1, 0, 1], epochs=2, verbose=0,
+                      callbacks=[callback])
+    after = _host_state(model)
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key], value, err_msg=key)
+    assert os.listdir(tmp_path) == []  # no temporary file anywhere
+
+
+@pytest.mark.hostile
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_no_writer_replaces_what_is_not_a_regular_file(tmp_path):
+    model = _small(anyfc_numpy_backend())
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.npz"
+    folder.mkdir()
+    for target in (fifo, folder):
+        with pytest.raises(ValueError, match="not a regular file|is a folder"):
+            model.save(target)
+        with pytest.raises(ValueError, match="not a regular file|is a folder"):
+            model.fit(np.ones((6, 3)), [0, 1, 0, 1, 0, 1], verbose=0,
+                      callbacks=[anyfc.CSVLogger(target)])
+    pytest.importorskip("onnx")
+    from anyfc import onnx as anyfc_onnx
+
+    with pytest.raises(ValueError, match="not a regular file"):
+        anyfc_onnx.export(model, fifo)
+    assert fifo.is_fifo() and folder.is_dir()
+
+
+def anyfc_numpy_backend():
+    from tests.conftest import Backend
+
+    return Backend("numpy", "numpy", None)
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("entry", ["layers.0.w", "optimizer.state.0.w.m"])
+def test_values_beyond_the_models_dtype_are_refused_on_load(tmp_path, entry):
+    """A float32 checkpoint whose float64 member holds 1e39 would load as infinity."""
+    path = tmp_path / "m.npz"
+    _small(anyfc_numpy_backend()).save(path)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    spoilt = arrays[entry].astype(np.float64)
+    spoilt.flat[0] = 1e39
+    arrays[entry] = spoilt
+    np.savez(path, **arrays)
+    name = "layers.0.w" if entry == "layers.0.w" else r"optimizer state layers\.0\.w\.m"
+    with pytest.raises(ValueError, match=name + ".*too large for float32"):
+        anyfc.load(path)
+    loaded = anyfc.load(path, dtype="float64")  # where it fits
+    assert anyfc.to_numpy(loaded.layers[0].w).dtype == np.float64
+    if entry == "layers.0.w":
+        assert anyfc.to_numpy(loaded.layers[0].w).flat[0] == 1e39

@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .. import _validation
+from .. import _validation, checkpoint
 
 Logs = dict[str, Any]
 
@@ -186,11 +186,12 @@ class ModelCheckpoint(_Monitor):
         if self.save_best_only:
             super().check(run)
         try:
-            self._path(0, dict.fromkeys(run.metrics, 0.0))
+            first = self._path(0, dict.fromkeys(run.metrics, 0.0))
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"ModelCheckpoint path {self.path!r} has a field this fit does "
                              f"not report ({exc}); fields: epoch, {', '.join(run.metrics)}"
                              ) from None
+        checkpoint.check_destination(first, "checkpoint")  # before training changes anything
 
     def _path(self, epoch: int, logs: Logs) -> str:
         return self.path.format(**{**logs, "epoch": epoch + 1})
@@ -287,6 +288,9 @@ class CSVLogger(Callback):
     def __init__(self, path: str | os.PathLike[str], separator: str = ",",
                  append: bool = False) -> None:
         self.path, self.separator, self.append = os.fspath(path), separator, bool(append)
+
+    def check(self, run: Run) -> None:
+        checkpoint.check_destination(self.path, "CSV log")  # before training
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.columns = ["epoch", *self.run.metrics, "lr"]

@@ -99,7 +99,8 @@ def test_the_checker_sees_lazy_imports_and_finds_a_circle():
     assert "anyfc.checkpoint" in graph["anyfc.model"]
     assert "anyfc.model" in graph["anyfc.io"]
     graph["anyfc.checkpoint"] = graph["anyfc.checkpoint"] | {"anyfc.io"}
-    assert ["anyfc.checkpoint", "anyfc.io", "anyfc.model"] in _cycles(graph)
+    planted = {"anyfc.checkpoint", "anyfc.io", "anyfc.model"}
+    assert any(planted <= set(c) for c in _cycles(graph))
 
 
 def test_the_training_modules_never_import_the_model():
