@@ -138,6 +138,22 @@ def _name(value: Any, known: Any, entry: str, what: str, fail: Fail) -> str:
     return value.lower()
 
 
+def _loss(value: Any, entry: str, fail: Fail) -> str | dict[str, Any]:
+    """A loss name, or a loss ``config()``: ``{"name": a loss, setting: str or bool}``
+    that builds one (its constructor checks the settings)."""
+    if not isinstance(value, dict):
+        return _name(value, losses.LOSSES, entry, "a loss", fail)
+    _name(value.get("name"), losses.LOSSES, f"{entry}.name", "a loss", fail)
+    for name, setting in value.items():
+        if not isinstance(setting, (str, bool)):
+            raise fail(f"{entry}.{str(name)[:80]}", f"is {_r(setting)}; expected a string "
+                       "or true/false")
+    try:
+        return losses.get(value).config()
+    except (TypeError, ValueError) as exc:
+        raise fail(entry, f"does not build a loss: {str(exc)[:200]}") from exc
+
+
 def _check_meta(meta: Any, fail: Fail) -> _Plan:
     """The metadata as a ``_Plan``, or a CheckpointError naming the first bad entry."""
     key = META_KEY
@@ -150,7 +166,7 @@ def _check_meta(meta: Any, fail: Fail) -> _Plan:
     if not _is_int(version) or version not in READ_VERSIONS:
         raise fail(f"{key}.format_version", f"is {_r(version)}; this anyfc reads checkpoint "
                    f"format versions {', '.join(map(str, READ_VERSIONS))}")
-    loss = _name(meta.get("loss"), losses.LOSSES, f"{key}.loss", "a loss", fail)
+    loss = _loss(meta.get("loss"), f"{key}.loss", fail)
     dtype = meta.get("dtype")
     if not isinstance(dtype, str) or dtype not in _FLOAT_DTYPES:
         raise fail(f"{key}.dtype", f"is {_r(dtype)}; expected one of {', '.join(_FLOAT_DTYPES)}")

@@ -41,7 +41,8 @@ class Sequential:
     layers : the layers (``anyfc.Layer``s), input first; each fixed width ``n_out`` must
         equal the next fixed ``n_in`` (activation and dropout layers keep any width).
     loss : ``"softmax_cross_entropy"`` (default; the last layer gives logits),
-        ``"binary_cross_entropy"`` (logits too) or ``"mean_squared_error"``.
+        ``"binary_cross_entropy"`` (logits too) or ``"mean_squared_error"``, or a loss
+        object (with settings: ``anyfc.losses``).
     backend, device, dtype : where the model lives; the layers are moved there.
         ``None`` keeps the first layer's.
 
@@ -186,8 +187,11 @@ class Sequential:
 
     def architecture(self) -> dict[str, Any]:
         """Plain data (JSON-able) that rebuilds this model with ``from_architecture``:
-        the loss, the dtype, and each layer's type name and ``config()``."""
-        return {"loss": self.loss.name, "dtype": _backend.dtype_name(self.dtype),
+        the loss (its name, or its ``config()`` when it has settings other than the
+        defaults), the dtype, and each layer's type name and ``config()``."""
+        config = self.loss.config()
+        loss = config if set(config) != {"name"} else self.loss.name
+        return {"loss": loss, "dtype": _backend.dtype_name(self.dtype),
                 "layers": [{"type": type(layer).__name__, "config": layer.config()}
                            for layer in self.layers]}
 
