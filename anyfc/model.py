@@ -404,20 +404,23 @@ class Sequential:
         optimizer: optimizers.Optimizer | str | None = None,
         validation_data: tuple[Any, Any] | None = None,
         validation_split: float = 0.0,
-        shuffle: bool = True,
-        seed: int | None = None,
+        shuffle: bool | str = True,
+        seed: Any = None,
         verbose: int = 1,
         strategy: str = "auto",
         callbacks: Sequence[Callback] | None = None,
         class_weight: dict[int, float] | str | None = None,
         sample_weight: Any = None,
+        merge_last: bool = False,
     ) -> History:
         """Train for ``epochs`` passes (default 1) over ``(X, y)`` in mini-batches.
 
         ``X`` and ``y`` may be arrays of any supported library (or nested lists); they
         are moved to the model's backend and device once. ``optimizer`` defaults to the
         one this model last trained with, else ``Adam()``; its learning rate may be a
-        schedule (``anyfc.schedules``). ``seed`` fixes the shuffling. Returns a
+        schedule (``anyfc.schedules``). ``seed`` (an int, a NumPy ``Generator`` or
+        ``RandomState``) fixes the shuffling; ``shuffle="cumulative"`` permutes the
+        previous epoch's order each epoch, as scikit-learn's MLP (in-memory data). Returns a
         ``History`` of per-epoch metrics (``loss``, and ``accuracy`` or ``mae``/``r2``,
         and their ``val_`` twins).
 
@@ -428,6 +431,8 @@ class Sequential:
         - ``sample_weight`` (one weight per row) and ``class_weight`` (``{class:
           weight}`` or ``"balanced"``) weight each row's loss; both multiply. The loss is
           ``(1/n) Σ_k w_k e_k``, as Keras's.
+        - ``merge_last``: a last batch smaller than a layer needs (BatchNorm: 2 rows)
+          joins the batch before it, instead of the fit being refused (in-memory data).
         - Dask arrays larger than memory: with ``strategy="auto"`` they are streamed a
           chunk at a time to a model on any other backend; ``strategy="data_parallel"``
           computes each step's gradients chunk by chunk where the chunks live (Dask
@@ -440,7 +445,8 @@ class Sequential:
                         optimizer=optimizer, validation_data=validation_data,
                         validation_split=validation_split, shuffle=shuffle, seed=seed,
                         verbose=verbose, strategy=strategy, callbacks=callbacks,
-                        class_weight=class_weight, sample_weight=sample_weight)
+                        class_weight=class_weight, sample_weight=sample_weight,
+                        merge_last=merge_last)
 
     def adopt(self, opt: optimizers.Optimizer) -> dict[str, Any]:
         """``opt``'s state, checked against this model's parameters (the same paths and
