@@ -52,6 +52,7 @@ from .training.callbacks import (
     EarlyStopping,
     LearningRateScheduler,
     ModelCheckpoint,
+    NoImprovementStopping,
     ReduceLROnPlateau,
 )
 
@@ -67,6 +68,7 @@ __all__ = [
     "EarlyStopping",
     "LearningRateScheduler",
     "ModelCheckpoint",
+    "NoImprovementStopping",
     "ReduceLROnPlateau",
     "Dense",
     "Dropout",
