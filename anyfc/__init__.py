@@ -56,6 +56,7 @@ from .training.callbacks import (
     EarlyStopping,
     LearningRateScheduler,
     ModelCheckpoint,
+    NoImprovementStopping,
     ReduceLROnPlateau,
 )
 from .training.compilers import get_step_compiler, set_step_compiler
@@ -72,6 +73,7 @@ __all__ = [
     "EarlyStopping",
     "LearningRateScheduler",
     "ModelCheckpoint",
+    "NoImprovementStopping",
     "ReduceLROnPlateau",
     "Dense",
     "Dropout",

@@ -160,15 +160,20 @@ def _chunk_sums(skeleton: Model, arrays: dict[str, np.ndarray], measures: Any, x
     y = model.forward(xp.astype(x, model.dtype))
     loss, grad_y = model.loss.value_and_gradient(y, target, weight)
     model.backward(grad_y)
-    grads = [getattr(layer, "grad_" + name) * n for layer in model.layers
+    # the loss divides by its normalizer N (the rows, or their weights' sum): summed
+    # gradients and loss are the chunk's times its N, and the batch's N is the chunks'
+    norm = model.loss.normalizer(y, weight)
+    grads = [getattr(layer, "grad_" + name) * norm for layer in model.layers
              for name in layer.param_names]
     sums = metrics.batch_sums(model.loss, xp, y, target, loss * n, measures)
-    return {"grads": grads, "sums": metrics.to_host(sums)}
+    return {"grads": grads, "sums": metrics.to_host(sums),
+            "weighted": metrics.to_host({"loss": loss * norm, "norm": norm})}
 
 
 def _add(a: dict[str, Any], b: dict[str, Any], measures: Any) -> dict[str, Any]:
     return {"grads": [g + h for g, h in zip(a["grads"], b["grads"])],
-            "sums": metrics.merge(a["sums"], b["sums"], measures)}
+            "sums": metrics.merge(a["sums"], b["sums"], measures),
+            "weighted": {k: a["weighted"][k] + b["weighted"][k] for k in a["weighted"]}}
 
 
 def check_parallel(model: Model) -> None:
@@ -197,14 +202,23 @@ def parallel_step(model: Model, optimizer: Any, batch: tuple[Array, ...],
         parts = [dask.delayed(_add)(parts[i], parts[i + 1], measures) if i + 1 < len(parts)
                  else parts[i] for i in range(0, len(parts), 2)]
     (total,) = dask.compute(parts[0])
-    n = total["sums"]["n"]
+    sums = dict(total["sums"])
+    n, norm = sums["n"], float(total["weighted"]["norm"])
     grads = iter(total["grads"])
     for layer in model.layers:
         for name in layer.param_names:
-            g = _backend.to_backend(next(grads) / n, model.xp, model.device, model.dtype)
+            g = _backend.to_backend(next(grads) / norm, model.xp, model.device, model.dtype)
             setattr(layer, "grad_" + name, g)
+    # the batch's loss over its N (the chunks' losses times their N); the layers'
+    # penalties (Dense l2) on the summed gradients, with the weights before the update
+    e = float(total["weighted"]["loss"]) / norm
+    for layer in model.layers:
+        term = layer.penalty(1.0 / norm)
+        if term is not None:
+            e += _backend.to_float(term)
+    sums["loss"] = e * n
     optimizer.step(model.layers)
-    return dict(total["sums"])
+    return sums
 
 
 # ---------------------------------------------------------------- inference

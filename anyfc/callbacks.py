@@ -7,9 +7,10 @@ from .training.callbacks import (
     EarlyStopping,
     LearningRateScheduler,
     ModelCheckpoint,
+    NoImprovementStopping,
     ReduceLROnPlateau,
     Run,
 )
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "LearningRateScheduler",
-           "ModelCheckpoint", "ReduceLROnPlateau", "Run"]
+           "ModelCheckpoint", "NoImprovementStopping", "ReduceLROnPlateau", "Run"]

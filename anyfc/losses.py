@@ -22,6 +22,23 @@ cross-entropy and mean squared error (each entry of row ``k`` weighted by ``w_k`
 checked once per ``fit`` by ``_validation.sample_weight`` (and built from class weights
 by ``_validation.class_weight``); here only their shape is checked, and their dtype
 cast to ``y``'s if it differs.
+
+Settings (each loss's constructor; the defaults are the formulas above):
+
+- ``reduction``: what the sum over rows is divided by. ``"sum_over_batch_size"``
+  (default, Keras's): the rows ``h``, as above. ``"mean_with_sample_weight"`` (Keras's
+  name; scikit-learn's and torch's weighted mean): the sum of the row weights, so
+  ``E = Σ_k w_k e_k / Σ_k w_k`` and integer weights equal repeated rows (without weights
+  the two are the same; a batch whose weights are all 0 has ``E = 0``).
+- ``outputs`` (binary cross-entropy, squared error): how a row's errors over its ``c``
+  outputs make its ``e_k``: their ``"mean"`` (default, as above) or their ``"sum"``
+  (scikit-learn's binary log loss and squared error).
+- ``half`` (squared error): ``E`` halved, so ``∂E/∂y = w_k (y_k - t_k) / N``
+  (scikit-learn's ``squared_error``).
+
+``normalizer(y, w)`` is the divisor ``N`` of a batch (``h``, or ``Σ w`` under
+``mean_with_sample_weight``); a layer's penalty (``Dense(l2=...)``) is scaled by it too.
+``config()`` gives the name and the settings that differ from the defaults.
 """
 
 from __future__ import annotations
@@ -56,6 +73,20 @@ class Loss:
 
     name = "loss"
     classification = False
+    reduction = "sum_over_batch_size"  # built-in losses take it as a setting
+
+    def normalizer(self, y: Array, w: Array | None = None) -> Any:
+        """``N``, what the loss divides its (weighted) sum over the ``h`` rows by: ``h``
+        (a Python int), or under ``reduction="mean_with_sample_weight"`` the sum of the
+        weights (a 0-d array of ``y``'s dtype; 1 where they are all 0)."""
+        if w is None or self.reduction == "sum_over_batch_size":
+            return y.shape[0]
+        xp = _backend.namespace_of(y)
+        total = xp.sum(row_weights(y, w))
+        return xp.where(total > 0, total, xp.ones_like(total))
+
+    def settings(self) -> dict[str, Any]:
+        return {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A loss written for anyfc 0.1 (``forward`` keeping its batch, ``backward()``
@@ -133,11 +164,26 @@ class Loss:
         JSON: its public attributes that are numbers, booleans or strings (anyfc's losses
         have none; what ``forward`` keeps for ``backward`` is arrays, not settings). A loss
         whose settings are kept otherwise writes its own."""
-        return {k: v for k, v in vars(self).items()
-                if not k.startswith("_") and isinstance(v, (bool, int, float, str))}
+        out = {k: v for k, v in vars(self).items()
+               if not k.startswith("_") and isinstance(v, (bool, int, float, str))}
+        return {k: v for k, v in out.items()  # the scales at their defaults: left out
+                if not (k in SCALE_DEFAULTS and SCALE_DEFAULTS[k] == v)}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
+        return f"{type(self).__name__}({args})"
+
+
+REDUCTIONS = ("sum_over_batch_size", "mean_with_sample_weight")
+SCALE_DEFAULTS = {"reduction": "sum_over_batch_size", "outputs": "mean", "half": False}
+OUTPUTS = ("mean", "sum")
+
+
+def _choice(owner: str, name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{owner} {name} must be one of {', '.join(map(repr, allowed))}, "
+                         f"got {value!r}")
+    return value
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -147,15 +193,23 @@ class SoftmaxCrossEntropy(Loss):
         E = -(1/h) Σ_k Σ_j t_kj log p_kj,   log p = (z - m) - log Σ_j e^{z_j - m}
         ∂E/∂z = (p - t) / h
 
-    With row weights ``w`` (shape ``(h,)``):
+    With row weights ``w`` (shape ``(h,)``; ``N = h``, or ``Σ w`` with
+    ``reduction="mean_with_sample_weight"``):
 
-        E = -(1/h) Σ_k w_k Σ_j t_kj log p_kj,   ∂E/∂z_k = w_k (p_k - t_k) / h
+        E = -(1/N) Σ_k w_k Σ_j t_kj log p_kj,   ∂E/∂z_k = w_k (p_k - t_k) / N
 
     Targets are integer class labels (shape ``(h,)``) or one-hot rows (``(h, c)``).
     """
 
     name = "softmax_cross_entropy"
     classification = True
+
+    def __init__(self, reduction: str = "sum_over_batch_size") -> None:
+        self.reduction = _choice(type(self).__name__, "reduction", reduction, REDUCTIONS)
+
+    def settings(self) -> dict[str, Any]:
+        reduction = getattr(self, "reduction", Loss.reduction)
+        return {} if reduction == Loss.reduction else {"reduction": reduction}
 
     def targets(self, xp: ModuleType, t: Array, n_out: int, dtype: Any) -> Array:
         if t.ndim == 1:  # labels → one-hot
@@ -170,28 +224,28 @@ class SoftmaxCrossEntropy(Loss):
         return xp, t, z - xp.log(xp.sum(xp.exp(z), axis=1, keepdims=True))
 
     @staticmethod
-    def _energy(xp: ModuleType, t: Array, log_p: Array, w: Array | None) -> Array:
+    def _energy(xp: ModuleType, t: Array, log_p: Array, w: Array | None, n: Any) -> Array:
         if w is None:  # E = -(1/h) Σ_k Σ_j t_kj log p_kj
-            return -xp.sum(t * log_p) / t.shape[0]
-        # E = -(1/h) Σ_k w_k Σ_j t_kj log p_kj
-        return -xp.sum(w * xp.sum(t * log_p, axis=1)) / t.shape[0]
+            return -xp.sum(t * log_p) / n
+        # E = -(1/N) Σ_k w_k Σ_j t_kj log p_kj
+        return -xp.sum(w * xp.sum(t * log_p, axis=1)) / n
 
     def value(self, y: Array, t: Array, w: Array | None = None) -> Array:
         if w is not None:
             w = row_weights(y, w)
         xp, t, log_p = self._log_p(y, t)
-        return self._energy(xp, t, log_p, w)
+        return self._energy(xp, t, log_p, w, self.normalizer(y, w))
 
     def value_and_gradient(self, y: Array, t: Array,
                            w: Array | None = None) -> tuple[Array, Array]:
         if w is not None:
             w = row_weights(y, w)
         xp, t, log_p = self._log_p(y, t)
-        p, h = xp.exp(log_p), t.shape[0]
+        p, n = xp.exp(log_p), self.normalizer(y, w)
         if w is None:  # ∂E/∂z = (p - t) / h
-            return self._energy(xp, t, log_p, w), (p - t) / h
-        # w_k (p_k - t_k) / h
-        return self._energy(xp, t, log_p, w), (p - t) * (xp.reshape(w, (-1, 1)) / h)
+            return self._energy(xp, t, log_p, w, n), (p - t) / n
+        # w_k (p_k - t_k) / N
+        return self._energy(xp, t, log_p, w, n), (p - t) * (xp.reshape(w, (-1, 1)) / n)
 
     def n_correct(self, xp: ModuleType, y: Array, t: Array) -> tuple[Array, int]:
         labels = t if t.ndim == 1 else xp.argmax(t, axis=1)
@@ -203,7 +257,32 @@ class SoftmaxCrossEntropy(Loss):
         return z / xp.sum(z, axis=1, keepdims=True)
 
 
-class BinaryCrossEntropy(Loss):
+class _PerOutput(Loss):
+    """A loss whose row error ``e_k`` combines ``c`` per-output errors: their mean
+    (``outputs="mean"``, the default) or their sum (``outputs="sum"``)."""
+
+    outputs = "mean"
+
+    def __init__(self, reduction: str = "sum_over_batch_size", outputs: str = "mean") -> None:
+        owner = type(self).__name__
+        self.reduction = _choice(owner, "reduction", reduction, REDUCTIONS)
+        self.outputs = _choice(owner, "outputs", outputs, OUTPUTS)
+
+    def settings(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if getattr(self, "reduction", Loss.reduction) != Loss.reduction:
+            out["reduction"] = self.reduction
+        if getattr(self, "outputs", "mean") != "mean":
+            out["outputs"] = self.outputs
+        return out
+
+    def _divisor(self, y: Array, w: Array | None) -> Any:
+        """``N·c`` (``outputs="mean"``) or ``N`` (``"sum"``): the defaults give ``h·c``."""
+        n = self.normalizer(y, w)
+        return n * y.shape[1] if self.outputs == "mean" else n
+
+
+class BinaryCrossEntropy(_PerOutput):
     """Sigmoid of logits ``z`` followed by binary cross-entropy, mean over all ``n = h·c``
     entries (one per sample for a single output):
 
@@ -214,6 +293,10 @@ class BinaryCrossEntropy(Loss):
 
         E = (1/n) Σ_k w_k Σ_j [ max(z_kj, 0) - z_kj t_kj + log(1 + e^{-|z_kj|}) ]
         ∂E/∂z_k = w_k (σ(z_k) - t_k) / n
+
+    ``n = N·c``, or ``N`` with ``outputs="sum"`` (``N = h``, or ``Σ w`` with
+    ``reduction="mean_with_sample_weight"``): scikit-learn's binary log loss is
+    ``BinaryCrossEntropy("mean_with_sample_weight", outputs="sum")``.
 
     Targets are 0/1 of shape ``(h,)`` (single output) or ``(h, k)`` (k labels).
     """
@@ -226,18 +309,18 @@ class BinaryCrossEntropy(Loss):
         t = self.targets(xp, t, y.shape[1], y.dtype)
         per_entry = xp.maximum(y, 0.0) - y * t + xp.log1p(xp.exp(-xp.abs(y)))
         if w is None:
-            return xp.sum(per_entry) / (y.shape[0] * y.shape[1])
+            return xp.sum(per_entry) / self._divisor(y, w)
         w = row_weights(y, w)  # (1/n) Σ_k w_k Σ_j e_kj
-        return xp.sum(w * xp.sum(per_entry, axis=1)) / (y.shape[0] * y.shape[1])
+        return xp.sum(w * xp.sum(per_entry, axis=1)) / self._divisor(y, w)
 
     def value_and_gradient(self, y: Array, t: Array,
                            w: Array | None = None) -> tuple[Array, Array]:
         xp = _backend.namespace_of(y)
         t = self.targets(xp, t, y.shape[1], y.dtype)
-        n = y.shape[0] * y.shape[1]
         if w is None:  # (σ(z) - t) / n
-            return self.value(y, t), (sigmoid(xp, y) - t) / n
+            return self.value(y, t), (sigmoid(xp, y) - t) / self._divisor(y, w)
         w = row_weights(y, w)  # w_k (σ(z_k) - t_k) / n
+        n = self._divisor(y, w)
         return self.value(y, t, w), (sigmoid(xp, y) - t) * (xp.reshape(w, (-1, 1)) / n)
 
     def n_correct(self, xp: ModuleType, y: Array, t: Array) -> tuple[Array, int]:
@@ -249,7 +332,7 @@ class BinaryCrossEntropy(Loss):
         return sigmoid(xp, y)
 
 
-class MeanSquaredError(Loss):
+class MeanSquaredError(_PerOutput):
     """Mean over all ``n = h·c`` entries of the squared error:
 
         E = (1/n) Σ (y - t)²,   ∂E/∂y = 2 (y - t) / n
@@ -257,37 +340,66 @@ class MeanSquaredError(Loss):
     With row weights ``w`` (shape ``(h,)``; every entry of row ``k`` weighted by ``w_k``):
 
         E = (1/n) Σ_k w_k Σ_j (y_kj - t_kj)²,   ∂E/∂y_k = 2 w_k (y_k - t_k) / n
+
+    ``n = N·c``, or ``N`` with ``outputs="sum"`` (``N = h``, or ``Σ w`` with
+    ``reduction="mean_with_sample_weight"``); ``half=True`` halves ``E`` (gradient
+    ``w_k (y_k - t_k) / n``). scikit-learn's ``squared_error`` is descended as
+    ``MeanSquaredError("mean_with_sample_weight", outputs="sum", half=True)``, whose
+    value for ``c > 1`` outputs is ``c`` times the one scikit-learn reports (its
+    average over the outputs).
     """
 
     name = "mean_squared_error"
+    half = False
+
+    def __init__(self, reduction: str = "sum_over_batch_size", outputs: str = "mean",
+                 half: bool = False) -> None:
+        super().__init__(reduction, outputs)
+        if not isinstance(half, bool):
+            raise ValueError(f"MeanSquaredError half must be True or False, got {half!r}")
+        self.half = half
+
+    def settings(self) -> dict[str, Any]:
+        out = super().settings()
+        if getattr(self, "half", False):
+            out["half"] = True
+        return out
 
     def value(self, y: Array, t: Array, w: Array | None = None) -> Array:
         diff = y - self.targets(_backend.namespace_of(y), t, y.shape[1], y.dtype)
         if w is None:
-            return self._mean_square(diff)
-        return self._weighted_mean_square(diff, row_weights(y, w))
+            e = self._mean_square(diff, self._divisor(y, w))
+        else:
+            w = row_weights(y, w)
+            e = self._weighted_mean_square(diff, w, self._divisor(y, w))
+        return 0.5 * e if self.half else e
 
     def value_and_gradient(self, y: Array, t: Array,
                            w: Array | None = None) -> tuple[Array, Array]:
         xp = _backend.namespace_of(y)
         diff = y - self.targets(xp, t, y.shape[1], y.dtype)
-        n = diff.shape[0] * diff.shape[1]
+        two = 1.0 if self.half else 2.0
         if w is None:  # 2 (y - t) / n
-            return self._mean_square(diff), (2.0 / n) * diff
+            n = self._divisor(y, w)
+            e = self._mean_square(diff, n)
+            return (0.5 * e if self.half else e), (two / n) * diff
         w = row_weights(y, w)  # 2 w_k (y_k - t_k) / n
-        return (self._weighted_mean_square(diff, w),
-                ((2.0 / n) * xp.reshape(w, (-1, 1))) * diff)
+        n = self._divisor(y, w)
+        e = self._weighted_mean_square(diff, w, n)
+        return (0.5 * e if self.half else e), ((two / n) * xp.reshape(w, (-1, 1))) * diff
 
     @staticmethod
-    def _mean_square(diff: Array) -> Array:
-        """(1/n) Σ diff²"""
-        return _backend.namespace_of(diff).sum(diff * diff) / (diff.shape[0] * diff.shape[1])
+    def _mean_square(diff: Array, n: Any = None) -> Array:
+        """(1/n) Σ diff² (``n``: every entry unless given)"""
+        n = diff.shape[0] * diff.shape[1] if n is None else n
+        return _backend.namespace_of(diff).sum(diff * diff) / n
 
     @staticmethod
-    def _weighted_mean_square(diff: Array, w: Array) -> Array:
+    def _weighted_mean_square(diff: Array, w: Array, n: Any = None) -> Array:
         """(1/n) Σ_k w_k Σ_j diff_kj²"""
         xp = _backend.namespace_of(diff)
-        return xp.sum(w * xp.sum(diff * diff, axis=1)) / (diff.shape[0] * diff.shape[1])
+        n = diff.shape[0] * diff.shape[1] if n is None else n
+        return xp.sum(w * xp.sum(diff * diff, axis=1)) / n
 
 
 LOSSES: dict[str, type[Loss]] = {
@@ -310,8 +422,18 @@ def get(loss: str | Loss | dict[str, Any]) -> Loss:
 
     >>> get("mse")
     MeanSquaredError()
+    >>> get({"name": "mse", "outputs": "sum", "half": True})
+    MeanSquaredError(outputs='sum', half=True)
     """
     if isinstance(loss, Loss):
         return loss
+    if isinstance(loss, dict) and "type" not in loss and isinstance(loss.get("name"), str):
+        # the short form {"name": "mean_squared_error", setting: value}
+        settings = {k: v for k, v in loss.items() if k != "name"}
+        cls = LOSSES.get(loss["name"].lower())
+        if cls is None:
+            raise ValueError(f"unknown loss {loss['name']!r}; valid losses are "
+                             f"{', '.join(LOSSES)}")
+        loss = {"type": registry.name_of(cls), "config": settings}
     found: Loss = registry.lookup("loss", loss, LOSSES, "loss", "losses")
     return found

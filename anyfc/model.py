@@ -41,7 +41,8 @@ class Sequential:
     layers : the layers (``anyfc.Layer``s), input first; each fixed width ``n_out`` must
         equal the next fixed ``n_in`` (activation and dropout layers keep any width).
     loss : ``"softmax_cross_entropy"`` (default; the last layer gives logits),
-        ``"binary_cross_entropy"`` (logits too) or ``"mean_squared_error"``.
+        ``"binary_cross_entropy"`` (logits too) or ``"mean_squared_error"``, or a loss
+        object (with settings: ``anyfc.losses``).
     backend, device, dtype : where the model lives; the layers are moved there.
         ``None`` keeps the first layer's.
 
@@ -423,21 +424,24 @@ class Sequential:
         optimizer: optimizers.Optimizer | str | None = None,
         validation_data: tuple[Any, Any] | None = None,
         validation_split: float = 0.0,
-        shuffle: bool = True,
-        seed: int | None = None,
+        shuffle: bool | str = True,
+        seed: Any = None,
         verbose: int = 1,
         strategy: str = "auto",
         callbacks: Sequence[Callback] | None = None,
         class_weight: dict[int, float] | str | None = None,
         sample_weight: Any = None,
         metrics: Sequence[Any] | None = None,
+        merge_last: bool = False,
     ) -> History:
         """Train for ``epochs`` passes (default 1) over ``(X, y)`` in mini-batches.
 
         ``X`` and ``y`` may be arrays of any supported library (or nested lists); they
         are moved to the model's backend and device once. ``optimizer`` defaults to the
         one this model last trained with, else ``Adam()``; its learning rate may be a
-        schedule (``anyfc.schedules``). ``seed`` fixes the shuffling. Returns a
+        schedule (``anyfc.schedules``). ``seed`` (an int, a NumPy ``Generator`` or
+        ``RandomState``) fixes the shuffling; ``shuffle="cumulative"`` permutes the
+        previous epoch's order each epoch, as scikit-learn's MLP (in-memory data). Returns a
         ``History`` of per-epoch metrics (``loss``, and ``accuracy`` or ``mae``/``r2``,
         and their ``val_`` twins).
 
@@ -456,6 +460,8 @@ class Sequential:
           with ``validation_split`` the held-out rows keep their ``sample_weight`` but
           get no class weight (``val_loss`` is what ``validation_data`` on those rows
           gives), and ``"balanced"`` counts the training rows alone, as Keras does.
+        - ``merge_last``: a last batch smaller than a layer needs (BatchNorm: 2 rows)
+          joins the batch before it, instead of the fit being refused (in-memory data).
         - Dask arrays larger than memory: with ``strategy="auto"`` they are streamed a
           chunk at a time to a model on any other backend; ``strategy="data_parallel"``
           computes each step's gradients chunk by chunk where the chunks live (Dask
@@ -469,7 +475,7 @@ class Sequential:
                         validation_split=validation_split, shuffle=shuffle, seed=seed,
                         verbose=verbose, strategy=strategy, callbacks=callbacks,
                         class_weight=class_weight, sample_weight=sample_weight,
-                        metrics=metrics)
+                        metrics=metrics, merge_last=merge_last)
 
     def adopt(self, opt: optimizers.Optimizer) -> dict[str, Any]:
         """``opt``'s state, checked against this model's parameters (the same paths and

@@ -30,6 +30,13 @@ def slot(xp: ModuleType, state: State, key: str, p: Array) -> Array:
     return xp.zeros_like(p) if value is None else value
 
 
+def _flag(name: str, value: Any) -> bool:
+    """``value`` if it is a bool, else a ValueError naming ``name``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _optional_positive(name: str, value: Any) -> float | None:
     """``None``, or a positive finite number (else a ValueError naming ``name``)."""
     return None if value is None else _check(name, value, low_open=True)
@@ -260,8 +267,13 @@ class Optimizer:
         out: dict[str, Any] = {"lr": schedules.to_config(lr) if isinstance(lr, Schedule)
                                else lr}
         out.update((k, v) for k, v in vars(self).items()
-                   if k != "_lr" and k not in self._counters)
+                   if k != "_lr" and k not in self._counters
+                   and not (k in self._off_by_default and v is False))
         return out
+
+    # options written only when on, so a config stays what subclasses written before
+    # them accept
+    _off_by_default = ("eps_hat", "lr_in_velocity")
 
     def check_settings(self) -> None:
         """A ``ValueError`` if a hyper-parameter reassigned since construction (say
@@ -289,23 +301,32 @@ class SGD(Optimizer):
         v ← μ·v + g                       (momentum μ)
         p ← p - η·v                       (or p - η·(g + μ·v) with nesterov)
 
-    With ``momentum=0`` this is the article's ``p -= η·g``.
+    With ``momentum=0`` this is the article's ``p -= η·g``. With ``lr_in_velocity=True``
+    the rate of each step goes into the velocity instead (Keras's and scikit-learn's
+    form; the same steps while the rate is constant, other steps when it changes):
+
+        v ← μ·v + η·g;   p ← p - v        (or p - (μ·v + η·g) with nesterov)
     """
 
     slots = ("v",)
 
     def __init__(self, lr: Rate = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, *, clipnorm: float | None = None,
-                 clipvalue: float | None = None) -> None:
+                 clipvalue: float | None = None, lr_in_velocity: bool = False) -> None:
         super().__init__(lr, weight_decay, clipnorm, clipvalue)
         self.momentum = _check("momentum", momentum, 0.0, 1.0)
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
+        self.lr_in_velocity = _flag("lr_in_velocity", lr_in_velocity)
 
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         if self.weight_decay:
             g = g + self.weight_decay * p
+        if self.momentum and getattr(self, "lr_in_velocity", False):
+            step = self.lr_t * g  # η·g, then v ← μ·v + η·g
+            v = state["v"] = _backend.scale_add_(slot(xp, state, "v", p), self.momentum, step)
+            return _backend.subtract_(p, step + self.momentum * v if self.nesterov else v)
         if self.momentum:
             v = state["v"] = _backend.scale_add_(
                 slot(xp, state, "v", p), self.momentum, g)
@@ -363,18 +384,26 @@ class Adam(Optimizer):
         p ← p - η · (m / (1-β₁ᵗ)) / (√(v / (1-β₂ᵗ)) + ε)
 
     ``weight_decay`` adds ``λ·p`` to the gradient (L2); see ``AdamW`` for the
-    decoupled form.
+    decoupled form. With ``eps_hat=True``, ``ε`` is Kingma & Ba's ε̂ (the formula before
+    their section 2.1; TensorFlow 1's, Keras 2's and scikit-learn's Adam): it is added to
+    ``√v`` before the bias correction,
+
+        p ← p - η·√(1-β₂ᵗ)/(1-β₁ᵗ) · m / (√v + ε)
+
+    (the two differ only where ``√v`` is comparable to ``ε``).
     """
 
     slots = ("m", "v")
 
     def __init__(self, lr: Rate = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, weight_decay: float = 0.0, *,
-                 clipnorm: float | None = None, clipvalue: float | None = None) -> None:
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 eps_hat: bool = False) -> None:
         super().__init__(lr, weight_decay, clipnorm, clipvalue)
         self.beta1 = _check("beta1", beta1, 0.0, 1.0)
         self.beta2 = _check("beta2", beta2, 0.0, 1.0)
         self.eps = _check("eps", eps, low_open=True)
+        self.eps_hat = _flag("eps_hat", eps_hat)
 
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         if self.weight_decay:
@@ -386,6 +415,9 @@ class Adam(Optimizer):
         m = state["m"] = _backend.scale_add_(slot(xp, state, "m", p), b1, g, 1.0 - b1)
         v = state["v"] = _backend.scale_add_(
             slot(xp, state, "v", p), b2, g * g, 1.0 - b2)
+        if getattr(self, "eps_hat", False):  # ε̂: added before the bias correction
+            step_size = self.lr_t * (1.0 - b2**self.t) ** 0.5 / (1.0 - b1**self.t)
+            return _backend.subtract_(p, step_size * m / (xp.sqrt(v) + self.eps))
         step_size = self.lr_t / (1.0 - b1**self.t)
         denom = xp.sqrt(v) / (1.0 - b2**self.t) ** 0.5 + self.eps  # t may be traced (JAX)
         return _backend.subtract_(p, step_size * m / denom)
@@ -399,9 +431,10 @@ class AdamW(Adam):
 
     def __init__(self, lr: Rate = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, weight_decay: float = 0.01, *,
-                 clipnorm: float | None = None, clipvalue: float | None = None) -> None:
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 eps_hat: bool = False) -> None:
         super().__init__(lr, beta1, beta2, eps, weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue)
+                         clipvalue=clipvalue, eps_hat=eps_hat)
 
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         if self.weight_decay:
@@ -424,8 +457,8 @@ def get(optimizer: str | Optimizer | dict[str, Any] | None) -> Optimizer:
     hyper-parameters), from its spec (``{"type": "SGD", "config": {"lr": 0.1}}``,
     ``anyfc.registry``), or itself; ``None`` gives ``Adam()``.
 
-    >>> get("sgd")
-    SGD(lr=0.01, weight_decay=0.0, clipnorm=None, clipvalue=None, momentum=0.0, nesterov=False)
+    >>> get("sgd").config()["momentum"]
+    0.0
     """
     if optimizer is None:
         return Adam()

@@ -24,7 +24,10 @@ A layer has
   layers that draw nothing; the model snapshots, restores and threads its state
   through compiled steps (``anyfc.state``);
 - ``check_settings()``: its settings (which a user may reassign) are still ones its class
-  accepts, checked from ``config()`` without allocating (``array_shapes``).
+  accepts, checked from ``config()`` without allocating (``array_shapes``);
+- ``penalty(scale)``: its regularisation term of a training batch's loss (``Dense(l2=...)``),
+  adding that term's gradient to its parameter gradients after ``backward``; ``None``
+  (the default) for none. ``scale`` is ``1/N``, the loss's ``normalizer``.
 
 A layer deep-copies and pickles: its arrays travel as host copies and come back on the
 same backend, device and dtype; what a training forward kept is dropped.
@@ -113,6 +116,11 @@ class Layer:
         """Draw from ``generator`` from now on (a compiled step's stand-in); only layers
         whose ``generator()`` is not ``None`` take one."""
         raise TypeError(f"{type(self).__name__} draws no random numbers")
+
+    def penalty(self, scale: Any) -> Array | None:
+        """The layer's term of the batch's loss (a 0-d array), its gradient added to the
+        parameter gradients ``backward`` set; ``None``: the layer adds nothing."""
+        return None
 
     def check_settings(self) -> None:
         """A ``ValueError`` if a setting (changed since construction, say ``rate = 1.5``)

@@ -12,6 +12,14 @@ and, given ``∂E/∂Y`` from the layer above, the backward pass is
     ∂E/∂W = Xᵀ·Δ           (the sum over the batch of each sample's x_kᵀ δ_k)
     ∂E/∂b = Σ_rows Δ
     ∂E/∂X = Δ·Wᵀ           (handed to the layer below as its ∂E/∂Y)
+
+With an L2 penalty ``l2 = α`` (scikit-learn's ``alpha``) the loss of a batch gains
+``α/(2N)·‖W‖²`` over the weights (never the bias), ``N`` the batch's rows (the sum of
+its row weights under a loss's ``reduction="mean_with_sample_weight"``), so
+
+    ∂E/∂W = Xᵀ·Δ + (α/N)·W
+
+added by ``penalty`` after ``backward``, with the weights before the update.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from .. import _backend, activations, initializers
+from .. import _backend, _validation, activations, initializers
 from .base import Layer, describe, size
 
 Array = Any
@@ -45,6 +53,9 @@ class Dense(Layer):
         its default device, float32).
     seed : seed of the host random generator, so one seed gives the same ``w`` on every
         backend.
+    l2 : ``α ≥ 0``, the L2 penalty ``α/(2N)·‖W‖²`` on the weights of each training batch
+        (``N``: its rows, or its weights' sum, see the module docstring), scikit-learn's
+        ``alpha``; 0 (default): none.
 
     ``w`` and ``b`` are plain attributes and may be reassigned. After ``backward``,
     ``grad_w`` and ``grad_b`` hold ``∂E/∂W`` and ``∂E/∂b``; the next ``backward`` writes
@@ -72,8 +83,10 @@ class Dense(Layer):
         device: Any = None,
         dtype: Any = "float32",
         seed: int | None = None,
+        l2: float = 0.0,
     ) -> None:
         self.n_in, self.n_out = size("Dense", "n_in", n_in), size("Dense", "n_out", n_out)
+        self.l2 = _validation.real("Dense l2", l2)
         self.activation = activations.get(activation)
         self.init = init if init is not None else initializers.default_for(self.activation.name)
         draw = initializers.get(self.init)
@@ -89,7 +102,8 @@ class Dense(Layer):
 
     @classmethod
     def from_params(cls, w: Array, b: Array,
-                    activation: str | activations.Activation | None = "identity") -> Dense:
+                    activation: str | activations.Activation | None = "identity",
+                    l2: float = 0.0) -> Dense:
         """A layer around copies of existing parameters (no random draw): ``w`` of shape
         (n_in, n_out) and ``b`` of shape (n_out,), floating arrays of the same library,
         device and dtype. The layer owns its copies: training never writes into the
@@ -117,7 +131,7 @@ class Dense(Layer):
         owned = [_backend.to_backend(p, xp, dev, w.dtype, copy=True) for p in (w, b)]
         # the one construction path; seed=0 only fills w until the copies replace it
         layer = cls(int(w.shape[0]), int(w.shape[1]), activation, backend=xp, device=dev,
-                    dtype=w.dtype, seed=0)
+                    dtype=w.dtype, seed=0, l2=l2)
         layer.w, layer.b = owned
         return layer
 
@@ -126,7 +140,7 @@ class Dense(Layer):
 
     @classmethod
     def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-        unknown = set(config) - {"n_in", "n_out", "activation", "init"}
+        unknown = set(config) - {"n_in", "n_out", "activation", "init", "l2"}
         if unknown:
             raise TypeError(f"Dense takes no setting {sorted(unknown)[0]!r}")
         n_in, n_out = size("Dense", "n_in", config.get("n_in")), size(
@@ -136,6 +150,8 @@ class Dense(Layer):
             if not isinstance(config["init"], str):
                 raise ValueError(f"Dense needs an initializer name, got {config['init']!r}")
             initializers.get(config["init"])
+        if "l2" in config:
+            _validation.real("Dense l2", config["l2"])
         return {"w": (n_in, n_out), "b": (n_out,)}
 
     def config(self) -> dict[str, Any]:
@@ -144,6 +160,8 @@ class Dense(Layer):
                                "activation": activations.to_config(self.activation)}
         if isinstance(self.init, str):
             out["init"] = self.init
+        if getattr(self, "l2", 0.0):  # left out when 0: the architecture of 0.1
+            out["l2"] = self.l2
         return out
 
     # ------------------------------------------------------------ the math
@@ -171,6 +189,23 @@ class Dense(Layer):
         self.grad_w = _backend.matmul(x.T, delta, out=self.grad_w)  # reuses its buffer
         self.grad_b = self.xp.sum(delta, axis=0)
         return delta @ self.w.T if need_grad_x else None
+
+    def penalty(self, scale: Any) -> Array | None:
+        """With ``l2 = α > 0``: add ``α·scale·W`` to ``grad_w`` (after ``backward``) and
+        return the batch's penalty ``½·α·scale·‖W‖²``; ``scale`` is ``1/N`` (a number, or
+        a 0-d array). ``None`` without a penalty."""
+        alpha = getattr(self, "l2", 0.0)
+        if not alpha:
+            return None
+        c = alpha * scale
+        g: Any = self.grad_w
+        if g is None:
+            raise RuntimeError("Dense.penalty called before backward")
+        # in the layer's own gradient buffer where the library updates in place; a new
+        # array where it cannot (JAX) or where += rebinds (Dask)
+        g += c * self.w
+        self.grad_w = g
+        return (0.5 * c) * self.xp.sum(self.w * self.w)
 
     def update(self, eta: float) -> None:
         """Plain gradient descent, the article's ``w -= eta * grad_w; b -= eta * grad_b``.

@@ -9,6 +9,7 @@ from .callbacks import (
     EarlyStopping,
     LearningRateScheduler,
     ModelCheckpoint,
+    NoImprovementStopping,
     ReduceLROnPlateau,
 )
 from .history import History
@@ -20,6 +21,7 @@ __all__ = [
     "History",
     "LearningRateScheduler",
     "ModelCheckpoint",
+    "NoImprovementStopping",
     "ReduceLROnPlateau",
     "callbacks",
 ]

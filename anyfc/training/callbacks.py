@@ -167,6 +167,111 @@ class EarlyStopping(_Monitor):
         self.best_weights = None  # do not keep a copy of the model alive
 
 
+class NoImprovementStopping(Callback):
+    """scikit-learn's convergence rule for its MLP: stop when ``monitor`` has not improved
+    by at least ``tol`` for more than ``n_iter_no_change`` epochs in a row.
+
+    After each epoch, with ``current`` the monitored value and ``mode="min"``
+    (``"max"`` mirrors it):
+
+        count ← count + 1  if current > best - tol,  else 0
+        best  ← current    if current < best          (by any amount)
+        count > n_iter_no_change:  stop — or with lr_factor, if the learning rate is
+            above min_lr, multiply it by lr_factor, count ← 0 (scikit-learn's
+            learning_rate="adaptive": lr_factor=0.2, min_lr=1e-6)
+
+    A NaN never improves and resets the count (scikit-learn's comparisons).
+    ``monitor`` is a metric of the fit's logs (``"loss"``, ``"val_accuracy"``, ...) or a
+    function ``score(model) -> float`` called after each epoch (inference only: a
+    validation score of your own, e.g. scikit-learn's on held-out rows); ``mode="auto"``
+    minimises a metric's ``loss``/``mae`` and maximises everything else, a function
+    included. ``best`` and ``count`` start where a previous fit left them when given
+    (scikit-learn carries them over ``partial_fit`` and ``warm_start``). With
+    ``restore_best_weights`` the model ends with the parameters and buffers of its best
+    epoch, or those it started with when no epoch beat ``best`` (copies on the model's
+    device). After the fit: ``best``, ``count``, ``scores`` (each epoch's value),
+    ``stopped_epoch`` (``None`` if the fit ran to its end).
+    """
+
+    def __init__(self, monitor: str | Callable[[Any], float] = "loss", *, tol: float = 1e-4,
+                 n_iter_no_change: float = 10, mode: str = "auto",
+                 restore_best_weights: bool = False, best: float | None = None,
+                 count: int = 0, lr_factor: float | None = None, min_lr: float = 1e-6,
+                 verbose: int = 0) -> None:
+        if not (isinstance(monitor, str) or callable(monitor)):
+            raise TypeError(f"monitor must be a metric name or a function score(model), "
+                            f"got {monitor!r}")
+        self.monitor = monitor
+        self.mode = _mode(mode, monitor if isinstance(monitor, str) else "score")
+        self.tol = _validation.real("tol", tol)
+        if n_iter_no_change != math.inf:
+            n_iter_no_change = _validation.integer(n_iter_no_change, "n_iter_no_change")
+        self.n_iter_no_change = n_iter_no_change
+        self.restore_best_weights = bool(restore_best_weights)
+        self.best = self._worst() if best is None else float(best)
+        self.count = _validation.integer(count, "count", 0)
+        self.lr_factor = None if lr_factor is None else _validation.real(
+            "lr_factor", lr_factor, 0.0, 1.0, low_open=True)
+        self.min_lr = _validation.real("min_lr", min_lr)
+        self.verbose = verbose
+        self.scores: list[float] = []
+        self.stopped_epoch: int | None = None
+
+    def _worst(self) -> float:
+        return math.inf if self.mode == "min" else -math.inf
+
+    def check(self, run: Run) -> None:
+        if isinstance(self.monitor, str) and self.monitor not in run.metrics:
+            raise ValueError(f"NoImprovementStopping monitors {self.monitor!r}, which this "
+                             f"fit does not report; it reports {', '.join(run.metrics)}")
+        if self.lr_factor is not None and not isinstance(run.optimizer.lr, (int, float)):
+            raise ValueError("NoImprovementStopping with lr_factor needs an optimizer with a "
+                             f"constant learning rate, but its lr is {run.optimizer.lr!r}")
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.scores, self.stopped_epoch = [], None
+        self.best_state = self.model.state().copy() if self.restore_best_weights else None
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        if callable(self.monitor):
+            current = float(self.monitor(self.model))
+        else:
+            current = float((logs or {})[self.monitor])
+        self.scores.append(current)
+        sign = 1.0 if self.mode == "min" else -1.0  # max: the same rule on -current
+        if sign * current > sign * self.best - self.tol:
+            self.count += 1
+        else:
+            self.count = 0  # improved by tol (or NaN: scikit-learn's comparison)
+        if sign * current < sign * self.best:
+            self.best = current
+            if self.restore_best_weights:
+                self.best_state = self.model.state().copy()
+        if self.count <= self.n_iter_no_change:
+            return
+        opt = self.run.optimizer
+        if self.lr_factor is not None and float(opt.lr) > self.min_lr:
+            opt.lr = float(opt.lr) * self.lr_factor
+            self.count = 0
+            if self.verbose:
+                print(f"No improvement by tol={self.tol:f} for {self.n_iter_no_change} "
+                      f"epochs: learning rate set to {opt.lr:f}")
+            return
+        self.stopped_epoch = epoch
+        self.run.stop_training = True
+        if self.verbose:
+            print(f"No improvement by tol={self.tol:f} for {self.n_iter_no_change} "
+                  "consecutive epochs. Stopping.")
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        """With ``restore_best_weights``: the best epoch's state back on the model (also
+        callable after an interrupted fit)."""
+        state = getattr(self, "best_state", None)
+        if state is not None:
+            self.model.set_state(state)
+        self.best_state = None  # do not keep a copy of the model alive
+
+
 class ModelCheckpoint(_Monitor):
     """Save the model (``model.save``: the same atomic, pickle-free file) after every
     epoch, or with ``save_best_only`` only when ``monitor`` improved. ``path`` may hold

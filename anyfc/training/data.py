@@ -9,7 +9,12 @@ rechunking the data would change it), yields its ``batches(rng)`` — tuples ``(
 (``anyfc._metrics``).
 
 - ``InMemory``: arrays on the model's backend and device; batches are slices (or
-  ``take`` of a shuffled order on the device).
+  ``take`` of a shuffled order on the device). With ``shuffle="cumulative"`` each
+  epoch's order is the previous epoch's permuted (``order[rng.permutation(n)]``, from
+  ``arange(n)`` at the start of the fit): scikit-learn's MLP orders its epochs so, and
+  with its ``numpy.random.RandomState`` as ``rng`` the orders are its own. With
+  ``merge_below=k`` a last batch of fewer than ``k`` rows joins the batch before it
+  (``fit(merge_last=True)``: ``k`` is what the layers need, BatchNorm's 2).
 - ``Streamed``: Dask arrays, computed a chunk at a time and sent to the model's device
   (the next chunk computed in the background while this one trains).
 - ``DataParallel``: Dask arrays whose chunks compute their gradient sums where they live;
@@ -81,26 +86,33 @@ class InMemory:
     chunked = False
 
     def __init__(self, model: Model, arrays: Batch, batch_size: int | None,
-                 shuffle: bool) -> None:
+                 shuffle: bool | str, merge_below: int = 0) -> None:
         self.model, self.arrays, self.shuffle = model, arrays, shuffle
-        self.rows = int(arrays[0].shape[0])
-        self.batch_size = self.rows if batch_size is None else batch_size
-        self.n_batches = math.ceil(self.rows / self.batch_size)
+        self.rows = n = int(arrays[0].shape[0])
+        self.batch_size = size = n if batch_size is None else batch_size
+        self.starts = list(range(0, n, size))
+        if len(self.starts) > 1 and n - self.starts[-1] < merge_below:
+            self.starts.pop()  # the last rows join the batch before them
+        self.n_batches = len(self.starts)
+        self.order = np.arange(n)  # the last epoch's ("cumulative")
 
     def last_batch(self) -> int:
         """Rows in the smallest batch of an epoch."""
-        return self.rows % self.batch_size or min(self.batch_size, self.rows)
+        return min(self.batch_size, self.rows - self.starts[-1])
 
     def why(self) -> str:
         """Where the smallest batch comes from, for an error message."""
         return f"{self.rows} rows in batches of {self.batch_size} leave a last batch of"
 
     def batches(self, rng: np.random.Generator) -> Iterator[Batch]:
-        xp, n, size = self.model.xp, self.rows, self.batch_size
-        order = _backend.from_host(rng.permutation(n), xp, self.model.device, None) if (
-            self.shuffle) else None
-        for start in range(0, n, size):
-            stop = min(start + size, n)  # the standard leaves overshoot undefined
+        xp, n = self.model.xp, self.rows
+        order = None
+        if self.shuffle == "cumulative":
+            self.order = self.order[rng.permutation(n)]
+            order = _backend.from_host(self.order, xp, self.model.device, None)
+        elif self.shuffle:
+            order = _backend.from_host(rng.permutation(n), xp, self.model.device, None)
+        for start, stop in zip(self.starts, [*self.starts[1:], n]):
             if order is None:
                 yield tuple(a[start:stop, ...] for a in self.arrays)
             else:
@@ -117,7 +129,7 @@ class Streamed:
     chunked = True  # a batch never straddles two chunks
 
     def __init__(self, model: Model, arrays: Batch, batch_size: int | None,
-                 shuffle: bool) -> None:
+                 shuffle: bool | str) -> None:
         self.model, self.arrays, self.shuffle = model, arrays, shuffle
         self.batch_size = batch_size
         self.rows = int(arrays[0].shape[0])
@@ -134,7 +146,7 @@ class Streamed:
                 f"{self.batch_size} leave a batch of")
 
     def batches(self, rng: np.random.Generator) -> Iterator[Batch]:
-        return _dask.stream(self.arrays, self.model, self.batch_size, self.shuffle, rng)
+        return _dask.stream(self.arrays, self.model, self.batch_size, bool(self.shuffle), rng)
 
     train = staticmethod(_train_local)
     evaluate = staticmethod(_evaluate_local)
@@ -145,7 +157,8 @@ class DataParallel:
 
     chunked = False
 
-    def __init__(self, model: Model, arrays: Batch, batch_size: int, shuffle: bool) -> None:
+    def __init__(self, model: Model, arrays: Batch, batch_size: int,
+                 shuffle: bool | str) -> None:
         _dask.check_parallel(model)
         self.arrays, self.batch_size, self.shuffle = arrays, batch_size, shuffle
         self.rows = int(arrays[0].shape[0])
@@ -158,7 +171,7 @@ class DataParallel:
         return f"{self.rows} rows in batches of {self.batch_size} leave a last batch of"
 
     def batches(self, rng: np.random.Generator) -> Iterator[Batch]:
-        return _dask.row_batches(self.arrays, self.batch_size, self.shuffle, rng)
+        return _dask.row_batches(self.arrays, self.batch_size, bool(self.shuffle), rng)
 
     @staticmethod
     def train(model: Model, optimizer: Any, batch: Batch,
@@ -191,10 +204,13 @@ def prepare(model: Model, X: Any, y: Any, what_x: str = "X", what_y: str = "y") 
     return X, t
 
 
-def for_training(model: Model, arrays: Batch, batch_size: int, shuffle: bool,
-                 strategy: str) -> InMemory | Streamed | DataParallel:
+def for_training(model: Model, arrays: Batch, batch_size: int, shuffle: bool | str,
+                 strategy: str, merge_below: int = 0) -> InMemory | Streamed | DataParallel:
     """The ``Data`` for ``prepare``'s arrays (plus weights), chosen once."""
     lazy = streams(model, arrays[0])
+    if shuffle == "cumulative" and lazy:
+        raise ValueError("shuffle='cumulative' orders the rows of data in memory; Dask data "
+                         "is shuffled a chunk at a time: use shuffle=True")
     if strategy == "data_parallel":
         if not lazy:
             raise ValueError("strategy='data_parallel' needs X as a Dask array (e.g. "
@@ -202,7 +218,9 @@ def for_training(model: Model, arrays: Batch, batch_size: int, shuffle: bool,
                              f"on the dask backend; got {type(arrays[0]).__name__} and "
                              f"backend {model.backend!r}")
         return DataParallel(model, arrays, batch_size, shuffle)
-    return (Streamed if lazy else InMemory)(model, arrays, batch_size, shuffle)
+    if lazy:
+        return Streamed(model, arrays, batch_size, shuffle)
+    return InMemory(model, arrays, batch_size, shuffle, merge_below)
 
 
 def for_evaluation(model: Model, arrays: Batch, batch_size: int | None) -> InMemory | Streamed:

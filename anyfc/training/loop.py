@@ -13,6 +13,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from .. import _backend, _dask, _metrics, _validation, optimizers
 from .. import metrics as metrics_module
 from . import data as _data
@@ -31,14 +33,15 @@ def fit(
     optimizer: optimizers.Optimizer | str | None,
     validation_data: tuple[Any, Any] | None,
     validation_split: float,
-    shuffle: bool,
-    seed: int | None,
+    shuffle: bool | str,
+    seed: Any,
     verbose: int,
     strategy: str,
     callbacks: Sequence[Callback] | None,
     class_weight: dict[int, float] | str | None,
     sample_weight: Any,
     metrics: Sequence[Any] | None = None,
+    merge_last: bool = False,
 ) -> History:
     """``Sequential.fit`` (see there; the defaults are its own): every argument is
     checked, and the data planned, before anything changes."""
@@ -48,6 +51,8 @@ def fit(
         verbose, "verbose", 0)
     if strategy not in ("auto", "data_parallel"):
         raise ValueError(f"unknown strategy {strategy!r}; valid: 'auto', 'data_parallel'")
+    if not isinstance(shuffle, bool) and shuffle != "cumulative":
+        raise ValueError(f"shuffle must be True, False or 'cumulative', got {shuffle!r}")
     split = _validation.real("validation_split", validation_split, 0.0, 1.0)
     if split and validation_data is not None:
         raise ValueError("give validation_data or validation_split, not both")
@@ -84,7 +89,8 @@ def fit(
         val_x, val_y = _validation.pair(validation_data, "validation_data")
         val = _data.for_evaluation(
             model, _data.prepare(model, val_x, val_y, "validation X", "validation y"), 1024)
-    train = _data.for_training(model, arrays, batch_size, shuffle, strategy)
+    merge = max(layer.min_batch for layer in model.layers) if merge_last else 0
+    train = _data.for_training(model, arrays, batch_size, shuffle, strategy, merge)
     model.check_min_batch(train.last_batch(), train.why() + " {smallest}; choose another "
                           "batch_size" + (" or rechunk the data" if train.chunked else ""))
     names = ["loss", *(m.name for m in measures)]
@@ -280,14 +286,17 @@ def _undo(model: Model, snapshot: Any, epoch: int, previous: Any) -> None:
 
 def _seeded(seed: Any) -> Any:
     """The host generator for shuffling (``None`` when no seed is given: the caller
-    draws a fresh one once the fit has been checked), or a ValueError for a bad seed."""
+    draws a fresh one once the fit has been checked; a NumPy ``RandomState``,
+    scikit-learn's kind, is used as it is), or a ValueError for a bad seed."""
     if seed is None:
         return None
+    if isinstance(seed, np.random.RandomState):
+        return seed
     try:
         return _backend.host_rng(seed)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"seed must be None, a non-negative integer or a numpy Generator, "
-                         f"got {seed!r}") from exc
+        raise ValueError(f"seed must be None, a non-negative integer, a numpy Generator or "
+                         f"a numpy RandomState, got {seed!r}") from exc
 
 
 def _finite(model: Model, values: list[Any]) -> bool:

@@ -2,7 +2,8 @@
 compiled function where the backend's step compiler is on (``_backend.set_step_compiler``:
 ``jax.jit`` for JAX by default, ``torch.compile`` for torch on request).
 
-    y = model.forward(x);  E = loss(y, t[, w]);  model.backward(∂E/∂y);  optimizer.step
+    y = model.forward(x);  E = loss(y, t[, w]);  model.backward(∂E/∂y);
+    E += Σ layer.penalty(1/N)  (L2 terms, gradients added);  optimizer.step
 
 ``eager_step`` is the reference and the fallback. The compiled step is the same code
 traced into a pure function of (parameters, buffers, random state, optimizer state, step
@@ -27,6 +28,7 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from .. import _backend, registry
+from ..layers import Layer
 from ..state import ModelState
 from . import compilers
 from .protocol import Model
@@ -106,11 +108,31 @@ def eager_step(model: Model, x: Array, t: Array, w: Array | None, optimizer: Any
                lr: Any = None) -> tuple[Array, Array]:
     """The reference step, written once against the model's namespace. The loss's
     value and gradient travel with the step (the loss object keeps nothing)."""
-    y = model.forward(x)
-    e, grad_y = model.loss.value_and_gradient(y, t, w)
-    model.backward(grad_y)
+    e, y = gradients(model, x, t, w)
     optimizer.step(model.layers, lr=lr)
     _settle(model, optimizer)
+    return e, y
+
+
+def gradients(model: Model, x: Array, t: Array, w: Array | None) -> tuple[Array, Array]:
+    """Forward, loss, backward and the layers' penalties (``Layer.penalty``, with
+    ``scale = 1/N``, ``N`` the loss's ``normalizer``), leaving every parameter's
+    gradient on its layer: (the batch's loss with the penalties, as a 0-d array; the
+    network's output). The training step and full-batch solvers (``anyfc.lbfgs``)
+    share it."""
+    y = model.forward(x)
+    loss = model.loss
+    e, grad_y = loss.value_and_gradient(y, t, w)
+    model.backward(grad_y)
+    scale = None
+    for layer in model.layers:
+        if type(layer).penalty is Layer.penalty:
+            continue  # no penalty: nothing to compute, not even the scale
+        if scale is None:
+            scale = 1.0 / loss.normalizer(y, w)
+        term = layer.penalty(scale)
+        if term is not None:
+            e = e + term
     return e, y
 
 
