@@ -628,7 +628,7 @@ def test_predict_from_threads_while_another_trains_with_every_layer(bk):
 @pytest.mark.review
 def test_a_parameter_free_first_layer_does_not_move_the_model(bk):
     where = {"backend": bk.name, "device": bk.device_name, "dtype": "float64"}
-    model = anyfc.Sequential([anyfc.Dropout(0.2), anyfc.Dense(8, 4, seed=0, **where),
+    model = anyfc.Sequential([anyfc.Dropout(0.2), anyfc.Dense(8, 4, "relu", seed=0, **where),
                               anyfc.Dense(4, 3, "identity", seed=1, **where)])
     assert model.backend == bk.name and model.dtype == bk.xp.float64
     assert model.layers[0].backend == bk.name

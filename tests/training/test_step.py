@@ -49,7 +49,7 @@ def _model(bk, width: int = 6) -> anyfc.Sequential:
     """Dense → BatchNorm → Dropout → Dense(tanh) → Dropout → Dense, float64, seeded."""
     kw = {"backend": bk.name, "device": bk.device_name, "dtype": "float64"}
     return anyfc.Sequential([
-        anyfc.Dense(width, 8, seed=0, **kw), anyfc.BatchNorm(8, **kw),
+        anyfc.Dense(width, 8, "relu", seed=0, **kw), anyfc.BatchNorm(8, **kw),
         anyfc.Dropout(0.25, seed=3, **kw), anyfc.Dense(8, 8, "tanh", seed=1, **kw),
         anyfc.Dropout(0.5, seed=4, **kw), anyfc.Dense(8, 3, "identity", seed=2, **kw)],
         backend=bk.name, device=bk.device_name, dtype="float64")
