@@ -93,7 +93,8 @@ def to_host(sums: Sums) -> Sums:
     _leaves(sums, leaves)
     host = iter([np.asarray(_backend.to_numpy(v), dtype=np.float64) for v in leaves])
     out = _replace(sums, host)
-    out["n"] = sums["n"]
+    if "n" in sums:  # the row count stays a Python int
+        out["n"] = sums["n"]
     return out
 
 
