@@ -54,13 +54,27 @@ def real(name: str, value: Any, low: float = 0.0, high: float = math.inf,
     return float(value)
 
 
-def integer(value: Any, name: str, low: int = 1) -> int:
-    """``value`` as an int ≥ ``low`` (Python or NumPy integers; not bools), else a
-    ValueError naming ``name``."""
+INT_MAX = 2**63 - 1
+"""The largest integer setting (a count, a size, a patience): what an int64 holds."""
+
+
+def integer(value: Any, name: str, low: int = 1, high: int = INT_MAX) -> int:
+    """``value`` as an int in ``[low, high]`` (Python or NumPy integers; not bools), else
+    a ValueError naming ``name`` (``patience=10**400`` too: no setting needs more than an
+    int64, and every size is one)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         kind = "positive" if low == 1 else "non-negative" if low == 0 else f">= {low}"
         raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+    if int(value) > high:
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:20] + "..." + shown[-8:]
+        raise ValueError(f"{name} must be at most {high}, got {shown}")
     return int(value)
+
+
+def verbosity(value: Any) -> int:
+    """A ``verbose`` setting: True/False or a non-negative integer, as an int."""
+    return int(value) if isinstance(value, bool) else integer(value, "verbose", 0)
 
 
 def batch_size(value: Any, allow_none: bool = False) -> int | None:

@@ -88,6 +88,19 @@ class Loss:
     def settings(self) -> dict[str, Any]:
         return {}
 
+    def check_settings(self) -> None:
+        """A ``ValueError`` if a setting reassigned since construction (say
+        ``loss.reduction = "mean"``) is not one the class accepts: the class checks its
+        own ``settings()`` on a throw-away copy. A loss without settings has nothing to
+        check."""
+        settings = self.settings()
+        if settings:
+            try:
+                type(self)(**settings)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"the loss {type(self).__name__} has a bad setting: "
+                                 f"{exc}") from None
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A loss written for anyfc 0.1 (``forward`` keeping its batch, ``backward()``
         reading it) gets a ``value_and_gradient`` that runs them on a scratch copy, so
@@ -361,8 +374,8 @@ class MeanSquaredError(_PerOutput):
 
     def settings(self) -> dict[str, Any]:
         out = super().settings()
-        if getattr(self, "half", False):
-            out["half"] = True
+        if getattr(self, "half", False) is not False:  # a reassigned value, as it is
+            out["half"] = self.half
         return out
 
     def value(self, y: Array, t: Array, w: Array | None = None) -> Array:

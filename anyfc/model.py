@@ -508,8 +508,9 @@ class Sequential:
         _check_values(self.layers)
 
     def check_settings(self) -> None:
-        """Every layer's settings (changed since construction, say ``rate = 1.5``) are
-        still ones its class accepts (``Layer.check_settings``). Reads Python attributes
+        """Every layer's settings (changed since construction, say ``rate = 1.5``) and the
+        loss's are still ones their classes accept (``Layer.check_settings``,
+        ``Loss.check_settings``). Reads Python attributes
         only: ``fit``, ``save``, ``predict``, ``evaluate`` and ``anyfc.onnx.export`` call
         it first (``fit`` and ``save`` also ``Optimizer.check_settings``)."""
         for i, layer in enumerate(self.layers):
@@ -518,6 +519,7 @@ class Sequential:
             except ValueError as exc:  # "Dropout has a bad setting: ..."
                 raise ValueError(f"layer {i} ({type(layer).__name__}) has a bad setting: "
                                  f"{str(exc).partition(': ')[2]}") from None
+        self.loss.check_settings()
 
     def forget(self) -> None:
         """Drop what the layers kept for backward (it can be large)."""

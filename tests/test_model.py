@@ -686,7 +686,11 @@ def _with_settings(bk):
     (lambda m: setattr(m.layers[1], "eps", -1.0), "layer 1 .*eps"),
     (lambda m: setattr(m.layers[1], "eps", HUGE), "layer 1 .*eps"),
     (lambda m: setattr(m.layers[2].activation, "alpha", float("nan")), "layer 2 .*alpha"),
-], ids=["dense-alpha-inf", "bn-eps-negative", "bn-eps-huge", "elu-layer-alpha-nan"])
+    (lambda m: setattr(m.loss, "reduction", "mean"), "loss SoftmaxCrossEntropy .*reduction"),
+    (lambda m: setattr(m, "loss", anyfc.losses.MeanSquaredError(outputs="sum")) or setattr(
+        m.loss, "half", 1), "loss MeanSquaredError .*half"),
+], ids=["dense-alpha-inf", "bn-eps-negative", "bn-eps-huge", "elu-layer-alpha-nan",
+        "loss-reduction", "loss-half-not-bool"])
 def test_a_setting_spoilt_after_construction_is_refused_before_any_computation(
         bk, spoil, pattern):
     model = _with_settings(bk)

@@ -22,6 +22,7 @@ the fit does not report, say) before training changes anything.
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 from collections.abc import Callable
@@ -59,6 +60,27 @@ class Callback:
     def check(self, run: Run) -> None:
         """Refuse (ValueError) settings that cannot work in ``run``; called before the
         fit changes anything."""
+
+    def check_settings(self) -> None:
+        """A ``ValueError`` if a setting reassigned since construction (say
+        ``stopper.patience = -1`` or ``10**400``) is not one the class accepts: the
+        constructor checks the current values on a throw-away copy. Called by ``fit``
+        before anything changes. A subclass whose constructor takes an argument it does
+        not keep under the same name is not rebuilt (nothing to check it against)."""
+        signature = inspect.signature(type(self).__init__)
+        kwargs: dict[str, Any] = {}
+        for name, parameter in list(signature.parameters.items())[1:]:
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            if name in vars(self):
+                kwargs[name] = vars(self)[name]
+            elif parameter.default is parameter.empty:
+                return
+        try:
+            type(self)(**kwargs)
+        except (TypeError, ValueError) as exc:  # the constructor's type of error
+            raise type(exc)(f"the callback {type(self).__name__} has a bad setting: "
+                            f"{exc}") from None
 
     def on_train_begin(self, logs: Logs | None = None) -> None: ...
 
@@ -130,7 +152,7 @@ class EarlyStopping(_Monitor):
         self.restore_best_weights = bool(restore_best_weights)
         self.baseline = None if baseline is None else _validation.real(
             "baseline", baseline, -math.inf)
-        self.verbose = verbose
+        self.verbose = _validation.verbosity(verbose)
         self.best_epoch: int | None = None
         self.stopped_epoch: int | None = None
 
@@ -208,12 +230,13 @@ class NoImprovementStopping(Callback):
             n_iter_no_change = _validation.integer(n_iter_no_change, "n_iter_no_change")
         self.n_iter_no_change = n_iter_no_change
         self.restore_best_weights = bool(restore_best_weights)
-        self.best = self._worst() if best is None else float(best)
+        self.best = self._worst() if best is None or best == self._worst() else (
+            _validation.real("best", best, -math.inf))
         self.count = _validation.integer(count, "count", 0)
         self.lr_factor = None if lr_factor is None else _validation.real(
             "lr_factor", lr_factor, 0.0, 1.0, low_open=True)
         self.min_lr = _validation.real("min_lr", min_lr)
-        self.verbose = verbose
+        self.verbose = _validation.verbosity(verbose)
         self.scores: list[float] = []
         self.stopped_epoch: int | None = None
 
@@ -284,7 +307,7 @@ class ModelCheckpoint(_Monitor):
         super().__init__(monitor, mode, min_delta)
         self.path = os.fspath(path)
         self.save_best_only = bool(save_best_only)
-        self.verbose = verbose
+        self.verbose = _validation.verbosity(verbose)
         self.saved: list[str] = []
 
     def check(self, run: Run) -> None:
@@ -328,7 +351,7 @@ class LearningRateScheduler(Callback):
         if not callable(schedule):
             raise TypeError(f"schedule must be a schedule or a function (epoch, lr) -> lr, "
                             f"got {schedule!r}")
-        self.schedule, self.verbose = schedule, verbose
+        self.schedule, self.verbose = schedule, _validation.verbosity(verbose)
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         opt = self.run.optimizer
@@ -355,7 +378,7 @@ class ReduceLROnPlateau(_Monitor):
         self.patience = _validation.integer(patience, "patience", 0)
         self.cooldown = _validation.integer(cooldown, "cooldown", 0)
         self.min_lr = _validation.real("min_lr", min_lr)
-        self.verbose = verbose
+        self.verbose = _validation.verbosity(verbose)
 
     def check(self, run: Run) -> None:
         super().check(run)
@@ -392,6 +415,8 @@ class CSVLogger(Callback):
 
     def __init__(self, path: str | os.PathLike[str], separator: str = ",",
                  append: bool = False) -> None:
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"separator must be one character, got {separator!r}")
         self.path, self.separator, self.append = os.fspath(path), separator, bool(append)
 
     def check(self, run: Run) -> None:

@@ -47,8 +47,7 @@ def fit(
     checked, and the data planned, before anything changes."""
     epochs = _validation.integer(epochs, "epochs", 0)
     batch_size = _validation.integer(batch_size, "batch_size")
-    verbose = int(verbose) if isinstance(verbose, bool) else _validation.integer(
-        verbose, "verbose", 0)
+    verbose = _validation.verbosity(verbose)
     if strategy not in ("auto", "data_parallel"):
         raise ValueError(f"unknown strategy {strategy!r}; valid: 'auto', 'data_parallel'")
     if not isinstance(shuffle, bool) and shuffle != "cumulative":
@@ -223,6 +222,8 @@ def _callbacks(callbacks: Any) -> list[Callback]:
     if hooks is None or not all(isinstance(c, Callback) for c in hooks):
         raise TypeError("callbacks must be a list of anyfc callbacks (subclasses of "
                         f"anyfc.callbacks.Callback), got {callbacks!r:.100}")
+    for hook in hooks:  # settings reassigned since construction, before anything changes
+        hook.check_settings()
     return hooks
 
 

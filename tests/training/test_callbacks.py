@@ -148,6 +148,66 @@ def test_bad_callback_settings_are_refused(make):
         make()
 
 
+HUGE = 10**400  # beyond any float: a ValueError, never an OverflowError
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("make, name, value, match", [
+    (lambda p: EarlyStopping("loss"), "patience", HUGE, "patience must be at most"),
+    (lambda p: EarlyStopping("loss"), "patience", -1, "patience must be a non-negative"),
+    (lambda p: EarlyStopping("loss"), "min_delta", float("nan"), "min_delta must be"),
+    (lambda p: EarlyStopping("loss"), "baseline", HUGE, "baseline must be"),
+    (lambda p: EarlyStopping("loss"), "start_from_epoch", 2.5, "start_from_epoch must be"),
+    (lambda p: ReduceLROnPlateau("loss"), "factor", 2.0, "factor must be"),
+    (lambda p: ReduceLROnPlateau("loss"), "cooldown", HUGE, "cooldown must be at most"),
+    (lambda p: ReduceLROnPlateau("loss"), "min_lr", float("inf"), "min_lr must be"),
+    (lambda p: anyfc.callbacks.NoImprovementStopping(), "tol", -1.0, "tol must be"),
+    (lambda p: anyfc.callbacks.NoImprovementStopping(), "best", HUGE, "best must be"),
+    (lambda p: anyfc.callbacks.NoImprovementStopping(), "count", HUGE, "count must be"),
+    (lambda p: anyfc.callbacks.NoImprovementStopping(), "n_iter_no_change", 0,
+     "n_iter_no_change must be"),
+    (lambda p: ModelCheckpoint(p / "m.npz", "loss"), "mode", "sideways", "mode must be"),
+    (lambda p: ModelCheckpoint(p / "m.npz", "loss"), "verbose", -2, "verbose must be"),
+    (lambda p: LearningRateScheduler(lambda e, lr: lr), "schedule", 3, "schedule must be"),
+    (lambda p: CSVLogger(p / "log.csv"), "separator", ";;", "separator must be one"),
+])
+def test_a_callback_setting_reassigned_after_construction_is_refused_by_fit(
+        bk, tmp_path, make, name, value, match):
+    """Every setting is checked where it can enter: the constructor refuses the
+    value, and a value assigned afterwards is refused by the next ``fit``, naming the
+    callback and the setting, before anything changes (no file written either)."""
+    with pytest.raises((ValueError, TypeError), match=match):
+        type(make(tmp_path))(**{**_settings_of(make(tmp_path)), name: value})
+    callback = make(tmp_path)
+    setattr(callback, name, value)
+    model = _model(bk)
+    before = _weights(model)
+    said = f"callback {type(callback).__name__} has a bad setting: {match}"
+    with pytest.raises((ValueError, TypeError), match=said):
+        model.fit(X, Y, epochs=2, optimizer=SGD(0.1), callbacks=[callback], verbose=0)
+    _assert_weights(before, _weights(model), rtol=0, atol=0)
+    assert model.optimizer is None and list(tmp_path.iterdir()) == []
+
+
+def _settings_of(callback: anyfc.callbacks.Callback) -> dict[str, Any]:
+    """The constructor arguments a callback keeps under their own names."""
+    import inspect
+    names = list(inspect.signature(type(callback).__init__).parameters)[1:]
+    return {n: vars(callback)[n] for n in names if n in vars(callback)}
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("make", [
+    lambda: EarlyStopping(patience=HUGE), lambda: ReduceLROnPlateau(cooldown=HUGE),
+    lambda: anyfc.callbacks.NoImprovementStopping(best=HUGE),
+    lambda: anyfc.schedules.StepDecay(0.1, step_size=HUGE),
+    lambda: anyfc.schedules.CosineDecay(0.1, decay_steps=HUGE),
+])
+def test_integer_settings_too_large_for_an_int64_are_value_errors(make):
+    with pytest.raises(ValueError, match="must be"):
+        make()
+
+
 def _ref_plateau(values: list[float], lr: float, factor: float = 0.1, patience: int = 10,
                  min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0,
                  mode: str = "min") -> tuple[list[float], list[int]]:
