@@ -28,7 +28,14 @@ Format 3 (written) names every object by the name its exact class is registered 
                  "activation": {"name": "leaky_relu", "alpha": 0.2}, "init": "he"}},
                 {"type": "Dense", "config": {..., "activation":
                  {"type": "ShiftedReLU", "config": {"shift": 0.5}}}}, ...],
-     "optimizer": {"type": "Adam", "config": {"lr": 0.001, ...}, "t": 120, "epoch": 3}}
+     "optimizer": {"type": "Adam", "config": {"lr": 0.001, ...}, "t": 120, "epoch": 3},
+     "rng": {"layers.3": {"kind": "pcg64", "value": {...}}}}
+
+``rng`` holds each dropout layer's generator position (``DeviceRandom.position()``;
+absent from files of anyfc 0.2.0's first builds, and from formats 1 and 2): loaded onto a
+generator of the same kind (NumPy's PCG64 behind numpy, array_api_strict and Dask;
+torch's per device type; JAX's key) training continues with the masks an uninterrupted
+run would draw; onto another kind the layer starts again from its seed.
 
 An activation inside a layer's config, and a learning-rate schedule inside the
 optimizer's (``"lr"``), are written by ``activations.to_config`` and
@@ -136,6 +143,7 @@ class _Plan:
     epoch: int = 0
     params: dict[str, tuple[int, ...]] = field(default_factory=dict)  # all required
     state: dict[str, tuple[int, ...]] = field(default_factory=dict)  # each optional
+    rng: dict[str, dict[str, Any]] = field(default_factory=dict)  # positions, by layer path
 
 
 def _is_int(value: Any) -> TypeGuard[int]:
@@ -193,10 +201,11 @@ def _check_meta(meta: Any, fail: Fail) -> _Plan:
         raise fail(f"{key}.layers", f"is {_r(specs)}; expected a non-empty list of layers")
     layers, params = (_v1_layers if version == 1 else _v2_layers)(specs, fail)
     arch = {"loss": loss, "dtype": dtype, "layers": layers}
+    rng = _rng(meta.get("rng", {}), len(layers), fail)
 
     opt_meta = meta.get("optimizer")
     if opt_meta is None:
-        return _Plan(arch, None, 0, 0, params)
+        return _Plan(arch, None, 0, 0, params, rng=rng)
     where = f"{key}.optimizer"
     if not isinstance(opt_meta, dict):
         raise fail(where, f"is {_r(opt_meta)}; expected an object or null")
@@ -252,7 +261,25 @@ def _check_meta(meta: Any, fail: Fail) -> _Plan:
     state = {f"optimizer.state.{i}.{p}.{slot}": params[f"layers.{i}.{p}"]
              for i, spec in enumerate(layers)
              for p in _layers.LAYERS[spec["type"]].param_names for slot in cls.slots}
-    return _Plan(arch, optimizer, t, epoch, params, state)
+    return _Plan(arch, optimizer, t, epoch, params, state, rng)
+
+
+def _rng(value: Any, n_layers: int, fail: Fail) -> dict[str, dict[str, Any]]:
+    """The generators' positions by layer path (``"layers.3"``), each
+    ``{"kind": str, "value": ...}``; the generator checks the value when it is set."""
+    where = f"{META_KEY}.rng"
+    if not isinstance(value, dict):
+        raise fail(where, f"is {_r(value)}; expected an object")
+    for key, position in value.items():
+        index = key.removeprefix("layers.")
+        if not (key.startswith("layers.") and index.isdigit() and int(index) < n_layers):
+            raise fail(f"{where}.{key[:80]}", f"is not a layer path (layers.0 to "
+                       f"layers.{n_layers - 1})")
+        if not (isinstance(position, dict) and set(position) == {"kind", "value"}
+                and isinstance(position["kind"], str)):
+            raise fail(f"{where}.{key}", f"is {_r(position)}; expected "
+                       "{\"kind\": ..., \"value\": ...}")
+    return value
 
 
 def _spec(value: Any, kind: str, entry: str, fail: Fail) -> dict[str, Any]:
@@ -541,12 +568,14 @@ class Checkpoint:
     """What ``read`` returns, every part checked: the architecture
     (``Sequential.from_architecture``'s), the arrays in that method's order, the optimizer
     (built from its configuration, without state; ``None`` if the model had none) and its
-    ``state_dict`` (step count, epochs and state arrays, as NumPy arrays)."""
+    ``state_dict`` (step count, epochs and state arrays, as NumPy arrays), and the random
+    generators' positions by layer path (checked by the generator when set)."""
 
     architecture: dict[str, Any]
     arrays: list[np.ndarray]
     optimizer: optimizers.Optimizer | None
     optimizer_state: dict[str, Any]
+    rng: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def read(path: str | os.PathLike[str]) -> Checkpoint:
@@ -560,7 +589,7 @@ def read(path: str | os.PathLike[str]) -> Checkpoint:
     state = {name[len("optimizer."):]: value for name, value in arrays.items()
              if name in plan.state}
     return Checkpoint(plan.arch, [arrays[name] for name in plan.params], plan.optimizer,
-                      {"t": plan.t, "epoch": plan.epoch, **state})
+                      {"t": plan.t, "epoch": plan.epoch, **state}, plan.rng)
 
 
 def load_failure(path: str | os.PathLike[str], entry: str, problem: str) -> CheckpointError:
@@ -607,9 +636,11 @@ def _new_file_beside(target: str) -> tuple[int, str]:
 
 def write(path: str | os.PathLike[str], architecture: dict[str, Any],
           arrays: dict[str, Any], optimizer: optimizers.Optimizer | None,
-          saved_from: dict[str, str] | None = None) -> None:
+          saved_from: dict[str, str] | None = None,
+          rng: dict[str, Any] | None = None) -> None:
     """Write a model's ``architecture()``, its arrays (``state_dict()``: names to arrays of
-    any backend), its optimizer (configuration and state) to ``path``.
+    any backend), its optimizer (configuration and state) and its random generators'
+    positions (``rng``: layer path → ``DeviceRandom.position()``) to ``path``.
 
     Refuses (``CheckpointError``, a ``ValueError``, before the file is touched) what
     ``read`` would refuse: arrays whose shapes do not match the architecture, NaN or
@@ -628,6 +659,7 @@ def write(path: str | os.PathLike[str], architecture: dict[str, Any],
         "saved_from": dict(saved_from or {}),
         **architecture,
         "optimizer": None,
+        "rng": {k: v for k, v in (rng or {}).items() if v is not None},
     }
     arrays = {key: _backend.to_numpy(value) for key, value in arrays.items()}
     opt = optimizer

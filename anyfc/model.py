@@ -354,7 +354,8 @@ class Sequential:
         if self.optimizer is not None:
             self.optimizer.check_settings()
         checkpoint.write(path, self.architecture(), self.state_dict(), self.optimizer,
-                         {"backend": self.backend, "device": str(self.device)})
+                         {"backend": self.backend, "device": str(self.device)},
+                         {k: g.position() for k, g in self.generators().items()})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], backend: str | ModuleType | None = None,
@@ -386,6 +387,16 @@ class Sequential:
             except ValueError as exc:
                 raise checkpoint.load_failure(path, "optimizer", str(exc)) from exc
             model.optimizer = saved.optimizer
+        generators = model.generators()
+        for key, position in saved.rng.items():  # where the kinds of generator match
+            if key not in generators:
+                raise checkpoint.load_failure(path, f"{checkpoint.META_KEY}.rng.{key}",
+                                              "names a layer that draws no random numbers")
+            try:
+                generators[key].set_position(position)
+            except ValueError as exc:
+                raise checkpoint.load_failure(path, f"{checkpoint.META_KEY}.rng.{key}",
+                                              str(exc)) from exc
         return model
 
     # ------------------------------------------------------------ the math

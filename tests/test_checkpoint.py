@@ -1036,3 +1036,79 @@ def test_values_beyond_the_models_dtype_are_refused_on_load(tmp_path, entry):
     assert anyfc.to_numpy(loaded.layers[0].w).dtype == np.float64
     if entry == "layers.0.w":
         assert anyfc.to_numpy(loaded.layers[0].w).flat[0] == 1e39
+
+
+# ---------------------------------------------------------------- dropout positions
+
+
+def _with_dropout(bk):
+    where = {"backend": bk.name, "device": bk.device_name, "dtype": "float64"}
+    model = anyfc.Sequential([anyfc.Dense(6, 8, "relu", seed=0, **where),
+                              anyfc.Dropout(0.5, seed=3, **where),
+                              anyfc.Dense(8, 3, "identity", seed=1, **where)])
+    X, y = np.random.default_rng(0).standard_normal((16, 6)), np.arange(16) % 3
+    model.fit(X, y, epochs=1, batch_size=4, seed=0, verbose=0)
+    return model, X, y
+
+
+def test_a_checkpoint_resumes_dropout_where_it_stopped(bk, tmp_path):
+    """The generator's position is saved: a run resumed from the file draws the masks the
+    uninterrupted run draws (on a generator of the same kind; onto another library the
+    layer starts from its seed, still a working model)."""
+    model, X, y = _with_dropout(bk)
+    model.save(tmp_path / "m.npz")
+    resumed = anyfc.load(tmp_path / "m.npz", backend=bk.name, device=bk.device_name)
+    for m in (model, resumed):
+        m.fit(X, y, epochs=1, batch_size=4, seed=1, verbose=0)
+    for a, b in zip(model.state_dict().values(), resumed.state_dict().values()):
+        np.testing.assert_array_equal(anyfc.to_numpy(b), anyfc.to_numpy(a))
+    with np.load(tmp_path / "m.npz") as archive:
+        meta = json.loads(archive["__anyfc__"].tobytes())
+    assert set(meta["rng"]) == {"layers.1"}
+    elsewhere = anyfc.load(tmp_path / "m.npz", backend="numpy")
+    elsewhere.fit(X, y, epochs=1, batch_size=4, verbose=0)
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("change, entry", [
+    (lambda rng: [1, 2], r"__anyfc__\.rng'? is \[1, 2\]"),
+    (lambda rng: {"layers.9": rng["layers.1"]}, r"rng\.layers\.9'? is not a layer path"),
+    (lambda rng: {"weights": rng["layers.1"]}, r"rng\.weights'? is not a layer path"),
+    (lambda rng: {"layers.0": rng["layers.1"]}, "draws no random numbers"),
+    (lambda rng: {"layers.1": {"kind": rng["layers.1"]["kind"]}}, "expected"),
+    (lambda rng: {"layers.1": {**rng["layers.1"], "value": 7}}, "rng.layers.1"),
+    (lambda rng: {"layers.1": {**rng["layers.1"], "value": {"bit_generator": "PCG64"}}},
+     "rng.layers.1"),
+    (lambda rng: {"layers.1": {**rng["layers.1"], "value": [255] * 3}}, "rng.layers.1"),
+])
+def test_a_bad_generator_position_is_refused_naming_it(bk, tmp_path, change, entry):
+    model, _, _ = _with_dropout(bk)
+    model.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    meta = json.loads(arrays.pop("__anyfc__").tobytes())
+    meta["rng"] = change(meta["rng"])
+    bad = _write(tmp_path / "bad.npz", meta, arrays)
+    with pytest.raises(checkpoint.CheckpointError, match=entry):
+        anyfc.load(bad, backend=bk.name, device=bk.device_name)
+
+
+@pytest.mark.hostile
+def test_a_torch_generator_state_of_garbage_is_refused_not_a_crash(tmp_path):
+    torch = pytest.importorskip("torch")
+    model = anyfc.Sequential([anyfc.Dense(6, 8, "relu", seed=0, backend="torch"),
+                              anyfc.Dropout(0.5, seed=3, backend="torch"),
+                              anyfc.Dense(8, 3, "identity", seed=1, backend="torch")])
+    model.predict(np.zeros((2, 6), np.float32))
+    model.generators()  # made on first use
+    model.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    meta = json.loads(arrays.pop("__anyfc__").tobytes())
+    size = len(meta["rng"]["layers.1"]["value"])
+    assert size == torch.Generator().get_state().numel()
+    for fill in (0, 255):
+        meta["rng"]["layers.1"]["value"] = [fill] * size
+        bad = _write(tmp_path / f"bad{fill}.npz", meta, arrays)
+        with pytest.raises(checkpoint.CheckpointError, match="rng.layers.1"):
+            anyfc.load(bad, backend="torch")

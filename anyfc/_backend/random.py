@@ -141,6 +141,60 @@ class DeviceRandom:
         else:
             self._gen.bit_generator.state = snapshot
 
+    def kind(self) -> str:
+        """Which generator family draws: ``"pcg64"`` (NumPy's, also behind
+        array_api_strict and Dask), ``"torch:<device type>"``, ``"jax"`` or ``"cupy"``.
+        A position is only meaningful to a generator of the same kind."""
+        if self.name == "torch":
+            return f"torch:{self._gen.device.type}"
+        return self.name if self.name in ("jax", "cupy") else "pcg64"
+
+    def position(self) -> dict[str, Any] | None:
+        """The position as plain JSON data, ``{"kind": ..., "value": ...}`` (a
+        checkpoint's), or ``None`` where the library offers none (CuPy)."""
+        snap = self.snapshot()
+        if snap is None:
+            return None
+        if self.name in ("jax", "torch"):
+            snap = [int(v) for v in to_numpy(snap).reshape(-1).tolist()]
+        return {"kind": self.kind(), "value": snap}
+
+    def set_position(self, data: Any) -> bool:
+        """Go to a ``position()`` read from an untrusted file: ``False`` (nothing changed)
+        when it is of another kind of generator; a ``ValueError`` when it is malformed."""
+        if not isinstance(data, dict) or set(data) != {"kind", "value"}:
+            raise ValueError("a generator position is {'kind': ..., 'value': ...}")
+        if data["kind"] != self.kind():
+            return False
+        value = data["value"]
+        if self.name in ("jax", "torch"):
+            size = len(to_numpy(self.snapshot()).reshape(-1))
+            high = 2**32 if self.name == "jax" else 2**8
+            if not (isinstance(value, list) and len(value) == size and all(
+                    isinstance(v, int) and not isinstance(v, bool) and 0 <= v < high
+                    for v in value)):
+                raise ValueError(f"a {self.kind()} generator position is {size} integers "
+                                 f"in [0, {high})")
+            if self.name == "jax":
+                import jax
+
+                self.restore(jax.device_put(np.asarray(value, dtype=np.uint32), self.device))
+            else:
+                import torch
+
+                try:  # torch checks the Mersenne Twister's fields ("Invalid mt19937 state")
+                    self.restore(torch.tensor(value, dtype=torch.uint8))
+                except RuntimeError as exc:
+                    raise ValueError(f"not a torch generator state: {exc}") from None
+            return True
+        probe = np.random.PCG64()  # NumPy checks the state itself: try it on a scratch one
+        try:
+            probe.state = value
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            raise ValueError(f"not a PCG64 generator state: {exc}") from None
+        self.restore(probe.state)
+        return True
+
     def __getstate__(self) -> dict[str, Any]:
         """Plain data: the library, device, seed and position (a generator object of
         torch or CuPy does not pickle, nor does a JAX device)."""

@@ -63,9 +63,14 @@ class Dropout(Layer):
 
     def generator(self) -> random.DeviceRandom:
         """The mask's generator on the layer's device (made on first use, and again
-        after a move)."""
+        after a move: at the old one's position where both are of one kind, say NumPy's
+        PCG64 behind numpy, array_api_strict and Dask; else from the seed)."""
         if self.rng is None or not self.rng.matches(self.xp, self.device):
-            self.rng = random.DeviceRandom(self.xp, self.device, self._stream)
+            new = random.DeviceRandom(self.xp, self.device, self._stream)
+            position = None if self.rng is None else self.rng.position()
+            if position is not None:
+                new.set_position(position)  # False (nothing done) across kinds
+            self.rng = new
         return self.rng
 
     def set_generator(self, generator: Any) -> None:
