@@ -1315,3 +1315,33 @@ def test_data_parallel_steps_keep_weighted_reductions_and_penalties(dask_bk):
     np.testing.assert_allclose(h2["loss"], h1["loss"], rtol=1e-10)
     for a, b in zip(parallel.state_dict().values(), single.state_dict().values()):
         np.testing.assert_allclose(anyfc.to_numpy(a), anyfc.to_numpy(b), rtol=1e-10)
+
+
+@pytest.mark.mutation
+def test_partial_fit_with_classes_absent_from_the_first_batch_follows_scikit_learn(
+        cpu_bk, digits_small):
+    """classes= names labels the first batch lacks (here 5-9, and, for string labels,
+    the last ones in sorted order): the network has an output for each from the start,
+    in classes' order, and later batches holding them train those outputs — on NumPy in
+    float64 exactly as scikit-learn does."""
+    X, y = digits_small
+    first, rest = y < 5, y >= 5
+    kw = dict(hidden_layer_sizes=(16,), random_state=0, batch_size=50)
+    ours = MLPClassifier(**kw, backend=cpu_bk.name, device=cpu_bk.device_name,
+                         dtype="float64")
+    ours.partial_fit(X[first], y[first], classes=np.arange(10))
+    assert list(ours.classes_) == list(range(10)) and ours.predict_proba(X[:3]).shape == (3, 10)
+    ours.partial_fit(X[rest], y[rest])
+    assert set(ours.predict(X[rest])) & set(range(5, 10))
+    if cpu_bk.name == "numpy":
+        theirs = SkClassifier(**kw)
+        theirs.partial_fit(X[first], y[first], classes=np.arange(10))
+        theirs.partial_fit(X[rest], y[rest])
+        _assert_same_fit(ours, theirs, X)
+    labels = np.array(list("abcdefghij"))[y]  # strings: the absent ones sort last
+    text = MLPClassifier(**kw, backend=cpu_bk.name, device=cpu_bk.device_name,
+                         dtype="float64")
+    text.partial_fit(X[first], labels[first], classes=np.array(list("jihgfedcba")))
+    text.partial_fit(X[rest], labels[rest])
+    assert list(text.classes_) == list("abcdefghij")
+    np.testing.assert_allclose(text.predict_proba(X), ours.predict_proba(X), rtol=1e-10)

@@ -163,3 +163,39 @@ def test_one_epoch_of_one_batch_is_one_full_batch_gradient_step(bk):
     end = host_state(model)
     np.testing.assert_allclose(end["layers.0.w"], W0 - 0.1 * X_OPT.T @ grad_z, rtol=RTOL)
     np.testing.assert_allclose(end["layers.0.b"], B0 - 0.1 * grad_z.sum(axis=0), rtol=RTOL)
+
+
+@pytest.mark.mutation
+def test_per_row_data_follows_its_rows_through_shuffling(bk):
+    """Shuffled training equals unshuffled training on rows pre-permuted in the order the
+    seed draws (``rng.permutation(n)`` per epoch from ``fit(seed=)``'s generator), with
+    every per-row value — labels, sample weights, class weights — permuted alike: a path
+    that shuffled X but not a row's weight would train on other numbers."""
+    rng = np.random.default_rng(7)
+    n = 30
+    Xr, yr = rng.standard_normal((n, 4)), rng.integers(0, 3, n)
+    w = rng.uniform(0.1, 5.0, n)
+    cw = {0: 0.5, 1: 2.0, 2: 3.5}
+
+    def model():
+        return anyfc.Sequential([
+            anyfc.Dense(4, 5, "tanh", seed=0, backend=bk.name, device=bk.device_name,
+                        dtype="float64"),
+            anyfc.Dense(5, 3, "identity", seed=1, backend=bk.name, device=bk.device_name,
+                        dtype="float64")])
+
+    shuffled = model()
+    shuffled.fit(Xr, yr, sample_weight=w, class_weight=cw, epochs=2, batch_size=7, seed=11,
+                 optimizer=SGD(0.1, momentum=0.5), verbose=0)
+    reference, order = model(), np.random.default_rng(11)
+    reference.optimizer = SGD(0.1, momentum=0.5)
+    for _ in range(2):
+        p = order.permutation(n)
+        reference.fit(Xr[p], yr[p], sample_weight=w[p], class_weight=cw, epochs=1,
+                      batch_size=7, shuffle=False, verbose=0)
+    _assert_weights(_weights(reference), _weights(shuffled), rtol=1e-12, atol=1e-14)
+    unshuffled = model()  # and the order matters: the premise of the comparison
+    unshuffled.fit(Xr, yr, sample_weight=w, class_weight=cw, epochs=2, batch_size=7,
+                   shuffle=False, optimizer=SGD(0.1, momentum=0.5), verbose=0)
+    assert not np.allclose(anyfc.to_numpy(unshuffled.layers[0].w),
+                           anyfc.to_numpy(shuffled.layers[0].w))
