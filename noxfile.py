@@ -116,8 +116,11 @@ def tests(session: nox.Session, backend: str) -> None:
         if _torch_has_cuda(session):
             ids = ids + ["torch:cuda"]
     session.install("-e", f".[{','.join(['test', 'examples', *extras])}]")
+    # the tests that do the same whatever the library (no backend fixture, no library
+    # named; tests/conftest.py decides) run in the numpy session only
+    agnostic = "1" if backend == "numpy" else "0"
     session.run("pytest", *RANDOM_ORDER, *WORKERS, *session.posargs,
-                env={"ANYFC_TEST_BACKENDS": ",".join(ids)})
+                env={"ANYFC_TEST_BACKENDS": ",".join(ids), "ANYFC_TEST_AGNOSTIC": agnostic})
 
 
 @nox.session

@@ -9,6 +9,7 @@ an error, not a silent skip.
 
 from __future__ import annotations
 
+import inspect
 import os
 
 # JAX would otherwise take 75 % of a GPU's memory at import, starving CuPy and torch,
@@ -127,6 +128,43 @@ def _backend_params(ids: tuple[str, ...] = ALL_IDS) -> list[Any]:
         params.append(pytest.param(Backend(test_id, name, device or None), id=test_id,
                                    marks=marks))
     return params
+
+
+BACKEND_FIXTURES = ("bk", "cpu_bk", "dask_bk")
+# What a test's source or id says when it depends on which libraries are installed
+LIBRARY_WORDS = ("torch", "jax", "dask", "array_api_strict", "cupy", "AVAILABLE",
+                 "available_backends", "_needs")
+
+
+def _depends_on_the_libraries(item: pytest.Item) -> bool:
+    """Whether ``item`` can behave differently with other libraries installed: it runs
+    on a backend fixture, names a library (source, decorators or id), or carries a
+    skip condition (``_needs``'s marks)."""
+    names = getattr(item, "fixturenames", ())
+    if any(f in names for f in BACKEND_FIXTURES) or item.get_closest_marker("cross"):
+        return True
+    if any(m.name == "skipif" for m in item.iter_markers()):
+        return True
+    function = getattr(item, "function", None)
+    try:
+        source = inspect.getsource(function) if function is not None else ""
+    except (OSError, TypeError):
+        return True
+    return any(word in source or word in item.nodeid for word in LIBRARY_WORDS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``ANYFC_TEST_AGNOSTIC=0`` (the nox sessions of one library other than NumPy):
+    leave out the tests that do the same whatever the backend and the installed
+    libraries — the NumPy session runs those; running them again in each library's
+    session only costs CI time."""
+    if os.environ.get("ANYFC_TEST_AGNOSTIC", "1") != "0":
+        return
+    keep = [item for item in items if _depends_on_the_libraries(item)]
+    left = [item for item in items if not _depends_on_the_libraries(item)]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = keep
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
