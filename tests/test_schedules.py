@@ -269,3 +269,84 @@ def test_every_optimizer_takes_a_schedule_or_its_config(cls):
         again = cls(**json.loads(json.dumps(config)))
         assert again.config() == config and again.lr == sched
         assert repr(opt).startswith(f"{cls.__name__}(lr=ExponentialDecay(lr=0.05")
+
+
+# ---------------------------------------------------------------- mutants of schedules.py
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize("make, message", [
+    (lambda: Constant(0.0), r"^lr must be a finite number in \(0.0, inf\), got 0.0$"),
+    (lambda: StepDecay(0.0, 1), r"^lr must be a finite number in \(0.0, inf\)"),
+    (lambda: StepDecay(0.1, 0), r"^step_size must be a positive integer, got 0$"),
+    (lambda: StepDecay(0.1, 1, gamma=0.0), r"^gamma must be a finite number in \(0.0, 1.0\]"),
+    (lambda: ExponentialDecay(0.0, 0.5), r"^lr must be a finite number in \(0.0, inf\)"),
+    (lambda: ExponentialDecay(0.1, 0.0), r"^decay_rate must be a finite number in \(0.0, 1.0\]"),
+    (lambda: ExponentialDecay(0.1, 0.5, 0), r"^decay_steps must be a positive integer"),
+    (lambda: ExponentialDecay(0.1, 0.5, staircase=1), r"^staircase must be True or False"),
+    (lambda: CosineDecay(0.0, 5), r"^lr must be a finite number in \(0.0, inf\)"),
+    (lambda: CosineDecay(0.1, 0), r"^decay_steps must be a positive integer"),
+    (lambda: CosineDecay(0.1, 5, warmup_steps=-1), r"^warmup_steps must be a non-negative"),
+    (lambda: CosineDecay(0.1, 5, warmup_start=0.2),
+     r"^warmup_start must be a finite number in \[0.0, 0.1\]"),
+    (lambda: CosineDecay(0.1, 5, final_lr=0.2), r"^final_lr must be a finite number in "
+                                                r"\[0.0, 0.1\]"),
+    (lambda: StepDecay(0.1, 1)(-1), r"^count must be a non-negative integer, got -1$"),
+])
+def test_every_setting_is_refused_by_name_with_its_exact_range(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.mutation
+def test_closed_ends_of_the_ranges_are_accepted():
+    """γ = 1 and decay_rate = 1 (no decay), warm-up from and decay to the rate itself."""
+    assert StepDecay(0.1, 1, gamma=1.0)(5) == 0.1
+    assert ExponentialDecay(0.1, 1.0)(5) == 0.1
+    flat = CosineDecay(0.1, 4, warmup_steps=2, warmup_start=0.1, final_lr=0.1)
+    assert [flat(c) for c in range(8)] == [0.1] * 8
+
+
+@pytest.mark.mutation
+def test_exponential_decay_is_smooth_unless_asked_for_a_staircase():
+    smooth = ExponentialDecay(1.0, 0.5, decay_steps=2)
+    assert smooth.staircase is False and smooth(1) == pytest.approx(0.5 ** 0.5)
+    assert ExponentialDecay(1.0, 0.5, decay_steps=2, staircase=True)(1) == 1.0
+
+
+@anyfc.register(name="test_halving")
+class Halving(schedules.Schedule):
+    """A schedule of your own: not in SCHEDULES, named by the registry."""
+
+    name = "halving"
+    arguments = ("lr",)
+
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+
+    def rate(self, count: int) -> float:
+        return self.lr / 2 ** count
+
+
+@pytest.mark.mutation
+def test_a_registered_schedule_of_your_own_travels_as_its_spec():
+    sched = Halving(0.8)
+    config = schedules.to_config(sched)
+    assert config == {"type": "test_halving", "config": {"lr": 0.8}}
+    back = schedules.get(json.loads(json.dumps(config)))
+    assert type(back) is Halving and back(2) == 0.2
+    spec = json.loads(json.dumps(anyfc.registry.spec(optimizers.SGD(sched))))
+    opt = anyfc.registry.build("optimizer", spec)
+    assert type(opt.lr) is Halving and opt.learning_rate() == 0.8
+
+
+@pytest.mark.mutation
+def test_unexpected_arguments_are_listed_with_the_schedules_own():
+    with pytest.raises(ValueError, match=r"^unexpected argument\(s\) 'gamma', 'x' for schedule "
+                                         r"'constant'; its arguments are lr$"):
+        schedules.get({"name": "constant", "lr": 0.1, "gamma": 0.5, "x": 1})
+    with pytest.raises(ValueError, match=r"valid schedules are constant, step_decay, "
+                                         r"exponential_decay, cosine_decay$"):
+        schedules.get({"name": "nope"})
+    with pytest.raises(TypeError, match="got list"):
+        schedules.get([1])
