@@ -33,13 +33,26 @@ _SEEDS_LOCK = threading.Lock()
 
 
 def set_seed(seed: int | None) -> None:
-    """Make every random draw of anyfc that is given no seed of its own reproducible:
-    weight initialisation, shuffling in ``fit``, dropout masks (on every backend). Each
-    such draw takes its seed, in order, from a stream started at ``seed``; ``None`` goes
-    back to fresh entropy. Explicit seeds (``Dense(..., seed=1)``, ``fit(seed=...)``)
-    still win. anyfc's own draws only: NumPy's, Python's and each library's global
-    generators are left alone (seed them yourself if your code draws from them).
+    """Make every random draw of anyfc that is given no seed of its own reproducible.
 
+    Weight initialisation, shuffling in ``fit``, dropout masks (on every backend): each
+    such draw takes its seed, in order, from a stream started at ``seed``. Explicit
+    seeds (``Dense(..., seed=1)``, ``fit(seed=...)``) still win. anyfc's own draws only:
+    NumPy's, Python's and each library's global generators are left alone (seed them
+    yourself if your code draws from them).
+
+    Parameters
+    ----------
+    seed : int or None
+        An integer in ``[0, 2**63)``; ``None`` goes back to fresh entropy.
+
+    Raises
+    ------
+    ValueError
+        Another value.
+
+    Examples
+    --------
     >>> set_seed(0); a = fresh_seed(); set_seed(0); a == fresh_seed()
     True
     >>> set_seed(None)
