@@ -37,7 +37,14 @@ class Dense(Layer):
     """A fully-connected layer ``y = f(x·w + b)``.
 
     The article's MiddleLayer, generalised to any activation, initialiser, backend,
-    device and dtype; the module docstring has its equations.
+    device and dtype. For a batch ``X`` of ``h`` rows::
+
+        U = X·W + B,   Y = f(U)                        (forward)
+        Δ = ∂E/∂U = ∂E/∂Y ⊙ f'(U)                      (backward, given ∂E/∂Y)
+        ∂E/∂W = Xᵀ·Δ,   ∂E/∂b = Σ_rows Δ,   ∂E/∂X = Δ·Wᵀ
+
+    With ``l2 = α`` the batch's loss gains ``α/(2N)·‖W‖²`` and ``∂E/∂W`` gains
+    ``(α/N)·W`` (``penalty``).
 
     Parameters
     ----------

@@ -21,7 +21,11 @@ class Dropout(Layer):
     """Dropout of rate ``p`` (the probability of dropping an input), for any width.
 
     The mask is drawn on the array's own device with the library's generator (see
-    ``anyfc/_backend/random.py``); the module docstring has the equations.
+    ``anyfc/_backend/random.py``)::
+
+        training:   m_ij = [r_ij ≥ p] / (1 - p),  r_ij ~ U[0, 1)
+                    y = x ⊙ m,        ∂E/∂x = ∂E/∂y ⊙ m
+        inference:  y = x
 
     Parameters
     ----------

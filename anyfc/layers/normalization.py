@@ -99,8 +99,11 @@ class BatchNorm(_Norm):
         running_mean ← (1 - momentum)·running_mean + momentum·μ
         running_var  ← (1 - momentum)·running_var  + momentum·σ²·h/(h - 1)   (unbiased)
 
-    A training batch needs at least 2 rows. The module docstring has the equations of
-    the forward and backward passes.
+    A training batch needs at least 2 rows. Over the batch of ``h`` rows, per feature::
+
+        μ = mean(x),   σ² = mean((x - μ)²),   x̂ = (x - μ) / √(σ² + ε),   y = γ ⊙ x̂ + β
+        ∂E/∂γ = Σ_rows g ⊙ x̂,   ∂E/∂β = Σ_rows g,   ĝ = g ⊙ γ      (g = ∂E/∂y)
+        ∂E/∂x = (1/h) · (1/√(σ² + ε)) ⊙ (h·ĝ - Σ ĝ - x̂ ⊙ Σ (ĝ ⊙ x̂))
 
     Parameters
     ----------
@@ -183,8 +186,12 @@ class BatchNorm(_Norm):
 class LayerNorm(_Norm):
     """Layer normalisation: each row over its ``n`` features.
 
-    The same in training and inference (no running statistics); the module docstring
-    has the equations.
+    The same in training and inference (no running statistics). Over each row's ``h``
+    features (``g = ∂E/∂y``, sums over the row)::
+
+        μ = mean(x),   σ² = mean((x - μ)²),   x̂ = (x - μ) / √(σ² + ε),   y = γ ⊙ x̂ + β
+        ∂E/∂γ = Σ_rows g ⊙ x̂,   ∂E/∂β = Σ_rows g,   ĝ = g ⊙ γ
+        ∂E/∂x = (1/h) · (1/√(σ² + ε)) ⊙ (h·ĝ - Σ ĝ - x̂ ⊙ Σ (ĝ ⊙ x̂))
 
     Parameters
     ----------
