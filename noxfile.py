@@ -1,14 +1,16 @@
 """Test sessions: one per backend, each installing only its own extra; one with every CPU
 library together for the tests that need several at once; mutation testing.
 
-    nox                                  lint, build, every backend this machine can run,
-                                         cross
+    nox                                  lint, docs, build, every backend this machine can
+                                         run, cross
     nox -l                               every session
     nox -s "tests(backend='numpy')"      one backend
     nox -s cross                         the cross-library tests (all CPU libraries at once)
     nox -s mutation                      mutation testing with mutmut (not run by default)
     nox -s mutation -- anyfc/losses.py   ... over other files (globs, as in MUTATE below)
     nox -s bench                         the training-step benchmark
+    nox -s docs                          the documentation (docs/_build/html): Sphinx with
+                                         warnings as errors, then its links checked
     nox -s build                         sdist and wheel, twine check, the wheel installed
                                          in a fresh environment and run from outside the
                                          source tree
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "build", "tests", "cross"]
+nox.options.sessions = ["lint", "docs", "build", "tests", "cross"]
 nox.options.default_venv_backend = "venv"
 
 TORCH = "torch==2.13.0"  # the CPU wheel on our machines; never an unpinned torch
@@ -175,6 +177,24 @@ def mutation(session: nox.Session) -> None:
     session.run("mutmut", "export-cicd-stats", env=env)
     session.log(f"mutants and their stats: {work / 'mutants'} "
                 "(mutmut-cicd-stats.json; `mutmut show NAME` there shows one)")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation into docs/_build/html: Sphinx with warnings as errors (-W; -n: every
+    cross-reference must resolve; numpydoc validates each docstring it renders, see
+    docs/conf.py), the quick examples executed for the gallery, then every link between
+    the built pages checked (docs/check_links.py: offline, as CI is). Posargs go to
+    sphinx-build (e.g. -- -j 2)."""
+    started = time.perf_counter()
+    session.install("-e", ".[docs]")
+    html = Path("docs", "_build", "html")
+    shutil.rmtree(html, ignore_errors=True)
+    session.run("sphinx-build", "-W", "--keep-going", "-n", "-E", "-q", "-b", "html",
+                *session.posargs, "docs", str(html), env={"ANYFC_BACKEND": "numpy"})
+    session.run("python", "docs/check_links.py", str(html))
+    session.log(f"docs built and checked in {time.perf_counter() - started:.0f} s: "
+                f"open {html / 'index.html'}")
 
 
 @nox.session

@@ -70,8 +70,16 @@ def backend_report() -> list[dict[str, Any]]:
 
 
 def info() -> str:
-    """A report of anyfc's version and, per backend, its version, devices and whether
-    it is usable here — the first thing to run on a new (GPU) machine. Also printed."""
+    """Print and return a report of anyfc's version and of each backend here.
+
+    Per backend: its version, devices and whether it is usable here — the first thing
+    to run on a new (GPU) machine. ``python -m anyfc`` prints the same.
+
+    Returns
+    -------
+    str
+        The report (also printed).
+    """
     from . import __version__
 
     lines = [f"anyfc {__version__} (Python {platform.python_version()}, "

@@ -42,28 +42,82 @@ def _setting(owner: str, rule: str, value: Any, within: Any) -> float:
 
 
 class Activation:
-    """Base class: the identity, ``f(u) = u``, ``f'(u) = 1``."""
+    """Base class of the activations: the identity, ``f(u) = u``, ``f'(u) = 1``.
+
+    A subclass sets ``name`` and writes ``forward`` and ``backward`` against the
+    namespace ``xp`` it is given; its constructor arguments are its settings, kept as
+    attributes of the same names (``config()`` reads them). ``uses_u = True`` says that
+    ``backward`` needs the input ``u`` and not only the output ``y``.
+    """
 
     name = "identity"
     uses_u = False  # whether backward needs the input u (else y alone is enough)
 
     def forward(self, xp: ModuleType, u: Array) -> Array:
+        """Compute ``y = f(u)``, element by element.
+
+        Parameters
+        ----------
+        xp : module
+            The Array API namespace of ``u``.
+        u : array
+            The pre-activations, ``u = x·w + b`` in a ``Dense`` layer.
+
+        Returns
+        -------
+        array
+            ``f(u)``, of ``u``'s shape, library, device and dtype.
+        """
         return u
 
     def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
+        """Compute ``δ = ∂E/∂u = ∂E/∂y ⊙ f'(u)`` (the article's δ).
+
+        Parameters
+        ----------
+        xp : module
+            The Array API namespace of the arrays.
+        y : array
+            The output ``forward`` gave, from which most derivatives are computed.
+        grad_y : array
+            ``∂E/∂y``, of ``y``'s shape.
+        u : array, optional
+            The input ``forward`` was given; passed by the layer only when ``uses_u``.
+
+        Returns
+        -------
+        array
+            ``∂E/∂u``, of ``y``'s shape.
+        """
         return grad_y
 
     def config(self) -> dict[str, Any]:
-        """Its display name, then the settings that rebuild it (``alpha`` where it has
-        any), JSON-able: ``get`` takes it for anyfc's activations, and ``type(self)(**
-        settings)`` rebuilds any (``anyfc.registry`` leaves ``name`` out of a spec, so it
-        is no constructor argument)."""
+        """Return its display name, then the settings that rebuild it.
+
+        The settings are ``alpha`` where it has any, JSON-able: ``get`` takes the dict for
+        anyfc's activations, and ``type(self)(**settings)`` rebuilds any
+        (``anyfc.registry`` leaves ``name`` out of a spec, so it is no constructor
+        argument).
+
+        Returns
+        -------
+        dict
+            ``{"name": ..., **settings}``.
+        """
         return {"name": self.name, **vars(self)}
 
     def check_settings(self) -> None:
-        """A ``ValueError`` if a setting (changed since construction, say ``alpha =
-        float("inf")``) is not one the class accepts: the class checks its own
-        ``config()`` by building a throw-away copy from it (no arrays)."""
+        """Check that its settings are still ones the class accepts.
+
+        A setting may have been changed since construction (say ``alpha =
+        float("inf")``): the class checks its own ``config()`` by building a throw-away
+        copy from it (no arrays).
+
+        Raises
+        ------
+        ValueError
+            A setting the class refuses, naming it.
+        """
         settings = self.config()
         settings.pop("name", None)
         try:
@@ -77,7 +131,7 @@ class Activation:
 
 
 class Identity(Activation):
-    """``f(u) = u`` — for regression outputs and logits fed to a fused loss."""
+    """``f(u) = u``: for regression outputs and logits fed to a fused loss."""
 
 
 class ReLU(Activation):
@@ -102,6 +156,11 @@ class LeakyReLU(Activation):
 
     With 0 ≤ α ≤ 1, ``f(u) = max(u, α·u)``, and ``u > 0`` exactly when ``y > 0``, so
     the derivative ``α + (1 - α)·[y > 0]`` reads ``y``.
+
+    Parameters
+    ----------
+    alpha : float, default 0.01
+        The slope ``α`` for negative ``u``, ``0 <= alpha <= 1``.
     """
 
     name = "leaky_relu"
@@ -151,6 +210,11 @@ class ELU(Activation):
     """``f(u) = u if u > 0 else α(e^u - 1)``;  ``f'(u) = 1 if u > 0 else y + α`` (α = 1).
 
     ``u > 0`` exactly when ``y > 0``, so the derivative reads ``y``.
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        ``α > 0``, the value ``f`` tends to, negated, as ``u → -∞``.
     """
 
     name = "elu"
@@ -166,8 +230,10 @@ class ELU(Activation):
 
 
 class Softplus(Activation):
-    """``f(u) = log(1 + e^u) = max(u, 0) + log(1 + e^{-|u|})``;
-    ``f'(u) = σ(u) = 1 - e^{-y}``, computed as ``-expm1(-y)`` (exact for tiny y)."""
+    """``f(u) = log(1 + e^u) = max(u, 0) + log(1 + e^{-|u|})``.
+
+    ``f'(u) = σ(u) = 1 - e^{-y}``, computed as ``-expm1(-y)`` (exact for tiny y).
+    """
 
     name = "softplus"
 
@@ -206,7 +272,9 @@ class SiLU(Activation):
 
 
 class GELU(Activation):
-    """GELU in its tanh form (the standard has no ``erf``), with ``k = √(2/π)``:
+    """GELU in its tanh form (the standard has no ``erf``).
+
+    With ``k = √(2/π)``::
 
         f(u)  = ½·u·(1 + t),   t = tanh(k·(u + 0.044715·u³))
         f'(u) = ½·(1 + t) + ½·u·(1 - t²)·k·(1 + 3·0.044715·u²)
@@ -230,11 +298,27 @@ class GELU(Activation):
 
 
 def sigmoid(xp: ModuleType, u: Array) -> Array:
-    """Overflow-free logistic function ``1 / (1 + e^{-u})``."""
+    """Compute the logistic function ``1 / (1 + e^{-u})`` without overflow.
+
+    Parameters
+    ----------
+    xp : module
+        The Array API namespace of ``u``.
+    u : array
+        Any real values.
+
+    Returns
+    -------
+    array
+        ``σ(u)``: ``1/(1+e)`` for ``u ≥ 0`` and ``e/(1+e)`` for ``u < 0``, with
+        ``e = exp(-|u|) ≤ 1``.
+    """
     e = xp.exp(-xp.abs(u))
     return xp.where(u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+#: anyfc's activation classes by short name (``"relu"``, ``"swish"``, ...): the names
+#: ``get``, ``Dense(activation=...)`` and ``Activation(...)`` take.
 ACTIVATIONS: dict[str, type[Activation]] = {
     "identity": Identity,
     "linear": Identity,
@@ -258,12 +342,24 @@ for _cls in (Activation, Identity, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SiLU, E
 
 
 def to_config(activation: Activation) -> dict[str, Any] | Activation:
-    """How a layer's ``config()`` holds ``activation``, in a form ``get`` takes back and
-    that names its exact class: one of anyfc's as its ``config()`` (``{"name":
-    "leaky_relu", "alpha": 0.2}``: its short name in ``ACTIVATIONS`` names exactly its
-    class); another registered class as its spec (``{"type": ..., "config": ...}``); any
-    other as the object itself, which ``anyfc.registry.spec`` refuses to write (its class
-    is not registered, so no file could name it)."""
+    """Give how a layer's ``config()`` holds ``activation``.
+
+    The form is one ``get`` takes back and that names its exact class.
+
+    Parameters
+    ----------
+    activation : Activation
+        The activation object.
+
+    Returns
+    -------
+    dict or Activation
+        One of anyfc's as its ``config()`` (``{"name": "leaky_relu", "alpha": 0.2}``: its
+        short name in ``ACTIVATIONS`` names exactly its class); another registered class
+        as its spec (``{"type": ..., "config": ...}``); any other as the object itself,
+        which ``anyfc.registry.spec`` refuses to write (its class is not registered, so
+        no file could name it).
+    """
     cls = type(activation)
     config = activation.config()
     if ACTIVATIONS.get(str(config.get("name", "")).lower()) is cls:
@@ -274,13 +370,33 @@ def to_config(activation: Activation) -> dict[str, Any] | Activation:
 
 
 def get(activation: str | Activation | dict[str, Any] | None) -> Activation:
-    """An activation object from its short name (``ACTIVATIONS``) or registered name,
-    from a ``config()`` of anyfc's (``{"name": "leaky_relu", "alpha": 0.2}``), from a
-    spec (``{"type": "LeakyReLU", "config": {"alpha": 0.2}}``, ``anyfc.registry``), or
-    itself; ``None`` means identity.
+    """Build an activation object from any of the forms a layer takes.
 
+    Parameters
+    ----------
+    activation : str, dict, Activation or None
+        Its short name (``ACTIVATIONS``) or registered name, a ``config()`` of anyfc's
+        (``{"name": "leaky_relu", "alpha": 0.2}``), a spec (``{"type": "LeakyReLU",
+        "config": {"alpha": 0.2}}``, ``anyfc.registry``), or the object itself; ``None``
+        means the identity.
+
+    Returns
+    -------
+    Activation
+        The activation (``activation`` itself when it is one).
+
+    Raises
+    ------
+    ValueError
+        An unknown name, listing the valid ones; ``"softmax"``, saying that it belongs to
+        the loss; bad settings.
+
+    Examples
+    --------
     >>> get("relu")
     ReLU()
+    >>> get({"name": "leaky_relu", "alpha": 0.2})
+    LeakyReLU(alpha=0.2)
     """
     if activation is None:
         return Identity()

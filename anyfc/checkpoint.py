@@ -97,14 +97,22 @@ import numpy as np
 from . import _backend, activations, initializers, losses, optimizers, registry, schedules
 from . import layers as _layers
 
+#: The format's name, in every file's metadata (``"format"``).
 FORMAT = "anyfc"
+#: The version written; 1 (Dense only) and 2 (names of anyfc's classes) are read too.
 FORMAT_VERSION = 3  # written; 1 (Dense only) and 2 (names of anyfc's classes) are read too
+#: The versions read.
 READ_VERSIONS = (1, 2, 3)
+#: The archive member holding the JSON metadata.
 META_KEY = "__anyfc__"
 
+#: The largest JSON metadata read, in bytes.
 MAX_META_BYTES = 1 << 20  # the JSON metadata
+#: The largest layer size read (``n_in``, ``n_out``).
 MAX_LAYER_SIZE = 2**31 - 1  # n_in, n_out
+#: The most parameters read, over all layers' ``w`` and ``b``.
 MAX_PARAMETERS = 2**34  # elements over all layers' w and b
+#: The largest step count ``t`` of an optimizer read.
 MAX_STEPS = 2**53  # the optimizer's step count t
 _MAX_NPY_HEADER = 10_000  # bytes of a member's .npy header dictionary (NumPy's own bound)
 _DEFLATE_RATIO = 1100  # deflate expands at most ~1032:1
@@ -113,8 +121,10 @@ _FLOAT_DTYPES = ("float32", "float64")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that ``load`` refuses, or a model that ``save`` refuses to write; the
-    message names the file and the entry."""
+    """A checkpoint that ``load`` refuses, or a model that ``save`` refuses to write.
+
+    The message names the file and the entry.
+    """
 
 
 Fail = Callable[[str, str], CheckpointError]
@@ -565,11 +575,23 @@ def _read(path: str) -> tuple[_Plan, dict[str, np.ndarray]]:
 
 @dataclass
 class Checkpoint:
-    """What ``read`` returns, every part checked: the architecture
-    (``Sequential.from_architecture``'s), the arrays in that method's order, the optimizer
-    (built from its configuration, without state; ``None`` if the model had none) and its
-    ``state_dict`` (step count, epochs and state arrays, as NumPy arrays), and the random
-    generators' positions by layer path (checked by the generator when set)."""
+    """What ``read`` returns, every part checked.
+
+    Parameters
+    ----------
+    architecture : dict
+        What ``Sequential.from_architecture`` takes.
+    arrays : list of numpy.ndarray
+        The parameters and buffers, in that method's order.
+    optimizer : anyfc.optimizers.Optimizer or None
+        The optimizer, built from its configuration, without state; ``None`` if the
+        model had none.
+    optimizer_state : dict
+        Its ``state_dict`` (step count, epochs and state arrays, as NumPy arrays).
+    rng : dict
+        The random generators' positions by layer path (``"layers.1"``), each
+        ``{"kind": ..., "value": ...}``; checked by the generator when set.
+    """
 
     architecture: dict[str, Any]
     arrays: list[np.ndarray]
@@ -579,9 +601,27 @@ class Checkpoint:
 
 
 def read(path: str | os.PathLike[str]) -> Checkpoint:
-    """The checkpoint at ``path``, checked entry by entry before anything is built (see
-    the module's docstring); a bad file is a ``CheckpointError`` (a ``ValueError``)
-    naming the entry."""
+    """Read the checkpoint at ``path``, checked entry by entry before anything is built.
+
+    The module's docstring says what is checked.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    Checkpoint
+        Its parts.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    CheckpointError
+        A bad file (a ``ValueError``), naming the entry.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
@@ -593,8 +633,24 @@ def read(path: str | os.PathLike[str]) -> Checkpoint:
 
 
 def load_failure(path: str | os.PathLike[str], entry: str, problem: str) -> CheckpointError:
-    """The error for a file whose entry ``entry`` has ``problem`` (found by the caller,
-    such as sizes that do not chain when the model is built)."""
+    """Make the error for a file whose entry has a problem the caller found.
+
+    Such as sizes that do not chain when the model is built.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    entry : str
+        The entry (``"__anyfc__.layers"``).
+    problem : str
+        What is wrong with it.
+
+    Returns
+    -------
+    CheckpointError
+        The error (to raise), naming the file and the entry.
+    """
     return _load_failure(os.fspath(path))(entry, problem)
 
 
@@ -638,14 +694,33 @@ def write(path: str | os.PathLike[str], architecture: dict[str, Any],
           arrays: dict[str, Any], optimizer: optimizers.Optimizer | None,
           saved_from: dict[str, str] | None = None,
           rng: dict[str, Any] | None = None) -> None:
-    """Write a model's ``architecture()``, its arrays (``state_dict()``: names to arrays of
-    any backend), its optimizer (configuration and state) and its random generators'
-    positions (``rng``: layer path → ``DeviceRandom.position()``) to ``path``.
+    """Write a model's architecture, arrays, optimizer and generators to ``path``.
 
-    Refuses (``CheckpointError``, a ``ValueError``, before the file is touched) what
-    ``read`` would refuse: arrays whose shapes do not match the architecture, NaN or
-    infinite parameters or optimizer state, state not shaped like its parameter, an
-    optimizer (or its schedule) whose class is not registered.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its folder must exist.
+    architecture : dict
+        The model's ``architecture()``.
+    arrays : dict
+        Its ``state_dict()``: names to arrays of any backend.
+    optimizer : anyfc.optimizers.Optimizer or None
+        Its optimizer (configuration and state), or ``None``.
+    saved_from : dict, optional
+        ``{"backend": ..., "device": ...}``, recorded in the metadata.
+    rng : dict, optional
+        The dropout generators' positions by layer path (``DeviceRandom.position()``);
+        ``None`` entries (CuPy's, which has none) are left out.
+
+    Raises
+    ------
+    CheckpointError
+        What ``read`` would refuse (a ``ValueError``, before the file is touched):
+        arrays whose shapes do not match the architecture, NaN or infinite parameters
+        or optimizer state, state not shaped like its parameter, an optimizer (or its
+        schedule) whose class is not registered.
+    ValueError
+        A destination that cannot be written (``check_destination``).
     """
     from . import __version__
 
@@ -688,10 +763,28 @@ def write(path: str | os.PathLike[str], architecture: dict[str, Any],
 
 
 def check_destination(path: str | os.PathLike[str], what: str = "file") -> str:
-    """The file ``path`` names (through symbolic links), checked before any work starts:
-    its folder exists and is writable, and nothing but a regular file stands there
-    (a folder, a FIFO, a device is never replaced). anyfc creates no folders. A
-    ``ValueError`` naming ``path`` and the fix otherwise."""
+    """Check, before any work starts, that ``path`` can be written.
+
+    Its folder exists and is writable, and nothing but a regular file stands there (a
+    folder, a FIFO, a device is never replaced). anyfc creates no folders.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    what : str, default "file"
+        What it is, for the message (``"checkpoint"``, ``"CSV log"``).
+
+    Returns
+    -------
+    str
+        The file ``path`` names, through symbolic links.
+
+    Raises
+    ------
+    ValueError
+        It cannot be written, naming ``path`` and the fix.
+    """
     shown = os.fspath(path)
     target = os.path.realpath(shown)
     folder = os.path.dirname(target) or "."
@@ -710,9 +803,23 @@ def check_destination(path: str | os.PathLike[str], what: str = "file") -> str:
 
 
 def write_atomically(path: str, write: Callable[[IO[bytes]], Any]) -> None:
-    """``write(f)`` into a temporary file beside ``path``'s target (through a symbolic
-    link, to the file it names), synced, then renamed over it: an interrupted write never
-    destroys the previous file, and the new one keeps its permission bits."""
+    """Write a file atomically: into a temporary file beside it, synced, then renamed.
+
+    An interrupted write never destroys the previous file, and the new one keeps its
+    permission bits; through a symbolic link, the file it names is written.
+
+    Parameters
+    ----------
+    path : str
+        The file to write.
+    write : callable
+        ``write(f)`` writes the content into the binary file object ``f``.
+
+    Raises
+    ------
+    ValueError
+        ``path`` cannot be written (``check_destination``).
+    """
     target = check_destination(path)
     fd, tmp = _new_file_beside(target)
     try:

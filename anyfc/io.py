@@ -22,16 +22,54 @@ from .model import Sequential
 
 def load(path: str | os.PathLike[str], backend: Any = None, device: Any = None,
          dtype: Any = None) -> Sequential:
-    """Rebuild a model saved by ``Sequential.save`` on ``backend``/``device`` (default:
-    the default backend), with its optimizer, so ``fit`` continues where it stopped;
-    ``dtype`` converts it after loading (refusing values that do not fit, as ``to``).
-    A bad file is a ``CheckpointError`` (a ``ValueError``) naming the entry."""
+    """Rebuild a model saved by ``Sequential.save``, with its optimizer.
+
+    ``fit`` then continues where it stopped. The file is read as untrusted
+    (``anyfc.checkpoint``): loading never runs code. Also ``anyfc.load``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint.
+    backend : str, module or None
+        The backend to load onto (``None``: the default backend).
+    device : str, device object or None
+        The device (``None``: the backend's default device).
+    dtype : str, dtype or None
+        Build the model in this dtype (``None``: the file's), refusing values that do
+        not fit it.
+
+    Returns
+    -------
+    Sequential
+        The model, with its optimizer as ``optimizer``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    CheckpointError
+        A bad file (a ``ValueError``) naming the entry.
+    """
     return Sequential.load(path, backend, device, dtype)
 
 
 def save(model: Sequential, path: str | os.PathLike[str]) -> None:
     """Write ``model`` (architecture, weights, optimizer and its state) to ``path``.
-    Refuses (``CheckpointError``, before the file is touched) what ``load`` would refuse;
-    ``model.save(path)`` also checks the model's structure first."""
+
+    ``model.save(path)`` is the same, and also checks the model's structure first.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model.
+    path : str or os.PathLike
+        The file to write (atomically; its folder must exist).
+
+    Raises
+    ------
+    CheckpointError
+        What ``load`` would refuse, before the file is touched.
+    """
     _write(path, model.architecture(), model.state_dict(), model.optimizer,
            {"backend": model.backend, "device": str(model.device)})

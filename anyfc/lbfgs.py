@@ -44,9 +44,21 @@ __all__ = ["Result", "fit", "minimize"]
 
 @dataclass
 class Result:
-    """What a minimisation did: the final ``loss``, iterations ``n_iter``, evaluations
-    ``n_fun``, whether it ``converged`` (else it hit a limit or the line search failed)
-    and SciPy's ``message`` for why it stopped."""
+    """What a minimisation did.
+
+    Parameters
+    ----------
+    loss : float
+        The final loss.
+    n_iter : int
+        Iterations run.
+    n_fun : int
+        Loss evaluations.
+    converged : bool
+        Whether it converged (else it hit a limit or the line search failed).
+    message : str
+        SciPy's message for why it stopped.
+    """
 
     loss: float
     n_iter: int
@@ -72,8 +84,37 @@ def minimize(fun: Callable[[Vector], tuple[float, Vector]], x0: Vector, *, m: in
              max_iter: int = 15000, max_fun: int = 15000, gtol: float = 1e-5,
              ftol: float = 2.220446049250313e-09, max_ls: int = 20,
              verbose: int = 0) -> tuple[Vector, Result]:
-    """Minimise ``fun`` (``x -> (f, ∇f)``, ``x`` a list of arrays) from ``x0``; SciPy's
-    ``minimize(method="L-BFGS-B")`` defaults. Returns the best point and a ``Result``."""
+    """Minimise ``fun`` from ``x0`` with L-BFGS (the module docstring gives the method).
+
+    The defaults are SciPy's ``minimize(method="L-BFGS-B")``'s.
+
+    Parameters
+    ----------
+    fun : callable
+        ``x -> (f, ∇f)``: the loss (a float) and its gradient (a list of arrays shaped
+        like ``x``), ``x`` a list of arrays.
+    x0 : list of array
+        The starting point.
+    m : int, default 10
+        The pairs ``(s, y)`` kept.
+    max_iter : int, default 15000
+        Iterations at most.
+    max_fun : int, default 15000
+        Evaluations at most.
+    gtol : float, default 1e-5
+        Stop when the gradient's largest entry is at most this.
+    ftol : float, default 2.220446049250313e-09
+        Stop when the loss fell by at most ``ftol·max(|f_k|, |f_{k+1}|, 1)``.
+    max_ls : int, default 20
+        Evaluations per line search at most.
+    verbose : int, default 0
+        Print each iteration's loss.
+
+    Returns
+    -------
+    tuple
+        ``(x, Result)``: the best point found, and what happened.
+    """
     x = list(x0)
     f, g = fun(x)
     n_fun, n_iter = 1, 0
@@ -284,16 +325,45 @@ def _dcstep(stx: float, fx: float, dx: float, sty: float, fy: float, dy: float,
 def fit(model: Model, X: Any, y: Any, *, sample_weight: Any = None,
         class_weight: Any = None, max_iter: int = 15000, max_fun: int = 15000,
         tol: float = 1e-5, m: int = 10, verbose: int = 0) -> Result:
-    """Minimise ``model``'s training loss over all of ``(X, y)`` (one batch, its loss
-    weighted by ``sample_weight``/``class_weight`` as in ``fit``, plus the layers'
-    penalties) with L-BFGS; ``tol`` is the gradient's largest entry at which it stops
-    (SciPy's ``gtol``). The model ends with the best parameters found; the optimizer
-    it may hold is left alone.
+    """Minimise a model's training loss over all of ``(X, y)`` with L-BFGS.
+
+    The loss of one batch of every row, weighted as in ``fit``, plus the layers'
+    penalties. The model ends with the best parameters found; the optimizer it may hold
+    is left alone.
 
     Checked before anything changes: the data, as ``Sequential.fit`` checks it, and the
     layers — BatchNorm's running statistics and Dropout's masks change the loss from one
     evaluation to the next, which a line search cannot work with. All or nothing: an
     exception (even Ctrl-C) leaves the parameters as they were.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model.
+    X, y : array-like
+        The data, as for ``Sequential.fit`` (in memory: not a Dask array).
+    sample_weight, class_weight : optional
+        As for ``Sequential.fit``.
+    max_iter : int, default 15000
+        Iterations at most.
+    max_fun : int, default 15000
+        Loss evaluations at most.
+    tol : float, default 1e-5
+        The gradient's largest entry at which it stops (SciPy's ``gtol``).
+    m : int, default 10
+        The pairs kept.
+    verbose : int, default 0
+        Print each iteration's loss.
+
+    Returns
+    -------
+    Result
+        What happened.
+
+    Raises
+    ------
+    ValueError
+        Layers with running statistics or random masks, a Dask array, bad data.
     """
     max_iter = _validation.integer(max_iter, "max_iter")
     max_fun = _validation.integer(max_fun, "max_fun")

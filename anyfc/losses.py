@@ -12,7 +12,7 @@ the log never sees a 0.
 Sample weights. ``w`` (shape ``(h,)``, one weight per row, ``y``'s library, device and
 dtype) weights each row's error ``e_k`` by ``w_k``, with the normaliser ``n`` kept as it
 is unweighted (Keras's "sum over batch size": the weights are *not* renormalised to sum
-to ``n``, so doubling every weight doubles ``E`` and its gradient):
+to ``n``, so doubling every weight doubles ``E`` and its gradient)::
 
     E = (1/n) Σ_k w_k e_k,      ∂E/∂y_k = w_k ∂e_k/∂y_k / n
 
@@ -54,8 +54,27 @@ Array = Any
 
 
 def row_weights(y: Array, w: Array) -> Array:
-    """The row weights ``w`` (shape ``(h,)``) as ``y``'s dtype, or a ``ValueError`` when
-    their shape does not match ``y``'s rows (a shape check only: no array operation)."""
+    """Return the row weights ``w`` in ``y``'s dtype, checking their shape.
+
+    A shape check only: no array operation.
+
+    Parameters
+    ----------
+    y : array
+        The network's output, ``h`` rows.
+    w : array
+        One weight per row, of shape ``(h,)``.
+
+    Returns
+    -------
+    array
+        ``w``, cast to ``y``'s dtype where it differs.
+
+    Raises
+    ------
+    ValueError
+        ``w`` is not of shape ``(h,)``.
+    """
     h, rows = y.shape[0], w.shape[0] if getattr(w, "ndim", None) == 1 else None
     if rows is None or (isinstance(h, int) and isinstance(rows, int) and rows != h):
         shape = tuple(w.shape) if hasattr(w, "shape") else type(w).__name__
@@ -65,9 +84,11 @@ def row_weights(y: Array, w: Array) -> Array:
 
 
 class Loss:
-    """Base class. ``classification`` says whether accuracy is meaningful.
+    """Base class of the losses.
 
-    ``w`` is an optional per-row sample weight (see the module docstring):
+    A subclass writes ``value_and_gradient`` (and, for a classification loss,
+    ``n_correct`` and ``output``); ``classification`` says whether accuracy is
+    meaningful. ``w`` is an optional per-row sample weight (see the module docstring):
     ``E = (1/n) Σ_k w_k e_k``; ``w=None`` is the unweighted loss, computed as before.
     """
 
@@ -76,9 +97,21 @@ class Loss:
     reduction = "sum_over_batch_size"  # built-in losses take it as a setting
 
     def normalizer(self, y: Array, w: Array | None = None) -> Any:
-        """``N``, what the loss divides its (weighted) sum over the ``h`` rows by: ``h``
-        (a Python int), or under ``reduction="mean_with_sample_weight"`` the sum of the
-        weights (a 0-d array of ``y``'s dtype; 1 where they are all 0)."""
+        """Return ``N``, what the loss divides its (weighted) sum over the ``h`` rows by.
+
+        Parameters
+        ----------
+        y : array
+            The network's output, ``h`` rows.
+        w : array, optional
+            The row weights.
+
+        Returns
+        -------
+        int or 0-d array
+            ``h`` (a Python int), or under ``reduction="mean_with_sample_weight"`` the
+            sum of the weights (a 0-d array of ``y``'s dtype; 1 where they are all 0).
+        """
         if w is None or self.reduction == "sum_over_batch_size":
             return y.shape[0]
         xp = _backend.namespace_of(y)
@@ -86,13 +119,26 @@ class Loss:
         return xp.where(total > 0, total, xp.ones_like(total))
 
     def settings(self) -> dict[str, Any]:
+        """Return the settings that differ from the defaults (what ``repr`` shows).
+
+        Returns
+        -------
+        dict
+            ``{setting: value}``; empty for the base class.
+        """
         return {}
 
     def check_settings(self) -> None:
-        """A ``ValueError`` if a setting reassigned since construction (say
-        ``loss.reduction = "mean"``) is not one the class accepts: the class checks its
-        own ``settings()`` on a throw-away copy. A loss without settings has nothing to
-        check."""
+        """Check that settings reassigned since construction are ones the class accepts.
+
+        Say ``loss.reduction = "mean"``: the class checks its own ``settings()`` on a
+        throw-away copy. A loss without settings has nothing to check.
+
+        Raises
+        ------
+        ValueError
+            A bad setting, naming the loss and the setting.
+        """
         settings = self.settings()
         if settings:
             try:
@@ -133,50 +179,179 @@ class Loss:
 
     def value_and_gradient(self, y: Array, t: Array,
                            w: Array | None = None) -> tuple[Array, Array]:
-        """``(E(y, t), ∂E/∂y)`` (weighted by ``w`` per row), keeping nothing."""
+        """Compute ``E(y, t)`` and ``∂E/∂y``, keeping nothing (the training step calls it).
+
+        Parameters
+        ----------
+        y : array
+            The network's raw output (logits for the classification losses), ``h`` rows.
+        t : array
+            The targets: labels of shape ``(h,)`` or rows of ``y``'s shape.
+        w : array, optional
+            One weight per row, shape ``(h,)``.
+
+        Returns
+        -------
+        tuple
+            ``(E, ∂E/∂y)``: a 0-d array, and an array of ``y``'s shape.
+        """
         raise NotImplementedError
 
     def value(self, y: Array, t: Array, w: Array | None = None) -> Array:
-        """``E(y, t)`` (weighted by ``w`` per row) keeping nothing (evaluation: safe from
-        many threads at once)."""
+        """Compute ``E(y, t)``, keeping nothing (evaluation: safe from many threads at once).
+
+        Parameters
+        ----------
+        y : array
+            The network's raw output, ``h`` rows.
+        t : array
+            The targets.
+        w : array, optional
+            One weight per row, shape ``(h,)``.
+
+        Returns
+        -------
+        array
+            ``E``, a 0-d array.
+        """
         return self.value_and_gradient(y, t, w)[0]
 
     def gradient(self, y: Array, t: Array, w: Array | None = None) -> Array:
-        """``∂E/∂y`` (weighted by ``w`` per row), shape of ``y``, keeping nothing."""
+        """Compute ``∂E/∂y``, keeping nothing.
+
+        Parameters
+        ----------
+        y : array
+            The network's raw output, ``h`` rows.
+        t : array
+            The targets.
+        w : array, optional
+            One weight per row, shape ``(h,)``.
+
+        Returns
+        -------
+        array
+            ``∂E/∂y``, of ``y``'s shape.
+        """
         return self.value_and_gradient(y, t, w)[1]
 
     def forward(self, y: Array, t: Array, w: Array | None = None) -> Array:
-        """``E(y, t)``, keeping ``∂E/∂y`` on the loss for ``backward()`` (a loop written
-        by hand; anyfc's own training step calls ``value_and_gradient``)."""
+        """Compute ``E(y, t)``, keeping ``∂E/∂y`` on the loss for ``backward()``.
+
+        For a loop written by hand; anyfc's own training step calls
+        ``value_and_gradient``.
+
+        Parameters
+        ----------
+        y : array
+            The network's raw output, ``h`` rows.
+        t : array
+            The targets.
+        w : array, optional
+            One weight per row, shape ``(h,)``.
+
+        Returns
+        -------
+        array
+            ``E``, a 0-d array.
+        """
         e, self.grad_y = self.value_and_gradient(y, t, w)
         return e
 
     def backward(self) -> Array:
-        """``∂E/∂y`` of the last ``forward`` (with its weights), shape of ``y``."""
+        """Return ``∂E/∂y`` of the last ``forward`` (with its weights).
+
+        Returns
+        -------
+        array
+            ``∂E/∂y``, of ``y``'s shape.
+
+        Raises
+        ------
+        RuntimeError
+            No ``forward`` came before.
+        """
         grad_y = getattr(self, "grad_y", None)
         if grad_y is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         return grad_y
 
     def output(self, xp: ModuleType, y: Array) -> Array:
-        """What ``predict`` returns for raw network output ``y``."""
+        """Return what ``predict`` gives for the raw network output ``y``.
+
+        Parameters
+        ----------
+        xp : module
+            The Array API namespace of ``y``.
+        y : array
+            The network's raw output.
+
+        Returns
+        -------
+        array
+            ``y`` itself (regression), or the probabilities (softmax, sigmoid).
+        """
         return y
 
     def n_correct(self, xp: ModuleType, y: Array, t: Array) -> tuple[Array, int]:
-        """(number of correct predictions as a 0-d array, number of predictions)."""
+        """Count the correct predictions, for accuracy.
+
+        Parameters
+        ----------
+        xp : module
+            The Array API namespace of ``y``.
+        y : array
+            The network's raw output.
+        t : array
+            The targets.
+
+        Returns
+        -------
+        tuple
+            ``(number correct, a 0-d array; number of predictions, an int)``.
+
+        Raises
+        ------
+        TypeError
+            The loss is no classification loss.
+        """
         raise TypeError(f"{self.name} is not a classification loss")
 
     def targets(self, xp: ModuleType, t: Array, n_out: int, dtype: Any) -> Array:
-        """Targets in the form ``forward`` compares with ``y`` (shape of ``y``)."""
+        """Return the targets in the form ``forward`` compares with ``y``.
+
+        Parameters
+        ----------
+        xp : module
+            The Array API namespace of ``t``.
+        t : array
+            The targets as given: labels of shape ``(h,)`` or rows.
+        n_out : int
+            The network's number of outputs.
+        dtype : dtype
+            ``y``'s dtype.
+
+        Returns
+        -------
+        array
+            The targets, of ``y``'s shape (``(h, n_out)``) and dtype.
+        """
         if t.ndim == 1 and n_out == 1:
             t = xp.reshape(t, (-1, 1))
         return xp.astype(t, dtype) if t.dtype != dtype else t
 
     def config(self) -> dict[str, Any]:
-        """The settings with which ``type(self)(**config)`` builds this loss again, plain
-        JSON: its public attributes that are numbers, booleans or strings (anyfc's losses
-        have none; what ``forward`` keeps for ``backward`` is arrays, not settings). A loss
-        whose settings are kept otherwise writes its own."""
+        """Return the settings with which ``type(self)(**config)`` builds this loss again.
+
+        Plain JSON: its public attributes that are numbers, booleans or strings (what
+        ``forward`` keeps for ``backward`` is arrays, not settings), but the scales at
+        their defaults. A loss whose settings are kept otherwise writes its own.
+
+        Returns
+        -------
+        dict
+            ``{setting: value}``.
+        """
         out = {k: v for k, v in vars(self).items()
                if not k.startswith("_") and isinstance(v, (bool, int, float, str))}
         return {k: v for k, v in out.items()  # the scales at their defaults: left out
@@ -187,8 +362,11 @@ class Loss:
         return f"{type(self).__name__}({args})"
 
 
+#: The values of the losses' ``reduction`` setting (see the module docstring).
 REDUCTIONS = ("sum_over_batch_size", "mean_with_sample_weight")
+#: The default of each scale setting, which ``config()`` leaves out.
 SCALE_DEFAULTS = {"reduction": "sum_over_batch_size", "outputs": "mean", "half": False}
+#: The values of the ``outputs`` setting (binary cross-entropy, squared error).
 OUTPUTS = ("mean", "sum")
 
 
@@ -200,18 +378,26 @@ def _choice(owner: str, name: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 
 class SoftmaxCrossEntropy(Loss):
-    """Softmax of logits ``z`` followed by cross-entropy, mean over the batch of ``h``:
+    """Softmax of logits ``z`` followed by cross-entropy, mean over the batch of ``h``.
+
+    ::
 
         p = softmax(z) = e^{z - m} / Σ_j e^{z_j - m}     (m = max_j z_j: no overflow)
         E = -(1/h) Σ_k Σ_j t_kj log p_kj,   log p = (z - m) - log Σ_j e^{z_j - m}
         ∂E/∂z = (p - t) / h
 
     With row weights ``w`` (shape ``(h,)``; ``N = h``, or ``Σ w`` with
-    ``reduction="mean_with_sample_weight"``):
+    ``reduction="mean_with_sample_weight"``)::
 
         E = -(1/N) Σ_k w_k Σ_j t_kj log p_kj,   ∂E/∂z_k = w_k (p_k - t_k) / N
 
     Targets are integer class labels (shape ``(h,)``) or one-hot rows (``(h, c)``).
+
+    Parameters
+    ----------
+    reduction : str, default "sum_over_batch_size"
+        ``N``: the rows ``h``, or with ``"mean_with_sample_weight"`` the sum of the row
+        weights (see the module docstring).
     """
 
     name = "softmax_cross_entropy"
@@ -271,8 +457,17 @@ class SoftmaxCrossEntropy(Loss):
 
 
 class _PerOutput(Loss):
-    """A loss whose row error ``e_k`` combines ``c`` per-output errors: their mean
-    (``outputs="mean"``, the default) or their sum (``outputs="sum"``)."""
+    """A loss whose row error ``e_k`` combines ``c`` per-output errors.
+
+    Their mean (``outputs="mean"``, the default) or their sum (``outputs="sum"``).
+
+    Parameters
+    ----------
+    reduction : str, default "sum_over_batch_size"
+        ``N``: the rows ``h``, or the sum of the row weights.
+    outputs : str, default "mean"
+        ``"mean"`` or ``"sum"`` of a row's errors over its outputs.
+    """
 
     outputs = "mean"
 
@@ -296,13 +491,15 @@ class _PerOutput(Loss):
 
 
 class BinaryCrossEntropy(_PerOutput):
-    """Sigmoid of logits ``z`` followed by binary cross-entropy, mean over all ``n = h·c``
-    entries (one per sample for a single output):
+    """Sigmoid of logits ``z`` followed by binary cross-entropy, mean over all entries.
+
+    The mean is over all ``n = h·c`` entries (one per sample for a single output)::
 
         E = (1/n) Σ [ max(z, 0) - z·t + log(1 + e^{-|z|}) ]   (= -t log p - (1-t) log(1-p))
         ∂E/∂z = (σ(z) - t) / n
 
-    With row weights ``w`` (shape ``(h,)``; every entry of row ``k`` weighted by ``w_k``):
+    With row weights ``w`` (shape ``(h,)``; every entry of row ``k`` weighted by
+    ``w_k``)::
 
         E = (1/n) Σ_k w_k Σ_j [ max(z_kj, 0) - z_kj t_kj + log(1 + e^{-|z_kj|}) ]
         ∂E/∂z_k = w_k (σ(z_k) - t_k) / n
@@ -312,6 +509,14 @@ class BinaryCrossEntropy(_PerOutput):
     ``BinaryCrossEntropy("mean_with_sample_weight", outputs="sum")``.
 
     Targets are 0/1 of shape ``(h,)`` (single output) or ``(h, k)`` (k labels).
+
+    Parameters
+    ----------
+    reduction : str, default "sum_over_batch_size"
+        ``N``: the rows ``h``, or with ``"mean_with_sample_weight"`` the sum of the row
+        weights.
+    outputs : str, default "mean"
+        ``"mean"`` or ``"sum"`` of a row's errors over its outputs.
     """
 
     name = "binary_cross_entropy"
@@ -346,11 +551,14 @@ class BinaryCrossEntropy(_PerOutput):
 
 
 class MeanSquaredError(_PerOutput):
-    """Mean over all ``n = h·c`` entries of the squared error:
+    """Mean over all ``n = h·c`` entries of the squared error.
+
+    ::
 
         E = (1/n) Σ (y - t)²,   ∂E/∂y = 2 (y - t) / n
 
-    With row weights ``w`` (shape ``(h,)``; every entry of row ``k`` weighted by ``w_k``):
+    With row weights ``w`` (shape ``(h,)``; every entry of row ``k`` weighted by
+    ``w_k``)::
 
         E = (1/n) Σ_k w_k Σ_j (y_kj - t_kj)²,   ∂E/∂y_k = 2 w_k (y_k - t_k) / n
 
@@ -360,6 +568,16 @@ class MeanSquaredError(_PerOutput):
     ``MeanSquaredError("mean_with_sample_weight", outputs="sum", half=True)``, whose
     value for ``c > 1`` outputs is ``c`` times the one scikit-learn reports (its
     average over the outputs).
+
+    Parameters
+    ----------
+    reduction : str, default "sum_over_batch_size"
+        ``N``: the rows ``h``, or with ``"mean_with_sample_weight"`` the sum of the row
+        weights.
+    outputs : str, default "mean"
+        ``"mean"`` or ``"sum"`` of a row's errors over its outputs.
+    half : bool, default False
+        Halve ``E`` (and its gradient).
     """
 
     name = "mean_squared_error"
@@ -415,6 +633,8 @@ class MeanSquaredError(_PerOutput):
         return xp.sum(w * xp.sum(diff * diff, axis=1)) / n
 
 
+#: anyfc's loss classes by short name: the names ``Sequential(loss=...)`` and ``get``
+#: take.
 LOSSES: dict[str, type[Loss]] = {
     "softmax_cross_entropy": SoftmaxCrossEntropy,
     "cross_entropy": SoftmaxCrossEntropy,
@@ -430,9 +650,27 @@ for _cls in (SoftmaxCrossEntropy, BinaryCrossEntropy, MeanSquaredError):
 
 
 def get(loss: str | Loss | dict[str, Any]) -> Loss:
-    """A loss object from its short name (``LOSSES``) or registered name, from its spec
-    (``{"type": "MeanSquaredError", "config": {}}``, ``anyfc.registry``), or itself.
+    """Build a loss object from any of the forms ``Sequential`` takes.
 
+    Parameters
+    ----------
+    loss : str, dict or Loss
+        Its short name (``LOSSES``) or registered name, its spec (``{"type":
+        "MeanSquaredError", "config": {}}``, ``anyfc.registry``), the short form
+        ``{"name": "mse", setting: value, ...}``, or the object itself.
+
+    Returns
+    -------
+    Loss
+        The loss (``loss`` itself when it is one).
+
+    Raises
+    ------
+    ValueError
+        An unknown name, listing the valid ones, or bad settings.
+
+    Examples
+    --------
     >>> get("mse")
     MeanSquaredError()
     >>> get({"name": "mse", "outputs": "sum", "half": True})

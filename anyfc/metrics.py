@@ -5,7 +5,7 @@ A metric turns one batch's predictions ``p`` (what ``predict`` returns: probabil
 the classification losses, the output for regression) and targets ``t`` into *sums*
 (``batch``), which add up over batches and Dask chunks exactly (``merge``), and turns the
 total into its value (``result``, on the host after the epoch's one read: its ``xp`` is
-then the host's namespace). Over ``n`` rows:
+then the host's namespace). Over ``n`` rows::
 
     accuracy        = Σ [argmax p_k = t_k] / n         (binary: Σ_kj [p_kj > ½] = t_kj / (n·c))
     top_k_accuracy  = Σ [t_k among the k largest p_k] / n
@@ -35,19 +35,69 @@ Sums = dict[str, Any]
 
 
 class Metric:
-    """Base class: ``batch`` gives additive sums (device arrays), ``result`` the value."""
+    """Base class of the metrics: ``batch`` gives additive sums, ``result`` the value.
+
+    A subclass sets ``name`` (its key in the logs), ``higher_is_better`` (what
+    ``mode="auto"`` of the callbacks follows) and ``kinds`` (the losses it suits:
+    ``"classification"``, ``"multiclass"``, ``"binary"``, ``"regression"``).
+    """
 
     name = "metric"
     higher_is_better = True
     kinds: tuple[str, ...] = ("classification", "regression")
 
     def batch(self, xp: ModuleType, p: Array, t: Array, binary: bool) -> Sums:
+        """Compute one batch's sums, on the device.
+
+        Parameters
+        ----------
+        xp : module
+            The Array API namespace of the arrays.
+        p : array
+            The batch's predictions, what ``predict`` returns (probabilities for the
+            classification losses, the output for regression).
+        t : array
+            The batch's targets (labels or one-hot rows for softmax cross-entropy).
+        binary : bool
+            Whether the outputs are sigmoids (binary or multi-label), not a softmax.
+
+        Returns
+        -------
+        dict
+            Sums (device arrays, or numbers) that ``merge`` adds up exactly.
+        """
         raise NotImplementedError
 
     def merge(self, a: Sums, b: Sums) -> Sums:
+        """Add up two batches' sums (or Dask chunks').
+
+        Parameters
+        ----------
+        a, b : dict
+            What ``batch`` (or ``merge``) returned.
+
+        Returns
+        -------
+        dict
+            The sums of both.
+        """
         return {k: a[k] + b[k] for k in a}
 
     def result(self, xp: ModuleType, s: Sums) -> float:
+        """Turn the epoch's total into the metric's value.
+
+        Parameters
+        ----------
+        xp : module
+            The namespace of the sums: the host's, after the epoch's one read.
+        s : dict
+            The merged sums of the epoch.
+
+        Returns
+        -------
+        float
+            The value.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -70,6 +120,12 @@ def _column(xp: ModuleType, t: Array, p: Array) -> Array:
 
 
 class Accuracy(Metric):
+    """The share of correct predictions: ``Σ [argmax p_k = t_k] / n``.
+
+    For sigmoid outputs, the share of entries on the right side of ½,
+    ``Σ_kj [p_kj > ½] = t_kj / (n·c)``.
+    """
+
     name = "accuracy"
     kinds = ("classification",)
 
@@ -88,7 +144,15 @@ class Accuracy(Metric):
 
 
 class TopKAccuracy(Metric):
-    """The true class among the ``k`` most probable (softmax cross-entropy)."""
+    """The share of rows whose true class is among the ``k`` most probable.
+
+    For softmax cross-entropy.
+
+    Parameters
+    ----------
+    k : int, default 5
+        How many of the most probable classes count (``"top_3_accuracy"`` for 3).
+    """
 
     kinds = ("multiclass",)
 
@@ -142,6 +206,8 @@ class _Counts(Metric):
 
 
 class Precision(_Counts):
+    """``TP / (TP + FP)``: one output, of class 1; several, the mean over classes."""
+
     name = "precision"
 
     def result(self, xp: ModuleType, s: Sums) -> float:
@@ -149,6 +215,8 @@ class Precision(_Counts):
 
 
 class Recall(_Counts):
+    """``TP / (TP + FN)``: one output, of class 1; several, the mean over classes."""
+
     name = "recall"
 
     def result(self, xp: ModuleType, s: Sums) -> float:
@@ -156,6 +224,8 @@ class Recall(_Counts):
 
 
 class F1(_Counts):
+    """``2·TP / (2·TP + FP + FN)``: one output, of class 1; several, the mean over classes."""
+
     name = "f1"
 
     def result(self, xp: ModuleType, s: Sums) -> float:
@@ -224,6 +294,8 @@ class _Errors(Metric):
 
 
 class MAE(_Errors):
+    """The mean absolute error, ``Σ|p - t| / (n·c)``."""
+
     name = "mae"
 
     def result(self, xp: ModuleType, s: Sums) -> float:
@@ -231,6 +303,8 @@ class MAE(_Errors):
 
 
 class MSE(_Errors):
+    """The mean squared error, ``Σ(p - t)² / (n·c)``."""
+
     name = "mse"
 
     def result(self, xp: ModuleType, s: Sums) -> float:
@@ -238,6 +312,8 @@ class MSE(_Errors):
 
 
 class RMSE(_Errors):
+    """The root mean squared error per output, averaged: ``(1/c) Σ_j √(Σ_k (p_kj - t_kj)² / n)``."""
+
     name = "rmse"
 
     def result(self, xp: ModuleType, s: Sums) -> float:
@@ -245,6 +321,12 @@ class RMSE(_Errors):
 
 
 class R2(_Errors):
+    """R² per output, averaged: ``(1/c) Σ_j (1 - SS_res_j / SS_tot_j)``, as ``r2_score``.
+
+    A constant target column counts 1 when fitted exactly, else 0 (scikit-learn's
+    rule).
+    """
+
     name = "r2"
     higher_is_better = True
 
@@ -256,7 +338,18 @@ class R2(_Errors):
 
 
 class Function(_Kept):
-    """Your function ``f(y_true, y_pred) -> 0-d array``, called once on the epoch's rows."""
+    """Your function ``f(y_true, y_pred) -> 0-d array``, called once on the epoch's rows.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(y_true, y_pred) -> 0-d array``, written against the arrays' namespace
+        (``y_true``: labels for softmax cross-entropy, targets otherwise; ``y_pred``:
+        ``predict``'s output).
+    name : str, optional
+        Its name in the logs (default: the function's ``__name__``); a name ending in
+        ``error`` or ``loss`` is minimised by the callbacks' ``mode="auto"``.
+    """
 
     def __init__(self, fn: Callable[[Array, Array], Any], name: str | None = None) -> None:
         if not callable(fn):
@@ -267,7 +360,20 @@ class Function(_Kept):
         self.higher_is_better = not self.name.endswith(("error", "loss"))
 
     def finish(self, xp: ModuleType, s: Sums) -> Any:
-        """The function on all rows, on the device (called before the one host read)."""
+        """Call the function on all rows, on the device (before the epoch's one host read).
+
+        Parameters
+        ----------
+        xp : module
+            The Array API namespace of the kept rows.
+        s : dict
+            The merged sums: the epoch's predictions and targets.
+
+        Returns
+        -------
+        array
+            The function's result, a 0-d array.
+        """
         t = xp.concat(s["t"], axis=0) if len(s["t"]) > 1 else s["t"][0]
         p = xp.concat(s["p"], axis=0) if len(s["p"]) > 1 else s["p"][0]
         return self.fn(t, p)
@@ -276,6 +382,8 @@ class Function(_Kept):
         return f"Function({self.name})"
 
 
+#: anyfc's metrics by name: the names ``fit(metrics=...)`` and ``get`` take (and
+#: ``"top_<k>_accuracy"``).
 BUILT_IN: dict[str, Callable[[], Metric]] = {
     "accuracy": Accuracy, "acc": Accuracy, "top_k_accuracy": TopKAccuracy,
     "precision": Precision, "recall": Recall, "f1": F1, "roc_auc": RocAuc, "auc": RocAuc,
@@ -285,8 +393,29 @@ BUILT_IN: dict[str, Callable[[], Metric]] = {
 
 
 def get(metric: str | Metric | Callable[[Array, Array], Any]) -> Metric:
-    """A metric from a name (``BUILT_IN``), itself, or a function of
-    ``(y_true, y_pred)``."""
+    """Build a metric from a name, itself, or a function of ``(y_true, y_pred)``.
+
+    Parameters
+    ----------
+    metric : str, Metric or callable
+        A name in ``BUILT_IN`` or ``"top_<k>_accuracy"``, a metric, or a function
+        ``f(y_true, y_pred) -> 0-d array``.
+
+    Returns
+    -------
+    Metric
+        The metric (a ``Function`` for a function).
+
+    Raises
+    ------
+    ValueError
+        An unknown name, listing the valid ones.
+
+    Examples
+    --------
+    >>> get("top_3_accuracy")
+    TopKAccuracy(k=3)
+    """
     if isinstance(metric, Metric):
         return metric
     if isinstance(metric, str):
@@ -304,14 +433,44 @@ def get(metric: str | Metric | Callable[[Array, Array], Any]) -> Metric:
 
 
 def default(classification: bool) -> list[Metric]:
-    """What ``fit`` and ``evaluate`` report when not told: accuracy, or MAE and R²."""
+    """Return what ``fit`` and ``evaluate`` report when not told.
+
+    Parameters
+    ----------
+    classification : bool
+        Whether the loss is a classification loss.
+
+    Returns
+    -------
+    list of Metric
+        Accuracy, or MAE and R².
+    """
     return [Accuracy()] if classification else [MAE(), R2()]
 
 
 def resolve(metrics: Sequence[Any] | None, kind: str) -> list[Metric]:
-    """The metric objects for ``metrics`` (``None``: the defaults), each checked to
-    suit the loss's ``kind`` (``"multiclass"``, ``"binary"`` for one sigmoid output,
-    ``"multilabel"``, ``"regression"``), with distinct names."""
+    """Return the metric objects for ``metrics``, each checked to suit the loss.
+
+    Parameters
+    ----------
+    metrics : sequence, str, Metric, callable or None
+        What ``fit(metrics=...)`` was given (``None``: the defaults).
+    kind : str
+        The loss's kind: ``"multiclass"``, ``"binary"`` for one sigmoid output,
+        ``"multilabel"``, ``"regression"``.
+
+    Returns
+    -------
+    list of Metric
+        The metrics, with distinct names.
+
+    Raises
+    ------
+    ValueError
+        A metric that does not suit the loss, names twice or ``"loss"``.
+    TypeError
+        Not a list of names or functions.
+    """
     if metrics is None:
         return default(kind != "regression")
     if isinstance(metrics, (str, Metric)) or callable(metrics):

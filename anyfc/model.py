@@ -36,16 +36,40 @@ __all__ = ["History", "Sequential"]
 class Sequential:
     """Layers applied one after the other, trained against ``loss``.
 
+    The module docstring gives the training loop it runs per mini-batch.
+
     Parameters
     ----------
-    layers : the layers (``anyfc.Layer``s), input first; each fixed width ``n_out`` must
-        equal the next fixed ``n_in`` (activation and dropout layers keep any width).
-    loss : ``"softmax_cross_entropy"`` (default; the last layer gives logits),
+    layers : iterable of anyfc.Layer
+        The layers, input first; each fixed width ``n_out`` must equal the next fixed
+        ``n_in`` (activation and dropout layers keep any width).
+    loss : str or anyfc.losses.Loss, default "softmax_cross_entropy"
+        ``"softmax_cross_entropy"`` (the last layer gives logits),
         ``"binary_cross_entropy"`` (logits too) or ``"mean_squared_error"``, or a loss
         object (with settings: ``anyfc.losses``).
-    backend, device, dtype : where the model lives; the layers are moved there.
-        ``None`` keeps the first layer's.
+    backend, device, dtype : optional
+        Where the model lives; the layers are moved there. ``None`` keeps the first
+        layer's.
 
+    Attributes
+    ----------
+    layers : list of anyfc.Layer
+        The layers (a plain attribute).
+    loss : anyfc.losses.Loss
+        The loss.
+    optimizer : anyfc.optimizers.Optimizer or None
+        The optimizer the model last trained with (``fit`` continues with it).
+
+    Raises
+    ------
+    ValueError
+        Sizes that do not chain, the same layer object twice, a loss that does not fit
+        the last layer.
+    TypeError
+        Something in ``layers`` that is not an ``anyfc.Layer``.
+
+    Examples
+    --------
     >>> from anyfc import Dense, Sequential
     >>> model = Sequential([Dense(64, 32, "relu", seed=0), Dense(32, 10, "identity", seed=1)])
     >>> model.backend, model.n_in, model.n_out
@@ -78,34 +102,64 @@ class Sequential:
 
     @property
     def xp(self) -> ModuleType:
+        """The Array API namespace the model computes with."""
         return self.layers[0].xp
 
     @property
     def backend(self) -> str:
+        """The name of the model's backend (``"numpy"``, ``"torch"``, ...)."""
         return self.layers[0].backend
 
     @property
     def device(self) -> Any:
+        """The device the model's arrays live on (the library's own device object)."""
         return self.layers[0].device
 
     @property
     def dtype(self) -> Any:
+        """The floating dtype of the model's arrays (the library's own dtype object)."""
         return self.layers[0].dtype
 
     @property
     def n_in(self) -> int:
+        """The number of input features (the first fixed-width layer's ``n_in``)."""
         return next(layer.n_in for layer in self.layers if layer.n_in is not None)
 
     @property
     def n_out(self) -> int:
+        """The number of outputs (the last fixed-width layer's ``n_out``)."""
         return next(layer.n_out for layer in reversed(self.layers) if layer.n_out is not None)
 
     def to(self, backend: str | ModuleType | None = None, device: Any = None,
            dtype: Any = None) -> Sequential:
-        """Move every layer, and the optimizer's state, to ``backend``/``device``/
-        ``dtype`` (``None``: same backend, its default device, same dtype); returns
-        ``self``. Arrays go through DLPack where both libraries support it, else
-        through the host — once, here, never per step."""
+        """Move every layer, and the optimizer's state, to another backend, device or dtype.
+
+        Arrays go through DLPack where both libraries support it, else through the host
+        — once, here, never per step. Moved arrays are copies, so the model never writes
+        into memory a caller (or an immutable JAX array) holds. All or nothing.
+
+        Parameters
+        ----------
+        backend : str, module or None
+            The backend (``None``: the same).
+        device : str, device object or None
+            The device (``None``: the backend's default device).
+        dtype : str, dtype or None
+            The floating dtype (``None``: the same).
+
+        Returns
+        -------
+        Sequential
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            A parameter, buffer or optimizer state that does not fit ``dtype`` (the
+            model is left as it was), or an unknown device.
+        ImportError
+            A backend that is not installed, naming the extra to install.
+        """
         xp = _backend.get_namespace(self.backend if backend is None else backend)
         dev = _backend.resolve_device(xp, device)
         dt = _backend.resolve_dtype(xp, self.dtype if dtype is None else dtype)
@@ -127,12 +181,26 @@ class Sequential:
         return self
 
     def check(self, placement: bool = True) -> None:
-        """The model as it is now is one a step can run on: ``layers`` is a non-empty list
-        of distinct layers whose parameters have the shapes their sizes say and whose
-        sizes chain, suited to the loss; with ``placement``, every parameter is of the
-        model's library, device and dtype. Only Python attributes are read, never the
-        device: this runs at the start of every public call, since ``layers``, ``w`` and
-        ``b`` are plain attributes a user may reassign."""
+        """Check that the model as it is now is one a step can run on.
+
+        ``layers`` is a non-empty list of distinct layers whose parameters have the
+        shapes their sizes say and whose sizes chain, suited to the loss. Only Python
+        attributes are read, never the device: this runs at the start of every public
+        call, since ``layers``, ``w`` and ``b`` are plain attributes a user may reassign.
+
+        Parameters
+        ----------
+        placement : bool, default True
+            Also check that every parameter is of the model's library, device and dtype.
+
+        Raises
+        ------
+        ValueError
+            Wrong shapes, sizes that do not chain, a layer twice, a loss that does not
+            fit.
+        TypeError
+            Something that is no layer, or an array of another library, device or dtype.
+        """
         layers = self.layers
         if not isinstance(layers, list) or not layers:
             raise ValueError("Sequential needs at least one layer")
@@ -190,11 +258,20 @@ class Sequential:
     # ------------------------------------------------------------ state
 
     def architecture(self) -> dict[str, Any]:
-        """Plain data (JSON-able) that rebuilds this model with ``from_architecture``:
-        the loss, the dtype and the layers, the loss and each layer as its
-        ``anyfc.registry.spec`` (registered type name and ``config()``). A layer, activation
-        or loss whose exact class is not registered is an ``UnregisteredError`` (a
-        ``TypeError``): nothing could rebuild it."""
+        """Return plain data (JSON-able) that rebuilds this model with ``from_architecture``.
+
+        Returns
+        -------
+        dict
+            The loss, the dtype and the layers, the loss and each layer as its
+            ``anyfc.registry.spec`` (registered type name and ``config()``).
+
+        Raises
+        ------
+        anyfc.registry.UnregisteredError
+            A layer, activation or loss whose exact class is not registered (a
+            ``TypeError``): nothing could rebuild it.
+        """
         return {"loss": registry.spec(self.loss), "dtype": _backend.dtype_name(self.dtype),
                 "layers": [registry.spec(layer) for layer in self.layers]}
 
@@ -202,13 +279,35 @@ class Sequential:
     def from_architecture(cls, arch: dict[str, Any], arrays: list[Any],
                           backend: str | ModuleType | None = None,
                           device: Any = None) -> Sequential:
-        """A model from ``architecture()``'s data and its arrays — each layer's parameters
-        then buffers, in order (``_arrays()``; for Dense models ``[w0, b0, w1, ...]``) —
-        on ``backend``/``device``, with no random draw. Layers, and the loss, are built by
-        ``anyfc.registry`` from the classes registered under their names only. The loss
-        may also be a short name (``"mse"``: formats 1 and 2), and the format-1
-        architecture (Dense only, sizes and activation at the top of each layer) is read
-        too."""
+        """Build a model from ``architecture()``'s data and its arrays, with no random draw.
+
+        Layers, and the loss, are built by ``anyfc.registry`` from the classes registered
+        under their names only. The loss may also be a short name (``"mse"``: formats 1
+        and 2), and the format-1 architecture (Dense only, sizes and activation at the
+        top of each layer) is read too.
+
+        Parameters
+        ----------
+        arch : dict
+            What ``architecture()`` returns.
+        arrays : list of array
+            Each layer's parameters then buffers, in order (for Dense models
+            ``[w0, b0, w1, ...]``), of any library; copied.
+        backend : str, module or None
+            The backend (``None``: the default backend).
+        device : str, device object or None
+            The device (``None``: the backend's default device).
+
+        Returns
+        -------
+        Sequential
+            The model.
+
+        Raises
+        ------
+        ValueError
+            An architecture that does not build, or arrays that do not fit it.
+        """
         xp = _backend.get_namespace(backend)
         dev = _backend.resolve_device(xp, device)
         dtype = arch["dtype"]
@@ -240,10 +339,20 @@ class Sequential:
         return cls(built, losses.get(arch["loss"]))
 
     def state(self, *, rng: bool = True) -> ModelState:
-        """The model's state as one value (``anyfc.state.ModelState``): its parameters,
-        buffers and (with ``rng``) random generators' positions, keyed by path
-        (``"layers.0.w"``). The arrays are the live ones; ``.copy()`` gives copies that
-        later training never changes."""
+        """Return the model's state as one value.
+
+        Parameters
+        ----------
+        rng : bool, default True
+            Include the random generators' positions.
+
+        Returns
+        -------
+        anyfc.state.ModelState
+            Its parameters, buffers and (with ``rng``) random generators' positions,
+            keyed by path (``"layers.0.w"``). The arrays are the live ones; ``.copy()``
+            gives copies that later training never changes.
+        """
         params: dict[str, Array] = {}
         buffers: dict[str, Array] = {}
         positions: dict[str, Any] = {}
@@ -259,12 +368,25 @@ class Sequential:
         return ModelState(params, buffers, positions)
 
     def set_state(self, state: ModelState) -> None:
-        """Assign ``state`` (its arrays themselves, no copy: ``state().copy()`` or a
-        compiled step's results). All or nothing: its parameter and buffer paths must be
-        the model's and each array of the shape it has, checked before anything is set;
-        generator positions are restored where ``state.rng`` has them. Values are not
-        converted or read (``load_state_dict`` is the checked way in for outside
-        arrays)."""
+        """Assign ``state``: its arrays themselves, no copy.
+
+        All or nothing: its parameter and buffer paths must be the model's and each
+        array of the shape it has, checked before anything is set; generator positions
+        are restored where ``state.rng`` has them. Values are not converted or read
+        (``load_state_dict`` is the checked way in for outside arrays).
+
+        Parameters
+        ----------
+        state : anyfc.state.ModelState
+            A state of this model: ``state().copy()``, or a compiled step's results.
+
+        Raises
+        ------
+        TypeError
+            ``state`` is no ``ModelState``.
+        ValueError
+            Paths or shapes that are not the model's.
+        """
         if not isinstance(state, ModelState):
             raise TypeError(f"set_state needs an anyfc.state.ModelState (model.state()), "
                             f"got {type(state).__name__}")
@@ -294,9 +416,16 @@ class Sequential:
             generators[key].restore(snapshot)
 
     def generators(self) -> dict[str, Any]:
-        """The random generators of the layers that draw (dropout), by layer path,
-        created where needed: their state is part of ``state()`` and threads through a
-        compiled step (JAX keys)."""
+        """Return the random generators of the layers that draw (dropout).
+
+        Created where needed: their state is part of ``state()`` and threads through a
+        compiled step (JAX keys).
+
+        Returns
+        -------
+        dict
+            ``{layer path: generator}``.
+        """
         out = {}
         for i, layer in enumerate(self.layers):
             generator = layer.generator()
@@ -305,18 +434,43 @@ class Sequential:
         return out
 
     def state_dict(self, copy: bool = False) -> dict[str, Array]:
-        """The parameters and buffers by path (``"layers.0.w"``, ``"layers.0.b"``,
-        ``"layers.1.running_mean"``, ...), as arrays of the model's backend: the live
-        arrays (training updates them in place), or with ``copy=True`` copies on the same
-        device that later training never changes."""
+        """Return the parameters and buffers by path.
+
+        Parameters
+        ----------
+        copy : bool, default False
+            Give copies on the same device, which later training never changes, instead
+            of the live arrays (which training updates in place).
+
+        Returns
+        -------
+        dict
+            ``{"layers.0.w": array, "layers.0.b": array, "layers.1.running_mean": ...}``,
+            arrays of the model's backend.
+        """
         state = self.state(rng=False)
         return (state.copy() if copy else state).arrays()
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Set every parameter from ``state_dict`` (arrays of any library). All or nothing:
-        names, shapes, types and finiteness are checked and every array is copied to the
-        model's backend, device and dtype before any parameter changes. The model owns the
-        copies, so training never writes into the caller's arrays."""
+        """Set every parameter and buffer from ``state_dict``.
+
+        All or nothing: names, shapes, types and finiteness are checked and every array
+        is copied to the model's backend, device and dtype before any parameter changes.
+        The model owns the copies, so training never writes into the caller's arrays.
+
+        Parameters
+        ----------
+        state_dict : mapping
+            ``{path: array}`` as ``state_dict()`` gives, arrays of any library.
+
+        Raises
+        ------
+        ValueError
+            A missing, extra or wrong-shaped entry, or values not finite or refused by
+            a layer (a negative running variance); the model is unchanged.
+        TypeError
+            Not a mapping, or non-numeric arrays.
+        """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"load_state_dict needs a mapping of names to arrays, got "
                             f"{type(state_dict).__name__}")
@@ -347,8 +501,24 @@ class Sequential:
                                   {k: new[k] for k in current.buffers}))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save architecture, weights and optimizer state to ``path`` (the format:
-        ``anyfc.checkpoint``): atomically, pickle-free, checked first."""
+        """Save architecture, weights and optimizer state to ``path``.
+
+        Atomically (a temporary file beside it, then renamed), pickle-free, checked
+        first; the format is ``anyfc.checkpoint``'s. ``anyfc.load`` reads it back.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (``.npz`` by convention); its folder must exist.
+
+        Raises
+        ------
+        anyfc.checkpoint.CheckpointError
+            What ``load`` would refuse, or a destination that cannot be written (a
+            ``ValueError``), before the file is touched.
+        anyfc.registry.UnregisteredError
+            A layer, activation, loss or optimizer of an unregistered class.
+        """
         self.check()
         self.check_settings()
         if self.optimizer is not None:
@@ -360,11 +530,34 @@ class Sequential:
     @classmethod
     def load(cls, path: str | os.PathLike[str], backend: str | ModuleType | None = None,
              device: Any = None, dtype: Any = None) -> Sequential:
-        """A model saved by ``save``, on ``backend``/``device`` (default: the default
-        backend), with its optimizer, so ``fit`` continues where it stopped. The file is
-        read as untrusted (``anyfc.checkpoint``); a bad one is a ``CheckpointError`` (a
-        ``ValueError``) naming the entry. ``dtype`` (default: the file's) converts the
-        loaded model as ``to`` does, refusing values that do not fit it."""
+        """Load a model saved by ``save``, with its optimizer, so ``fit`` continues.
+
+        The file is read as untrusted (``anyfc.checkpoint``). ``anyfc.load`` is the same.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The checkpoint.
+        backend : str, module or None
+            The backend to load onto (``None``: the default backend).
+        device : str, device object or None
+            The device (``None``: the backend's default device).
+        dtype : str, dtype or None
+            Build the model in this dtype (``None``: the file's), refusing values that do
+            not fit it.
+
+        Returns
+        -------
+        Sequential
+            The model, with its optimizer as ``optimizer``.
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        anyfc.checkpoint.CheckpointError
+            A bad file (a ``ValueError``), naming the entry.
+        """
         if dtype is not None:  # checked before the file is read
             _backend.resolve_dtype(_backend.get_namespace(backend), dtype)
         saved = checkpoint.read(path)
@@ -402,24 +595,58 @@ class Sequential:
     # ------------------------------------------------------------ the math
 
     def forward(self, x: Array, training: bool = True) -> Array:
-        """The network's raw output (logits for the classification losses). In training
-        each layer keeps what its backward pass needs; with ``training=False`` nothing is
-        kept on the layers (inference, safe from many threads at once)."""
+        """Compute the network's raw output (logits for the classification losses).
+
+        Parameters
+        ----------
+        x : array
+            A batch, of the model's library, device and dtype.
+        training : bool, default True
+            In training each layer keeps what its backward pass needs; with ``False``
+            nothing is kept on the layers (inference, safe from many threads at once).
+
+        Returns
+        -------
+        array
+            The last layer's output.
+        """
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
 
     def backward(self, grad_y: Array) -> None:
-        """Back-propagate ``∂E/∂y`` through every layer, top down, setting their
-        gradients (the first layer computes no ``∂E/∂x``: nobody needs it)."""
+        """Back-propagate ``∂E/∂y`` through every layer, top down, setting their gradients.
+
+        Each layer is called as ``layer.backward(grad_y, need_grad_x=...)``; the first
+        layer computes no ``∂E/∂x`` (``need_grad_x=False``: nobody needs it).
+
+        Parameters
+        ----------
+        grad_y : array
+            ``∂E/∂y`` for the output of the last training ``forward``.
+        """
         for i in range(len(self.layers) - 1, -1, -1):
             grad_y = self.layers[i].backward(grad_y, need_grad_x=i > 0)
 
     def train_step(self, x: Array, t: Array, optimizer: optimizers.Optimizer) -> Array:
-        """One mini-batch: forward, loss, backward, update. Returns the loss (0-d).
+        """Train on one mini-batch: forward, loss, backward, update.
 
         Where the backend compiles (JAX), the same code is traced once per optimizer
         and batch shape and then runs as one compiled function (``anyfc.training.step``).
+
+        Parameters
+        ----------
+        x : array
+            The batch's inputs, of the model's library, device and dtype.
+        t : array
+            The batch's targets (labels, one-hot rows or values), on the same device.
+        optimizer : anyfc.optimizers.Optimizer
+            The optimizer that takes the step.
+
+        Returns
+        -------
+        array
+            The batch's loss, a 0-d array on the model's device.
         """
         return step.train_step(self, x, t, None, optimizer)[0]
 
@@ -447,39 +674,84 @@ class Sequential:
     ) -> History:
         """Train for ``epochs`` passes (default 1) over ``(X, y)`` in mini-batches.
 
-        ``X`` and ``y`` may be arrays of any supported library (or nested lists); they
-        are moved to the model's backend and device once. ``optimizer`` defaults to the
-        one this model last trained with, else ``Adam()``; its learning rate may be a
-        schedule (``anyfc.schedules``). ``seed`` (an int, a NumPy ``Generator`` or
-        ``RandomState``) fixes the shuffling; ``shuffle="cumulative"`` permutes the
-        previous epoch's order each epoch, as scikit-learn's MLP (in-memory data). Returns a
-        ``History`` of per-epoch metrics (``loss``, and ``accuracy`` or ``mae``/``r2``,
-        and their ``val_`` twins).
-
-        - ``validation_data=(X, y)``, or ``validation_split``: the last fraction of the
-          rows (before shuffling) held out, as in Keras.
-        - ``metrics``: what to report beside the loss, by name (``"accuracy"``,
-          ``"top_k_accuracy"``, ``"precision"``, ``"recall"``, ``"f1"``, ``"roc_auc"``,
-          ``"mae"``, ``"mse"``, ``"rmse"``, ``"r2"``) or as your own function
-          ``f(y_true, y_pred)`` (``anyfc.metrics``); default accuracy, or MAE and R².
-        - ``callbacks``: ``anyfc.callbacks`` objects (early stopping, checkpoints,
-          learning-rate control, CSV logs) or your own ``Callback`` subclasses.
-        - ``sample_weight`` (one weight per row) and ``class_weight`` (``{class:
-          weight}`` or ``"balanced"``) weight each row's loss; both multiply. The loss is
-          ``(1/n) Σ_k w_k e_k``, as Keras's. Their product is checked in the model's
-          dtype (finite, ≥ 0, not all 0). Class weights apply to the training rows only:
-          with ``validation_split`` the held-out rows keep their ``sample_weight`` but
-          get no class weight (``val_loss`` is what ``validation_data`` on those rows
-          gives), and ``"balanced"`` counts the training rows alone, as Keras does.
-        - ``merge_last``: a last batch smaller than a layer needs (BatchNorm: 2 rows)
-          joins the batch before it, instead of the fit being refused (in-memory data).
-        - Dask arrays larger than memory: with ``strategy="auto"`` they are streamed a
-          chunk at a time to a model on any other backend; ``strategy="data_parallel"``
-          computes each step's gradients chunk by chunk where the chunks live (Dask
-          workers) and adds them up (``anyfc.training.data``).
-
         Every argument is checked before anything changes; an epoch that raises or
-        diverges is undone (``anyfc.training.loop``).
+        diverges is undone (``anyfc.training.loop``), so the model and its optimizer keep
+        their state from before that epoch.
+
+        Parameters
+        ----------
+        X : array-like
+            The inputs, one sample per row: an array of any supported library (or nested
+            lists), moved to the model's backend and device once; or a Dask array larger
+            than memory (see ``strategy``).
+        y : array-like
+            The targets: class labels ``0..n-1`` or one-hot rows for
+            ``softmax_cross_entropy``, 0/1 values for ``binary_cross_entropy``, values
+            for ``mean_squared_error``.
+        epochs : int, default 1
+            Passes over the data (0 trains nothing).
+        batch_size : int, default 32
+            Rows per mini-batch.
+        optimizer : anyfc.optimizers.Optimizer or str, optional
+            Default: the one this model last trained with, else ``Adam()``; its learning
+            rate may be a schedule (``anyfc.schedules``).
+        validation_data : tuple, optional
+            ``(X, y)`` held out, scored after each epoch (``val_`` metrics).
+        validation_split : float, default 0
+            Or the last fraction of the rows (before shuffling) held out, as in Keras.
+        shuffle : bool or str, default True
+            Shuffle the rows each epoch; ``"cumulative"`` permutes the previous epoch's
+            order each epoch, as scikit-learn's MLP (in-memory data).
+        seed : int, numpy.random.Generator or numpy.random.RandomState, optional
+            Fixes the shuffling (default: from ``anyfc.set_seed``'s stream).
+        verbose : int, default 1
+            0 silent, 1 a progress bar per epoch (where the output is a terminal), 2 one
+            line per epoch.
+        strategy : str, default "auto"
+            For Dask arrays: ``"auto"`` streams them a chunk at a time to a model on any
+            other backend; ``"data_parallel"`` computes each step's gradients chunk by
+            chunk where the chunks live (Dask workers) and adds them up
+            (``anyfc.training.data``).
+        callbacks : sequence of anyfc.callbacks.Callback, optional
+            Early stopping, checkpoints, learning-rate control, CSV logs, or your own
+            ``Callback`` subclasses.
+        class_weight : dict or "balanced", optional
+            ``{class: weight}``, or ``"balanced"`` (``n / (n_classes · count_c)``),
+            weighting each row's loss; multiplies ``sample_weight``. Class weights apply
+            to the training rows only: with ``validation_split`` the held-out rows keep
+            their ``sample_weight`` but get no class weight (``val_loss`` is what
+            ``validation_data`` on those rows gives), and ``"balanced"`` counts the
+            training rows alone, as Keras does.
+        sample_weight : array-like, optional
+            One weight per row. The loss is ``(1/n) Σ_k w_k e_k``, as Keras's; the
+            product of the weights is checked in the model's dtype (finite, ≥ 0, not
+            all 0).
+        metrics : sequence, optional
+            What to report beside the loss, by name (``"accuracy"``,
+            ``"top_k_accuracy"``, ``"precision"``, ``"recall"``, ``"f1"``,
+            ``"roc_auc"``, ``"mae"``, ``"mse"``, ``"rmse"``, ``"r2"``) or as your own
+            function ``f(y_true, y_pred)`` (``anyfc.metrics``); default accuracy, or MAE
+            and R².
+        merge_last : bool, default False
+            A last batch smaller than a layer needs (BatchNorm: 2 rows) joins the batch
+            before it, instead of the fit being refused (in-memory data).
+
+        Returns
+        -------
+        History
+            The per-epoch metrics (``loss``, and ``accuracy`` or ``mae``/``r2``, and
+            their ``val_`` twins) and learning rates.
+
+        Raises
+        ------
+        ValueError
+            Data or arguments that do not fit (the Errors page of the documentation
+            lists them), before anything changes.
+        TypeError
+            Data of the wrong kind (strings, complex numbers, masked arrays).
+        FloatingPointError
+            Training diverged, naming the epoch and the learning rate; the model is back
+            where that epoch started.
         """
         return loop.fit(self, X, y, epochs=epochs, batch_size=batch_size,
                         optimizer=optimizer, validation_data=validation_data,
@@ -489,9 +761,27 @@ class Sequential:
                         metrics=metrics, merge_last=merge_last)
 
     def adopt(self, opt: optimizers.Optimizer) -> dict[str, Any]:
-        """``opt``'s state, checked against this model's parameters (the same paths and
-        shapes) and moved to where the model lives — not yet set: ``fit`` commits it once
-        everything is checked."""
+        """Return ``opt``'s state checked against this model and moved to where it lives.
+
+        Not yet set: ``fit`` commits it once everything is checked.
+
+        Parameters
+        ----------
+        opt : anyfc.optimizers.Optimizer
+            An optimizer, fresh or used with this model.
+
+        Returns
+        -------
+        dict
+            The optimizer's state, ``{path: {slot: array}}``, on the model's backend,
+            device and dtype.
+
+        Raises
+        ------
+        ValueError
+            State for other parameters (the same paths and shapes are needed): the
+            optimizer was used with another model.
+        """
         params = self.state(rng=False).params
         for key, values in opt.state.items():
             for slot, value in values.items():
@@ -505,9 +795,21 @@ class Sequential:
         return opt.moved_state(self.xp, self.device, self.dtype)
 
     def check_min_batch(self, smallest: int, why: str) -> None:
-        """Refuse, before training, batches smaller than a layer needs (BatchNorm: 2):
-        ``why`` says where the ``smallest`` batch comes from (``{smallest}`` in it is
-        filled in)."""
+        """Refuse, before training, batches smaller than a layer needs (BatchNorm: 2).
+
+        Parameters
+        ----------
+        smallest : int
+            The fewest rows a training batch of the fit will have.
+        why : str
+            Where that batch comes from, for the message (``{smallest}`` in it is filled
+            in).
+
+        Raises
+        ------
+        ValueError
+            A layer needs more rows, naming it.
+        """
         for i, layer in enumerate(self.layers):
             if smallest and smallest < layer.min_batch:
                 raise ValueError(f"layer {i} ({type(layer).__name__}) needs at least "
@@ -515,15 +817,29 @@ class Sequential:
                                  why.format(smallest=smallest))
 
     def check_values(self) -> None:
-        """Each layer's values are ones it accepts (a running variance ≥ 0, ...)."""
+        """Check that each layer's values are ones it accepts (a running variance ≥ 0, ...).
+
+        Raises
+        ------
+        ValueError
+            Values a layer refuses, naming the layer.
+        """
         _check_values(self.layers)
 
     def check_settings(self) -> None:
-        """Every layer's settings (changed since construction, say ``rate = 1.5``) and the
-        loss's are still ones their classes accept (``Layer.check_settings``,
-        ``Loss.check_settings``). Reads Python attributes
-        only: ``fit``, ``save``, ``predict``, ``evaluate`` and ``anyfc.onnx.export`` call
-        it first (``fit`` and ``save`` also ``Optimizer.check_settings``)."""
+        """Check that every layer's and the loss's settings are still ones their classes accept.
+
+        A setting may have been changed since construction (say ``rate = 1.5``, or
+        ``loss.reduction = "mean"``): ``Layer.check_settings``, ``Loss.check_settings``.
+        Reads Python attributes only: ``fit``, ``save``, ``predict``, ``evaluate`` and
+        ``anyfc.onnx.export`` call it first (``fit`` and ``save`` also
+        ``Optimizer.check_settings``).
+
+        Raises
+        ------
+        ValueError
+            A bad setting, naming the layer (or the loss) and the setting.
+        """
         for i, layer in enumerate(self.layers):
             try:
                 layer.check_settings()
@@ -565,10 +881,26 @@ class Sequential:
             yield start, X[start:min(start + step, n), ...]
 
     def predict(self, X: Any, *, batch_size: int | None = 1024) -> Array:
-        """Class probabilities (softmax or sigmoid) for the classification losses, the
-        raw output for MSE; on the model's backend and device. For a Dask array, a
-        lazy Dask array computed chunk by chunk (in parallel on Dask's workers).
-        Keeps nothing on the model: safe from many threads at once."""
+        """Predict: class probabilities, or the raw output for regression.
+
+        Keeps nothing on the model: safe from many threads at once.
+
+        Parameters
+        ----------
+        X : array-like
+            The inputs, of any supported library (or nested lists), moved to the
+            model's backend and device once; or a Dask array.
+        batch_size : int or None, default 1024
+            Rows per forward pass (``None``: all at once).
+
+        Returns
+        -------
+        array
+            Softmax or sigmoid probabilities for the classification losses, the raw
+            output for ``mean_squared_error``; on the model's backend and device. For a
+            Dask array, a lazy Dask array computed chunk by chunk (in parallel on Dask's
+            workers).
+        """
         batch_size = _validation.batch_size(batch_size, allow_none=True)
         self.check()
         self.check_settings()  # a setting reassigned since (eps < 0, alpha = inf)
@@ -586,17 +918,44 @@ class Sequential:
     def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 1024,
                  sample_weight: Any = None,
                  metrics: Sequence[Any] | None = None) -> dict[str, float]:
-        """``{"loss": ..., "accuracy": ...}`` for the classification losses, ``{"loss":
-        ..., "mae": ..., "r2": ...}`` for regression (R² averaged over outputs, as
-        scikit-learn's ``r2_score``), or the loss and ``metrics`` (as in ``fit``). With
-        ``sample_weight`` the loss is weighted. Dask arrays are streamed a chunk at a
-        time. Keeps nothing on the model."""
+        """Score the model on ``(X, y)``: the loss and the metrics.
+
+        Dask arrays are streamed a chunk at a time. Keeps nothing on the model.
+
+        Parameters
+        ----------
+        X : array-like
+            The inputs, as for ``fit``.
+        y : array-like
+            The targets, as for ``fit``.
+        batch_size : int or None, default 1024
+            Rows per forward pass (``None``: all at once).
+        sample_weight : array-like, optional
+            One weight per row, weighting the loss.
+        metrics : sequence, optional
+            As in ``fit``.
+
+        Returns
+        -------
+        dict
+            ``{"loss": ..., "accuracy": ...}`` for the classification losses,
+            ``{"loss": ..., "mae": ..., "r2": ...}`` for regression (R² averaged over
+            outputs, as scikit-learn's ``r2_score``), or the loss and ``metrics``;
+            Python floats.
+        """
         return loop.evaluate(self, X, y, batch_size=batch_size, sample_weight=sample_weight,
                              metrics=metrics)
 
     def summary(self, file: Any = None) -> None:
-        """Print the layers with their output shapes and parameter counts, then the
-        totals and where the model lives (backend, device, dtype, loss)."""
+        """Print the layers with their output shapes and parameter counts.
+
+        Then the totals and where the model lives (backend, device, dtype, loss).
+
+        Parameters
+        ----------
+        file : file-like, optional
+            Where to print (default: standard output).
+        """
         rows = [("#", "layer", "output shape", "params")]
         width, total, buffers = None, 0, 0
         for i, layer in enumerate(self.layers):

@@ -89,10 +89,14 @@ from . import layers as _layers
 from .layers import Dense
 from .model import Sequential
 
+#: The oldest opset written: Softmax over one axis (axis=-1), Gemm with a broadcast bias.
 MIN_OPSET = 13  # Softmax over one axis (axis=-1), Gemm with a broadcast 1-D bias
+#: The opset written by default: run by onnxruntime >= 1.13, written by onnx >= 1.12.
 DEFAULT_OPSET = 17  # run by onnxruntime >= 1.13 and written by onnx >= 1.12
 
+#: What ``export(output=...)`` takes.
 OUTPUTS = ("probabilities", "logits")
+#: The name of the graph's input.
 INPUT_NAME = "input"
 
 _INSTALL = "pip install 'anyfc[onnx]' (from a clone: pip install -e '.[onnx]')"
@@ -103,6 +107,18 @@ Form = Callable[[Any, "Builder"], None]
 
 class Builder:
     """What a hook ``onnx_nodes(builder)`` (or a form in a registry) works with.
+
+    ``export`` makes one per model; a hook reads ``current``, adds initializers and
+    nodes with the methods below, and sets ``current`` to its output's name.
+
+    Parameters
+    ----------
+    onnx : module
+        The ``onnx`` package.
+    dtype : numpy.dtype
+        The model's float dtype.
+    opset : int
+        The opset the graph is written for.
 
     Attributes
     ----------
@@ -116,18 +132,6 @@ class Builder:
     prefix : str
         ``"layers.<i>"`` for layer ``i`` (``"output"`` for the loss's output function);
         the names below are made under it.
-
-    Methods
-    -------
-    add_initializer(name, array) -> str
-        Store ``array`` (a NumPy array, or any backend's: it is copied to the host once)
-        in the file and return the tensor's name, ``"<prefix>.<name>"`` (made unique).
-        Floating arrays are stored in the model's dtype and must be finite; integer
-        arrays (shapes, axes) as int64.
-    add_node(op_type, inputs, **attributes) -> str
-        Add a standard ONNX operator (default domain) reading the tensors named in
-        ``inputs`` ("" for an omitted optional input), with these attributes, and return
-        the name of its (first) output.
     """
 
     def __init__(self, onnx: Any, dtype: np.dtype[Any], opset: int) -> None:
@@ -149,6 +153,30 @@ class Builder:
         return candidate
 
     def add_initializer(self, name: str, array: Any) -> str:
+        """Store an array in the file, as a tensor the graph's nodes can read.
+
+        Floating arrays are stored in the model's dtype and must be finite; integer
+        arrays (shapes, axes) as int64.
+
+        Parameters
+        ----------
+        name : str
+            The tensor's name within the layer.
+        array : array
+            A NumPy array, or any backend's (it is copied to the host once).
+
+        Returns
+        -------
+        str
+            The tensor's full name, ``"<prefix>.<name>"`` (made unique).
+
+        Raises
+        ------
+        ValueError
+            A floating array holding NaN or infinity.
+        TypeError
+            An array neither floating, integer nor bool.
+        """
         a = _backend.to_numpy(array)
         if a.dtype.kind == "f":
             a = a.astype(self.dtype, copy=False)
@@ -165,6 +193,29 @@ class Builder:
         return full
 
     def add_node(self, op_type: str, inputs: Sequence[str], /, **attributes: Any) -> str:
+        """Add a standard ONNX operator (default domain) to the graph.
+
+        Parameters
+        ----------
+        op_type : str
+            The operator (``"Gemm"``, ``"Relu"``, ``"Mul"``, ...).
+        inputs : sequence of str
+            The names of the tensors it reads (``""`` for an omitted optional input).
+        **attributes
+            The operator's attributes (``alpha=0.2``, ``axis=-1``).
+
+        Returns
+        -------
+        str
+            The name of its (first) output.
+
+        Raises
+        ------
+        TypeError
+            ``inputs`` given as one string.
+        ValueError
+            An input that no node, initializer or graph input produces.
+        """
         if isinstance(inputs, str):
             raise TypeError(f"add_node({op_type!r}, ...) needs a list of input names, "
                             f"got the string {inputs!r}")
@@ -319,9 +370,25 @@ def _layer_norm(layer: Any, builder: Builder) -> None:
 
 def add_activation(builder: Builder, activation: activations.Activation,
                    owner: Any = None) -> None:
-    """Add the nodes of ``activation`` (an ``anyfc.activations.Activation``) applied to
-    ``builder.current``: its ``onnx_nodes(builder)``, else its ``ACTIVATION_FORMS``
-    entry. For layers that hold an activation (``owner``, named in errors)."""
+    """Add the nodes of an activation applied to ``builder.current``.
+
+    Its ``onnx_nodes(builder)``, else its ``ACTIVATION_FORMS`` entry. For the forms of
+    layers that hold an activation.
+
+    Parameters
+    ----------
+    builder : Builder
+        The builder.
+    activation : anyfc.activations.Activation
+        The activation.
+    owner : object, optional
+        The layer that holds it, named in errors.
+
+    Raises
+    ------
+    TypeError
+        An activation with no ONNX form.
+    """
     holder = f" ({type(owner).__name__})" if owner is not None else ""
     _emit(activation, builder, "ACTIVATION_FORMS",
           f"{builder.prefix}{holder} has activation {type(activation).__name__}")
@@ -464,21 +531,29 @@ def export(model: Sequential, path: str | os.PathLike[str], *, opset: int | None
 
     Parameters
     ----------
-    model : a ``Sequential`` on any backend and device; its parameters are copied to the
-        host once, in its dtype (float32 or float64).
-    path : the file to write (usually ``*.onnx``); its folder must exist. Written to a
+    model : Sequential
+        The model, on any backend and device; its parameters are copied to the host
+        once, in its dtype (float32 or float64).
+    path : str or os.PathLike
+        The file to write (usually ``*.onnx``); its folder must exist. Written to a
         temporary file beside it and renamed over it, so an interrupted export leaves any
         previous file intact.
-    opset : the ONNX opset (default ``DEFAULT_OPSET``); from ``MIN_OPSET`` to the newest
-        the installed onnx knows. The file declares the oldest IR version that opset
-        allows, so older runtimes read it.
-    output : ``"probabilities"`` (default: the graph ends with the loss's output function,
-        and computes what ``model.predict`` returns) or ``"logits"`` (the last layer's
-        raw output).
+    opset : int, optional
+        The ONNX opset (default ``DEFAULT_OPSET``); from ``MIN_OPSET`` to the newest the
+        installed onnx knows. The file declares the oldest IR version that opset allows,
+        so older runtimes read it.
+    output : {"probabilities", "logits"}, default "probabilities"
+        ``"probabilities"``: the graph ends with the loss's output function, and
+        computes what ``model.predict`` returns; ``"logits"``: the last layer's raw
+        output.
 
-    Raises ``ImportError`` without onnx; ``TypeError``/``ValueError`` for a bad argument,
-    or a layer (or activation, or loss) with no ONNX form (see the module's docstring) —
-    all before anything is written.
+    Raises
+    ------
+    ImportError
+        onnx is not installed.
+    TypeError, ValueError
+        A bad argument, or a layer (or activation, or loss) with no ONNX form (see the
+        module's docstring) — all before anything is written.
     """
     try:
         import onnx

@@ -25,7 +25,24 @@ Rate = float | Schedule | dict[str, Any]  # a learning rate: a number or a sched
 
 
 def slot(xp: ModuleType, state: State, key: str, p: Array) -> Array:
-    """``state[key]``, created as zeros like ``p`` on first use."""
+    """Return ``state[key]``, created as zeros like ``p`` on first use.
+
+    Parameters
+    ----------
+    xp : module
+        The Array API namespace of ``p``.
+    state : dict
+        One parameter's state, ``{slot name: array}``.
+    key : str
+        The slot's name (``"v"``, ``"m"``, ...).
+    p : array
+        The parameter.
+
+    Returns
+    -------
+    array
+        The slot's array (not stored: the caller stores the updated one).
+    """
     value = state.get(key)
     return xp.zeros_like(p) if value is None else value
 
@@ -60,21 +77,42 @@ def _subtract_scaled(p: Array, a: Any, g: Array) -> Array:
 
 
 class Optimizer:
-    """Base class. Subclasses implement ``update(xp, p, g, state) -> new p`` and name the
-    per-parameter state arrays they keep in ``slots`` (each shaped like its parameter).
+    """Base class of the optimizers.
 
+    Subclasses implement ``update(xp, p, g, state) -> new p`` and name the
+    per-parameter state arrays they keep in ``slots`` (each shaped like its parameter).
     The learning rate ``lr`` is a number or a ``schedules.Schedule`` (or its config
     dict); ``learning_rate()`` is the rate of the next step, and ``update`` uses the
     rate of the step in progress, ``lr_t``.
 
     Gradient clipping (Keras's ``clipvalue``/``clipnorm``) acts on the gradients
-    ``∂E/∂p`` of all parameters together, before weight decay and the update:
+    ``∂E/∂p`` of all parameters together, before weight decay and the update::
 
         g ← clip(g, -c_v, c_v)                       (clipvalue c_v, each coordinate)
         ‖g‖ = √(Σ_all parameters Σ g²);  g ← g · c_n / max(‖g‖, c_n)    (clipnorm c_n)
 
     value clipping first, then the norm, when both are set. The norm is a 0-d array
     computed where the gradients are: clipping reads nothing back to the host.
+
+    Parameters
+    ----------
+    lr : float, anyfc.schedules.Schedule or dict
+        The learning rate ``η > 0``, or a schedule (or its config dict).
+    weight_decay : float, default 0
+        ``λ ≥ 0``: L2 weight decay, ``g ← g + λ·p`` (decoupled in ``AdamW``).
+    clipnorm : float, optional
+        ``c_n > 0``: clip the gradients' global norm.
+    clipvalue : float, optional
+        ``c_v > 0``: clip each gradient coordinate to ``[-c_v, c_v]``.
+
+    Attributes
+    ----------
+    t : int
+        The number of steps taken.
+    epoch : int
+        The number of epochs completed.
+    state : dict
+        Each parameter's state by path (``"layers.0.w"``): ``{slot: array}``.
     """
 
     slots: tuple[str, ...] = ()
@@ -107,8 +145,14 @@ class Optimizer:
             self._lr = _check("lr", value)
 
     def learning_rate(self) -> float:
-        """The rate of the next step: ``lr``, or ``lr(t)`` for a per-step schedule
-        (``t`` steps taken) and ``lr(epoch)`` for a per-epoch one."""
+        """Return the rate of the next step.
+
+        Returns
+        -------
+        float
+            ``lr``, or ``lr(t)`` for a per-step schedule (``t`` steps taken) and
+            ``lr(epoch)`` for a per-epoch one.
+        """
         lr = self._lr
         if not isinstance(lr, Schedule):
             return lr
@@ -121,8 +165,22 @@ class Optimizer:
     def step(self, layers: Sequence[Any], lr: Any = None) -> None:
         """Update every parameter of ``layers`` from its gradient (after ``backward``).
 
-        ``lr`` overrides ``learning_rate()`` for this step: a number, or a 0-d array
-        (a traced scalar inside a compiled step) that is used as it is, never read."""
+        The gradients are clipped first (``clipvalue``, ``clipnorm``), then each
+        parameter ``p`` becomes ``update(xp, p, g, state)``.
+
+        Parameters
+        ----------
+        layers : sequence of anyfc.Layer
+            The model's layers, whose ``grad_<name>`` are set.
+        lr : float or 0-d array, optional
+            Overrides ``learning_rate()`` for this step: a number, or a 0-d array (a
+            traced scalar inside a compiled step) that is used as it is, never read.
+
+        Raises
+        ------
+        RuntimeError
+            A layer without its gradients (``backward`` was not called).
+        """
         found = []
         for i, layer in enumerate(layers):
             for name in layer.param_names:
@@ -164,19 +222,75 @@ class Optimizer:
         return grads
 
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
+        """Compute one parameter's new value from its (clipped) gradient.
+
+        The rule of the optimizer (the class docstring gives its equations), at the rate
+        of the step in progress, ``self.lr_t``; ``self.t`` is the step's number (from 1).
+        Written against ``xp`` only: in place where the library allows it
+        (``anyfc._backend``'s kernels), a new array where it does not (JAX).
+
+        Parameters
+        ----------
+        xp : module
+            The Array API namespace of ``p``.
+        p : array
+            The parameter.
+        g : array
+            Its gradient ``∂E/∂p``, clipped, of ``p``'s shape.
+        state : dict
+            The parameter's state, ``{slot: array}`` for the names in ``slots``
+            (empty on the first step: ``slot`` creates them); updated by the method.
+
+        Returns
+        -------
+        array
+            The new value of ``p`` (``p`` itself when updated in place).
+        """
         raise NotImplementedError
 
     def to(self, backend: Any, device: Any = None, dtype: Any = None) -> Optimizer:
-        """Move every state array (velocities, moments) like ``Sequential.to`` (all or
-        nothing: every array is converted before the state is replaced)."""
+        """Move every state array (velocities, moments), like ``Sequential.to``.
+
+        All or nothing: every array is converted before the state is replaced.
+
+        Parameters
+        ----------
+        backend : str or module
+            The backend.
+        device : str, device object or None
+            The device (``None``: the backend's default device).
+        dtype : str, dtype or None
+            The floating dtype (``None``: the arrays' own).
+
+        Returns
+        -------
+        Optimizer
+            ``self``.
+        """
         self.state = self.moved_state(backend, device, dtype)
         return self
 
     def moved_state(self, backend: Any, device: Any = None, dtype: Any = None
                     ) -> dict[str, State]:
-        """The state converted as ``to`` would, without changing the optimizer: arrays
-        already in place as they are, the others as copies (never sharing memory with
-        the source, which may be immutable, read-only or still held elsewhere)."""
+        """Return the state converted as ``to`` would, without changing the optimizer.
+
+        Arrays already in place as they are, the others as copies (never sharing memory
+        with the source, which may be immutable, read-only or still held elsewhere).
+
+        Parameters
+        ----------
+        backend : str or module
+            The backend.
+        device : str, device object or None
+            The device (``None``: the backend's default device).
+        dtype : str, dtype or None
+            The floating dtype (``None``: the arrays' own).
+
+        Returns
+        -------
+        dict
+            ``{path: {slot: array}}``.
+        """
         def moved(value: Array) -> Array:
             same = _backend.to_backend(value, backend, device, dtype)
             return same if same is value else _backend.to_backend(
@@ -186,9 +300,15 @@ class Optimizer:
                 for key, state in self.state.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"t": steps, "epoch": epochs, "state.<layer>.<param>.<slot>": array, ...}``
-        (``<layer>`` the layer's position: the checkpoint's names for ``state``'s
-        ``"layers.<layer>.<param>"`` paths)."""
+        """Return the counters and the state arrays by name, as checkpoints store them.
+
+        Returns
+        -------
+        dict
+            ``{"t": steps, "epoch": epochs, "state.<layer>.<param>.<slot>": array, ...}``
+            (``<layer>`` the layer's position: the checkpoint's names for ``state``'s
+            ``"layers.<layer>.<param>"`` paths).
+        """
         out: dict[str, Any] = {"t": self.t, "epoch": self.epoch}
         for key, state in self.state.items():
             position, name = split_path(key)
@@ -198,11 +318,31 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: dict[str, Any], backend: Any = None,
                         device: Any = None, dtype: Any = None) -> None:
-        """Restore ``state_dict()``'s output, moving arrays to ``backend``/``device``.
+        """Restore ``state_dict()``'s output.
+
         All or nothing: the step and epoch counts (each optional, 0 when absent), every
         entry's name (a slot this optimizer keeps) and every array (real numbers) are
         checked, and copied, before the state changes. Shapes are checked against a
-        model's parameters when ``fit`` adopts the state."""
+        model's parameters when ``fit`` adopts the state.
+
+        Parameters
+        ----------
+        state_dict : dict
+            What ``state_dict()`` returned.
+        backend : str, module or None
+            The backend to copy the arrays to (``None``: the default backend).
+        device : str, device object or None
+            The device (``None``: the backend's default device).
+        dtype : str, dtype or None
+            The floating dtype (``None``: the arrays' own).
+
+        Raises
+        ------
+        ValueError
+            A bad count or an entry this optimizer does not keep.
+        TypeError
+            An entry that is no (real) array.
+        """
         t, epoch = state_dict.get("t", 0), state_dict.get("epoch", 0)
         for kind, name, count in (("step", "t", t), ("epoch", "epoch", epoch)):
             if (isinstance(count, bool) or not isinstance(count, numbers.Integral)
@@ -229,15 +369,26 @@ class Optimizer:
         self.t, self.epoch, self.state = int(t), int(epoch), new_state
 
     def snapshot(self) -> dict[str, Any]:
-        """Copies (on the device) of the state, with the step and epoch counts and the
-        learning rate, for ``restore`` (an undone epoch)."""
+        """Copy the state (on the device), with the step and epoch counts and the rate.
+
+        Returns
+        -------
+        dict
+            What ``restore`` takes (to undo an epoch).
+        """
         return {"state": {key: {k: _backend.namespace_of(v).asarray(v, copy=True)
                                 for k, v in values.items()}
                           for key, values in self.state.items()},
                 "counters": (self.t, self.epoch, self.lr)}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
-        """Go back to ``snapshot()``'s state and counters."""
+        """Go back to ``snapshot()``'s state and counters.
+
+        Parameters
+        ----------
+        snapshot : dict
+            What ``snapshot()`` returned.
+        """
         self.state = snapshot["state"]
         self.t, self.epoch, self.lr = snapshot["counters"]
 
@@ -260,9 +411,16 @@ class Optimizer:
     _counters = ("t", "epoch", "state", "lr_t")  # what training changes: not settings
 
     def config(self) -> dict[str, Any]:
-        """The hyper-parameters, plain JSON data (a schedule as ``schedules.to_config``
-        gives it: anyfc's as its ``config()``, a registered one as its spec):
-        ``type(self)(**config)`` builds the same optimizer again."""
+        """Return the hyper-parameters as plain JSON data.
+
+        ``type(self)(**config)`` builds the same optimizer again.
+
+        Returns
+        -------
+        dict
+            ``{"lr": ..., setting: value, ...}``; a schedule as ``schedules.to_config``
+            gives it (anyfc's as its ``config()``, a registered one as its spec).
+        """
         lr = self._lr
         out: dict[str, Any] = {"lr": schedules.to_config(lr) if isinstance(lr, Schedule)
                                else lr}
@@ -276,9 +434,16 @@ class Optimizer:
     _off_by_default = ("eps_hat", "lr_in_velocity")
 
     def check_settings(self) -> None:
-        """A ``ValueError`` if a hyper-parameter reassigned since construction (say
-        ``opt.beta1 = 2.0``) is not one the class accepts: the class checks its own
-        ``config()`` by building a throw-away copy (no arrays)."""
+        """Check that the hyper-parameters are still ones the class accepts.
+
+        One may have been reassigned since construction (say ``opt.beta1 = 2.0``): the
+        class checks its own ``config()`` by building a throw-away copy (no arrays).
+
+        Raises
+        ------
+        ValueError
+            A bad setting, naming it.
+        """
         config = self.config()
         if not isinstance(self._lr, Schedule):
             config["lr"] = _check("lr", self._lr) or 1.0  # 0 is accepted by assignment
@@ -295,7 +460,9 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional momentum and L2 weight decay:
+    """Stochastic gradient descent with optional momentum and L2 weight decay.
+
+    ::
 
         g ← g + λ·p                       (weight_decay λ)
         v ← μ·v + g                       (momentum μ)
@@ -303,9 +470,24 @@ class SGD(Optimizer):
 
     With ``momentum=0`` this is the article's ``p -= η·g``. With ``lr_in_velocity=True``
     the rate of each step goes into the velocity instead (Keras's and scikit-learn's
-    form; the same steps while the rate is constant, other steps when it changes):
+    form; the same steps while the rate is constant, other steps when it changes)::
 
         v ← μ·v + η·g;   p ← p - v        (or p - (μ·v + η·g) with nesterov)
+
+    Parameters
+    ----------
+    lr : float, anyfc.schedules.Schedule or dict, default 0.01
+        The learning rate ``η``, or a schedule.
+    momentum : float, default 0
+        ``μ`` in [0, 1].
+    nesterov : bool, default False
+        Nesterov's momentum (needs ``momentum > 0``).
+    weight_decay : float, default 0
+        ``λ ≥ 0``.
+    clipnorm, clipvalue : float, optional
+        Gradient clipping (see ``Optimizer``).
+    lr_in_velocity : bool, default False
+        Put the rate into the velocity (above).
     """
 
     slots = ("v",)
@@ -335,9 +517,22 @@ class SGD(Optimizer):
 
 
 class AdaGrad(Optimizer):
-    """AdaGrad: per-coordinate steps shrink with the sum of squared gradients:
+    """AdaGrad: per-coordinate steps shrink with the sum of squared gradients.
+
+    ::
 
         h ← h + g²;   p ← p - η·g / (√h + ε)
+
+    Parameters
+    ----------
+    lr : float, anyfc.schedules.Schedule or dict, default 0.01
+        The learning rate ``η``, or a schedule.
+    eps : float, default 1e-8
+        ``ε > 0``.
+    weight_decay : float, default 0
+        ``λ ≥ 0``: ``g ← g + λ·p``.
+    clipnorm, clipvalue : float, optional
+        Gradient clipping (see ``Optimizer``).
     """
 
     slots = ("h",)
@@ -355,9 +550,24 @@ class AdaGrad(Optimizer):
 
 
 class RMSProp(Optimizer):
-    """RMSProp: like AdaGrad with an exponential moving average of g²:
+    """RMSProp: like AdaGrad with an exponential moving average of g².
+
+    ::
 
         h ← ρ·h + (1-ρ)·g²;   p ← p - η·g / (√h + ε)
+
+    Parameters
+    ----------
+    lr : float, anyfc.schedules.Schedule or dict, default 0.001
+        The learning rate ``η``, or a schedule.
+    rho : float, default 0.9
+        ``ρ`` in [0, 1].
+    eps : float, default 1e-8
+        ``ε > 0``.
+    weight_decay : float, default 0
+        ``λ ≥ 0``: ``g ← g + λ·p``.
+    clipnorm, clipvalue : float, optional
+        Gradient clipping (see ``Optimizer``).
     """
 
     slots = ("h",)
@@ -378,7 +588,9 @@ class RMSProp(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam, with bias-corrected moment estimates (step t = 1, 2, ...):
+    """Adam, with bias-corrected moment estimates (step t = 1, 2, ...).
+
+    ::
 
         m ← β₁·m + (1-β₁)·g;   v ← β₂·v + (1-β₂)·g²
         p ← p - η · (m / (1-β₁ᵗ)) / (√(v / (1-β₂ᵗ)) + ε)
@@ -386,11 +598,26 @@ class Adam(Optimizer):
     ``weight_decay`` adds ``λ·p`` to the gradient (L2); see ``AdamW`` for the
     decoupled form. With ``eps_hat=True``, ``ε`` is Kingma & Ba's ε̂ (the formula before
     their section 2.1; TensorFlow 1's, Keras 2's and scikit-learn's Adam): it is added to
-    ``√v`` before the bias correction,
+    ``√v`` before the bias correction::
 
         p ← p - η·√(1-β₂ᵗ)/(1-β₁ᵗ) · m / (√v + ε)
 
     (the two differ only where ``√v`` is comparable to ``ε``).
+
+    Parameters
+    ----------
+    lr : float, anyfc.schedules.Schedule or dict, default 1e-3
+        The learning rate ``η``, or a schedule.
+    beta1, beta2 : float, default 0.9 and 0.999
+        ``β₁``, ``β₂`` in [0, 1].
+    eps : float, default 1e-8
+        ``ε > 0``.
+    weight_decay : float, default 0
+        ``λ ≥ 0``.
+    clipnorm, clipvalue : float, optional
+        Gradient clipping (see ``Optimizer``).
+    eps_hat : bool, default False
+        Add ``ε`` before the bias correction (above).
     """
 
     slots = ("m", "v")
@@ -424,9 +651,26 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter):
+    """Adam with decoupled weight decay (Loshchilov & Hutter).
+
+    ::
 
         p ← p - η·λ·p, then the Adam step on the undecayed gradient.
+
+    Parameters
+    ----------
+    lr : float, anyfc.schedules.Schedule or dict, default 1e-3
+        The learning rate ``η``, or a schedule.
+    beta1, beta2 : float, default 0.9 and 0.999
+        ``β₁``, ``β₂`` in [0, 1].
+    eps : float, default 1e-8
+        ``ε > 0``.
+    weight_decay : float, default 0.01
+        ``λ ≥ 0``, decoupled.
+    clipnorm, clipvalue : float, optional
+        Gradient clipping (see ``Optimizer``).
+    eps_hat : bool, default False
+        As in ``Adam``.
     """
 
     def __init__(self, lr: Rate = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
@@ -442,6 +686,8 @@ class AdamW(Adam):
         return self._adam_step(xp, p, g, state)
 
 
+#: anyfc's optimizer classes by short name: the names ``fit(optimizer=...)`` and ``get``
+#: take.
 OPTIMIZERS: dict[str, type[SGD] | type[AdaGrad] | type[RMSProp] | type[Adam]] = {
     "sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW,
 }
@@ -453,10 +699,29 @@ for _cls in OPTIMIZERS.values():
 
 
 def get(optimizer: str | Optimizer | dict[str, Any] | None) -> Optimizer:
-    """An optimizer from a short name (``OPTIMIZERS``) or registered name (with default
-    hyper-parameters), from its spec (``{"type": "SGD", "config": {"lr": 0.1}}``,
-    ``anyfc.registry``), or itself; ``None`` gives ``Adam()``.
+    """Build an optimizer from any of the forms ``fit`` takes.
 
+    Parameters
+    ----------
+    optimizer : str, dict, Optimizer or None
+        A short name (``OPTIMIZERS``) or registered name (with default
+        hyper-parameters), a spec (``{"type": "SGD", "config": {"lr": 0.1}}``,
+        ``anyfc.registry``), or the optimizer itself; ``None`` gives ``Adam()``.
+
+    Returns
+    -------
+    Optimizer
+        The optimizer (``optimizer`` itself when it is one).
+
+    Raises
+    ------
+    ValueError
+        An unknown name, listing the valid ones, or bad settings.
+    TypeError
+        An optimizer class given instead of an instance (the message says so).
+
+    Examples
+    --------
     >>> get("sgd").config()["momentum"]
     0.0
     """

@@ -2,7 +2,7 @@
 learning-rate schedules.
 
 A checkpoint (and an ONNX file's ``anyfc.architecture``) names each object by the name its
-*exact class* is registered under, with the settings that rebuild it:
+*exact class* is registered under, with the settings that rebuild it::
 
     spec(obj) == {"type": <registered name>, "config": <JSON data>}
     build(kind, spec) -> an object of exactly that class, ``cls(**config)``
@@ -52,7 +52,15 @@ Shapes = dict[str, tuple[int, ...]]
 
 
 class UnregisteredError(TypeError):
-    """An object whose exact class is not registered, so no file can name it."""
+    """An object whose exact class is not registered, so no file can name it.
+
+    Parameters
+    ----------
+    message : str
+        What happened and what to do (decorate the class with ``@anyfc.register``).
+    cls : type
+        The unregistered class (also the attribute ``cls``).
+    """
 
     def __init__(self, message: str, cls: type) -> None:
         super().__init__(message)
@@ -107,13 +115,43 @@ def register(cls: None = None, *, name: str | None = None) -> Callable[[T], T]: 
 
 
 def register(cls: Any = None, *, name: str | None = None) -> Any:
-    """Register ``cls`` (a subclass of ``anyfc.Layer``, ``activations.Activation``,
-    ``losses.Loss``, ``optimizers.Optimizer`` or ``schedules.Schedule``) under ``name``
-    (default: its class name), so checkpoints can name and rebuild its objects; use as a
-    class decorator, bare or with ``name=``. ``cls(**obj.config())`` must build ``obj``
-    again. A name holds one class per kind: registering another class under a taken name
-    is a ``ValueError``; the same class defined again (its module or notebook cell run
-    twice: same module and qualified name) replaces the old definition."""
+    """Register a class, so checkpoints can name and rebuild its objects.
+
+    Use it as a class decorator, bare or with ``name=``. The class, ``cls``, is a
+    subclass of ``anyfc.Layer``, ``activations.Activation``, ``losses.Loss``,
+    ``optimizers.Optimizer`` or ``schedules.Schedule``; ``cls(**obj.config())`` must
+    build ``obj`` again. A name holds one class per kind; the same class defined again
+    (its module or notebook cell run twice: same module and qualified name) replaces the
+    old definition.
+
+    Parameters
+    ----------
+    name : str, optional
+        The name to register it under (default: its class name).
+
+    Returns
+    -------
+    type or callable
+        The class, registered (or, called with ``name=`` only, the decorator).
+
+    Raises
+    ------
+    TypeError
+        Not a class of one of those kinds.
+    ValueError
+        A name taken by another class, or a class registered already under another
+        name.
+
+    Examples
+    --------
+    >>> import anyfc
+    >>> @anyfc.register(name="doubled_relu")
+    ... class DoubledReLU(anyfc.activations.ReLU):
+    ...     def forward(self, xp, u):
+    ...         return 2 * xp.maximum(u, 0.0)
+    >>> anyfc.registry.name_of(DoubledReLU)
+    'doubled_relu'
+    """
     if cls is None:
         return lambda c: register(c, name=name)
     if not isinstance(cls, type):
@@ -157,12 +195,29 @@ def _qualified(cls: type) -> str:
 
 
 def classes(kind: str) -> Mapping[str, type]:
-    """The classes registered for ``kind``, by name: a read-only, live view."""
+    """Return the classes registered for ``kind``, by name.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``KINDS``.
+
+    Returns
+    -------
+    Mapping
+        ``{name: class}``, a read-only, live view.
+    """
     return MappingProxyType(_kind(kind).classes)
 
 
 def name_of(cls: type) -> str | None:
-    """The name ``cls`` itself is registered under (not a base class's), or ``None``."""
+    """Return the name a class itself is registered under (not a base class's).
+
+    Returns
+    -------
+    str or None
+        The name ``cls`` is registered under, or ``None``.
+    """
     entry = _NAMES.get(cls)
     return None if entry is None else entry[1]
 
@@ -198,10 +253,33 @@ def _settings(obj: Any, kind: _Kind) -> dict[str, Any]:
 
 
 def spec(obj: Any) -> dict[str, Any]:
-    """``{"type": <the name obj's exact class is registered under>, "config": <its
-    settings>}``, anyfc objects in the settings written as their own specs. An object of
-    a class that is not registered itself (an unregistered subclass of a registered
-    class too) is an ``UnregisteredError``: nothing could rebuild it."""
+    """Return the plain data that names ``obj``'s exact class and rebuilds it.
+
+    Parameters
+    ----------
+    obj : object
+        A layer, activation, loss, optimizer or schedule.
+
+    Returns
+    -------
+    dict
+        ``{"type": <the name obj's exact class is registered under>, "config": <its
+        settings>}``, anyfc objects in the settings written as their own specs.
+
+    Raises
+    ------
+    UnregisteredError
+        An object of a class that is not registered itself (an unregistered subclass
+        of a registered class too): nothing could rebuild it.
+    TypeError
+        Not an object of any kind.
+
+    Examples
+    --------
+    >>> import anyfc
+    >>> spec(anyfc.activations.LeakyReLU(0.2))
+    {'type': 'LeakyReLU', 'config': {'alpha': 0.2}}
+    """
     entry = _NAMES.get(type(obj))
     if entry is None:
         found = _kinds_of_class(type(obj))
@@ -251,10 +329,31 @@ def _short(value: Any) -> str:
 
 
 def build(kind: str, spec: Any, **kwargs: Any) -> Any:
-    """An object of the class registered under ``spec["type"]`` for ``kind``, built with
-    ``cls(**spec["config"], **kwargs)`` (a layer takes ``backend=``, ``device=`` and
-    ``dtype=``). An unknown kind or type, or a config the class refuses, is a
-    ``ValueError`` — never another exception (configs come from files)."""
+    """Build an object of the class registered under ``spec["type"]`` for ``kind``.
+
+    Built with ``cls(**spec["config"], **kwargs)``.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``KINDS``.
+    spec : dict
+        ``{"type": name, "config": settings}`` (``"config"`` may be left out).
+    **kwargs
+        More constructor arguments (a layer takes ``backend=``, ``device=`` and
+        ``dtype=``).
+
+    Returns
+    -------
+    object
+        The object.
+
+    Raises
+    ------
+    ValueError
+        An unknown kind or type, or a config the class refuses — never another
+        exception (configs come from files).
+    """
     k, cls, config = _resolve(kind, spec)
     try:
         return cls(**config, **kwargs)
@@ -280,10 +379,27 @@ def lookup(kind: str, value: Any, short: Mapping[str, Callable[[], Any]],
 
 
 def check(kind: str, spec: Any) -> Shapes:
-    """Validate ``spec`` without allocating any array; for a layer, return the shapes its
-    arrays will have (``cls.array_shapes(config)``: each a tuple of non-negative
-    integers), for the other kinds, which hold no arrays, ``{}`` (the object is built and
-    dropped). Every problem is a ``ValueError``."""
+    """Validate ``spec`` without allocating any array.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``KINDS``.
+    spec : dict
+        ``{"type": name, "config": settings}``.
+
+    Returns
+    -------
+    dict
+        For a layer, the shapes its arrays will have (``cls.array_shapes(config)``: each
+        a tuple of non-negative integers); for the other kinds, which hold no arrays,
+        ``{}`` (the object is built and dropped).
+
+    Raises
+    ------
+    ValueError
+        Every problem.
+    """
     k, cls, config = _resolve(kind, spec)
     if k.check is None:
         build(kind, spec)
@@ -349,12 +465,26 @@ def _canonical(value: Any, nested: list[Hashable]) -> Any:
 
 
 def key(obj: Any, *, ignore: tuple[str, ...] = ()) -> Hashable:
-    """A hashable identity of ``obj`` for caches (compiled training steps): ``(type(obj),
-    the repr of its config's items, the keys of the anyfc objects nested in it)``, the
-    config's entries named in ``ignore`` left out. Objects of different classes never share
-    a key, whatever their names and configs (nor do objects holding activations of
-    different classes); equal configs of one class do. Works for unregistered classes too
-    (nothing is looked up), and costs a ``config()`` and a ``repr``."""
+    """Return a hashable identity of ``obj`` for caches (compiled training steps).
+
+    Objects of different classes never share a key, whatever their names and configs
+    (nor do objects holding activations of different classes); equal configs of one
+    class do. Works for unregistered classes too (nothing is looked up), and costs a
+    ``config()`` and a ``repr``.
+
+    Parameters
+    ----------
+    obj : object
+        An object with a ``config()``.
+    ignore : tuple of str, optional
+        The config's entries to leave out.
+
+    Returns
+    -------
+    tuple
+        ``(type(obj), the repr of its config's items, the keys of the anyfc objects
+        nested in it)``.
+    """
     config = obj.config()
     if ignore:
         config = {k: v for k, v in config.items() if k not in ignore}

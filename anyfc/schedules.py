@@ -48,25 +48,62 @@ def _flag(name: str, value: Any) -> bool:
 
 
 class Schedule:
-    """Base class: ``__call__(count) -> float`` (the rate), ``per`` (``"step"`` or
+    """Base class of the schedules: ``schedule(count)`` is the rate.
+
+    A schedule has ``__call__(count) -> float`` (the rate), ``per`` (``"step"`` or
     ``"epoch"``) and ``config()``. Subclasses set ``name`` (their key in ``SCHEDULES``),
     write ``rate(count)`` and keep each constructor argument as an attribute of the same
-    name, listed in ``arguments`` (the order of ``config()`` and ``repr``)."""
+    name, listed in ``arguments`` (the order of ``config()`` and ``repr``).
+    """
 
     name: ClassVar[str] = ""
     arguments: ClassVar[tuple[str, ...]] = ()
     per: str = "step"
 
     def __call__(self, count: int) -> float:
-        """The rate when ``count`` steps (or epochs, by ``per``) are behind us."""
+        """Return the rate when ``count`` steps (or epochs, by ``per``) are behind us.
+
+        Parameters
+        ----------
+        count : int
+            Steps taken before this one, or epochs completed (``per``); checked.
+
+        Returns
+        -------
+        float
+            ``rate(count)``.
+
+        Raises
+        ------
+        ValueError
+            ``count`` is no integer ≥ 0.
+        """
         return self.rate(_integer(count, "count", low=0))
 
     def rate(self, count: int) -> float:
+        """Compute the rate ``η(count)``: the formula each subclass writes.
+
+        Parameters
+        ----------
+        count : int
+            Steps taken before this one, or epochs completed (``per``), ≥ 0 (already
+            checked by ``__call__``).
+
+        Returns
+        -------
+        float
+            The learning rate, a Python float (no arrays: Python arithmetic only).
+        """
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
-        """``{"name": ..., <every constructor argument>: value}``, plain JSON data:
-        ``get(config)`` builds an equal schedule."""
+        """Return the schedule as plain JSON data: ``get(config)`` builds an equal one.
+
+        Returns
+        -------
+        dict
+            ``{"name": ..., <every constructor argument>: value}``.
+        """
         return {"name": self.name, **{key: getattr(self, key) for key in self.arguments}}
 
     def __eq__(self, other: object) -> bool:
@@ -83,7 +120,13 @@ class Schedule:
 
 
 class Constant(Schedule):
-    """The same rate at every step: ``η(count) = lr``."""
+    """The same rate at every step: ``η(count) = lr``.
+
+    Parameters
+    ----------
+    lr : float
+        The rate, > 0.
+    """
 
     name = "constant"
     arguments = ("lr",)
@@ -96,9 +139,22 @@ class Constant(Schedule):
 
 
 class StepDecay(Schedule):
-    """The rate cut by ``gamma`` every ``step_size`` counts (epochs by default):
+    """The rate cut by ``gamma`` every ``step_size`` counts (epochs by default).
+
+    ::
 
         η(count) = lr · γ^⌊count / step_size⌋
+
+    Parameters
+    ----------
+    lr : float
+        The first rate, > 0.
+    step_size : int
+        Counts between cuts, ≥ 1.
+    gamma : float, default 0.1
+        ``γ`` in (0, 1].
+    per : {"epoch", "step"}, default "epoch"
+        What ``count`` counts.
     """
 
     name = "step_decay"
@@ -116,10 +172,25 @@ class StepDecay(Schedule):
 
 
 class ExponentialDecay(Schedule):
-    """Exponential decay, as Keras's ``ExponentialDecay``:
+    """Exponential decay, as Keras's ``ExponentialDecay``.
+
+    ::
 
         η(count) = lr · rate^(count / decay_steps)
         η(count) = lr · rate^⌊count / decay_steps⌋      (staircase)
+
+    Parameters
+    ----------
+    lr : float
+        The first rate, > 0.
+    decay_rate : float
+        ``rate`` in (0, 1].
+    decay_steps : int, default 1
+        ≥ 1.
+    staircase : bool, default False
+        Decay in whole steps of ``decay_steps``.
+    per : {"step", "epoch"}, default "step"
+        What ``count`` counts.
     """
 
     name = "exponential_decay"
@@ -141,16 +212,32 @@ class ExponentialDecay(Schedule):
 
 
 class CosineDecay(Schedule):
-    """A linear warm-up, then a cosine from ``lr`` down to ``final_lr`` (Loshchilov &
-    Hutter's SGDR without restarts). With ``W = warmup_steps``, ``D = decay_steps``,
-    ``η₀ = warmup_start`` and ``η_min = final_lr``:
+    """A linear warm-up, then a cosine from ``lr`` down to ``final_lr``.
+
+    Loshchilov & Hutter's SGDR without restarts. With ``W = warmup_steps``,
+    ``D = decay_steps``, ``η₀ = warmup_start`` and ``η_min = final_lr``::
 
         η(c) = η₀ + (lr - η₀) · c / W                              c < W
         η(c) = η_min + (lr - η_min) · ½ · (1 + cos(π · (c - W) / D))   W ≤ c < W + D
         η(c) = η_min                                              c ≥ W + D
 
     so the rate is ``warmup_start`` at count 0, ``lr`` at count ``W``, and ``final_lr``
-    from ``W + D`` on. ``warmup_start`` and ``final_lr`` lie in ``[0, lr]``.
+    from ``W + D`` on.
+
+    Parameters
+    ----------
+    lr : float
+        The peak rate, > 0.
+    decay_steps : int
+        ``D`` ≥ 1.
+    warmup_steps : int, default 0
+        ``W`` ≥ 0.
+    warmup_start : float, default 0
+        ``η₀`` in ``[0, lr]``.
+    final_lr : float, default 0
+        ``η_min`` in ``[0, lr]``.
+    per : {"step", "epoch"}, default "step"
+        What ``count`` counts.
     """
 
     name = "cosine_decay"
@@ -186,10 +273,22 @@ for _cls in SCHEDULES.values():
 
 
 def to_config(schedule: Schedule) -> dict[str, Any] | Schedule:
-    """How an optimizer's ``config()`` holds ``schedule``, in a form ``get`` takes back
-    and that names its exact class: one of anyfc's as its ``config()`` (its ``name`` in
-    ``SCHEDULES`` names exactly its class), another registered class as its spec, any
-    other as the object itself, which ``anyfc.registry.spec`` refuses to write."""
+    """Give how an optimizer's ``config()`` holds ``schedule``.
+
+    The form is one ``get`` takes back and that names its exact class.
+
+    Parameters
+    ----------
+    schedule : Schedule
+        The schedule.
+
+    Returns
+    -------
+    dict or Schedule
+        One of anyfc's as its ``config()`` (its ``name`` in ``SCHEDULES`` names exactly
+        its class), another registered class as its spec, any other as the object
+        itself, which ``anyfc.registry.spec`` refuses to write.
+    """
     if SCHEDULES.get(schedule.name) is type(schedule):
         return schedule.config()
     if registry.name_of(type(schedule)) is not None:
@@ -198,12 +297,32 @@ def to_config(schedule: Schedule) -> dict[str, Any] | Schedule:
 
 
 def get(spec: Schedule | dict[str, Any]) -> Schedule:
-    """A schedule from itself, from its ``config()`` or from its spec (``{"type": ...,
-    "config": ...}``, ``anyfc.registry``). A configuration must name one of
-    ``SCHEDULES`` and hold only that class's arguments; each value is checked by the
-    class, so bad data is a ``ValueError`` (or ``TypeError`` for something that is
-    neither a schedule nor a dict), never anything else built.
+    """Build a schedule from itself, from its ``config()`` or from its spec.
 
+    A configuration must name one of ``SCHEDULES`` and hold only that class's
+    arguments; each value is checked by the class, so bad data is refused, never
+    anything else built.
+
+    Parameters
+    ----------
+    spec : Schedule or dict
+        The schedule, its ``config()``, or its spec (``{"type": ..., "config": ...}``,
+        ``anyfc.registry``).
+
+    Returns
+    -------
+    Schedule
+        The schedule.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, unexpected or missing arguments, bad values.
+    TypeError
+        Neither a schedule nor a dict.
+
+    Examples
+    --------
     >>> get({"name": "step_decay", "lr": 0.1, "step_size": 10})
     StepDecay(lr=0.1, step_size=10, gamma=0.1, per='epoch')
     """

@@ -15,7 +15,8 @@ loss settings) and options of ``Sequential.fit`` (``Adam(eps_hat=True)``,
 ``SGD(lr_in_velocity=True)``, ``shuffle="cumulative"``, ``NoImprovementStopping``,
 ``LearningRateScheduler``), or ``anyfc.lbfgs.fit`` for ``solver="lbfgs"``. So on NumPy
 with float64 data they follow scikit-learn's trajectory to rounding. Every call is all
-or nothing; the README (*scikit-learn*) maps every parameter and lists what differs.
+or nothing; the documentation's *scikit-learn* page maps the parameters and lists what
+differs.
 """
 
 from __future__ import annotations
@@ -468,9 +469,24 @@ class _BaseMLP(BaseEstimator):
         return tags
 
     def to(self, backend: Any = None, device: Any = None, dtype: Any = None) -> Any:
-        """Move the fitted network and its optimizer state to ``backend``/``device``/
-        ``dtype`` (``None``: the current backend, its default device, the current dtype)
-        and set those parameters to match. Returns ``self``."""
+        """Move the fitted network and its optimizer state to another backend or device.
+
+        The estimator's ``backend``, ``device`` and ``dtype`` parameters are set to match.
+
+        Parameters
+        ----------
+        backend : str, module or None
+            The backend (``None``: the current one).
+        device : str, device object or None
+            The device (``None``: the backend's default device).
+        dtype : str, dtype or None
+            The floating dtype (``None``: the current one).
+
+        Returns
+        -------
+        estimator
+            ``self``.
+        """
         check_is_fitted(self)
         model = self.model_
         model.optimizer = vars(self).get("_optimizer")
@@ -520,14 +536,99 @@ class _BaseMLP(BaseEstimator):
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """Multi-layer perceptron classifier trained by anyfc on any backend, with
-    scikit-learn's ``MLPClassifier`` parameters and behaviour.
+    """Multi-layer perceptron classifier trained by anyfc on any backend.
 
-    Binary targets train one sigmoid output (``predict_proba`` gives two columns),
-    multi-class targets a softmax, multi-label indicator matrices one sigmoid per label
-    (``predict`` gives the indicator matrix). Classes may be of any type (strings too).
-    Beyond scikit-learn's parameters: ``dropout``, ``batch_norm``, ``backend``,
-    ``device``, ``dtype`` (README, *scikit-learn*).
+    scikit-learn's ``MLPClassifier`` parameters and behaviour. Binary targets train one
+    sigmoid output (``predict_proba`` gives two columns), multi-class targets a softmax,
+    multi-label indicator matrices one sigmoid per label (``predict`` gives the
+    indicator matrix). Classes may be of any type (strings too). Beyond scikit-learn's
+    parameters: ``dropout``, ``batch_norm``, ``backend``, ``device``, ``dtype`` (the
+    documentation's *scikit-learn* page).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default (100,)
+        The width of each hidden layer.
+    activation : {"relu", "identity", "logistic", "tanh"}, default "relu"
+        The hidden layers' activation (scikit-learn's names).
+    solver : {"adam", "sgd", "lbfgs", "adamw", "rmsprop", "adagrad"}, default "adam"
+        The optimizer: scikit-learn's three (``"lbfgs"``: full-batch L-BFGS,
+        ``anyfc.lbfgs``), or anyfc's ``"adamw"``, ``"rmsprop"``, ``"adagrad"``.
+    alpha : float, default 1e-4
+        The L2 penalty ``alpha·W/batch`` on the weights, never the biases.
+    batch_size : int or "auto", default "auto"
+        Rows per mini-batch; ``"auto"``: ``min(200, n_samples)``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
+        The rate's schedule for ``solver="sgd"``, as scikit-learn's.
+    learning_rate_init : float, default 0.001
+        The initial learning rate.
+    power_t : float, default 0.5
+        The exponent of ``"invscaling"``.
+    max_iter : int, default 200
+        Epochs at most (iterations for ``"lbfgs"``).
+    shuffle : bool, default True
+        Shuffle the rows each epoch (scikit-learn's order).
+    random_state : int, RandomState or None, default None
+        The initial weights, shuffling and early-stopping split, as scikit-learn draws
+        them.
+    tol : float, default 1e-4
+        The improvement that counts for the convergence rule.
+    verbose : bool, default False
+        Print each epoch's loss, as scikit-learn.
+    warm_start : bool, default False
+        ``fit`` continues from the current network.
+    momentum : float, default 0.9
+        SGD's momentum.
+    nesterovs_momentum : bool, default True
+        Nesterov's momentum for SGD.
+    early_stopping : bool, default False
+        Stop on a held-out ``validation_fraction`` of the training rows (stratified for
+        classification).
+    validation_fraction : float, default 0.1
+        The rows held out with ``early_stopping``.
+    beta_1, beta_2 : float, default 0.9 and 0.999
+        Adam's moment decays.
+    epsilon : float, default 1e-8
+        Adam's ``ε̂``.
+    n_iter_no_change : int, default 10
+        Epochs without improvement by ``tol`` before stopping.
+    max_fun : int, default 15000
+        Loss evaluations at most, for ``"lbfgs"``.
+    dropout : float, default 0
+        anyfc's: a ``Dropout(dropout)`` after each hidden activation (0: none).
+    batch_norm : bool, default False
+        anyfc's: ``Dense → BatchNorm → activation`` for each hidden layer.
+    backend, device : optional
+        anyfc's: where the network trains (default: anyfc's default backend, its default
+        device).
+    dtype : {None, "float32", "float64"}, default None
+        anyfc's: the network's dtype (``None``: the data's floating dtype).
+
+    Attributes
+    ----------
+    model_ : anyfc.Sequential
+        The trained network (``model_.save(path)`` saves it).
+    coefs_, intercepts_ : list of numpy.ndarray
+        The Dense layers' weights and biases, input first, as NumPy copies.
+    loss_, loss_curve_ : float, list of float
+        The last epoch's training loss, and each epoch's.
+    n_iter_, t_ : int
+        Epochs (or L-BFGS iterations) run, and samples seen.
+    best_loss_, validation_scores_, best_validation_score_
+        As scikit-learn's (early stopping keeps the validation scores).
+    n_features_in_, feature_names_in_
+        The input's width, and its column names (pandas).
+    n_layers_, n_outputs_, out_activation_
+        As scikit-learn's.
+    classes_ : numpy.ndarray
+        The classes, in the order of ``predict_proba``'s columns.
+
+    Examples
+    --------
+    >>> from anyfc.sklearn import MLPClassifier
+    >>> clf = MLPClassifier((16,), max_iter=5, random_state=0)
+    >>> clf.fit([[0.0, 1.0], [1.0, 0.0], [0.0, 0.9], [1.0, 0.1]], ["a", "b", "a", "b"]).classes_
+    array(['a', 'b'], dtype='<U1')
     """
 
     def _targets(self, y: np.ndarray, first: bool, classes: Any) -> tuple[np.ndarray, str]:
@@ -554,15 +655,46 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return np.asarray(binarized, dtype=np.float64), out
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPClassifier:
-        """Train a new network (or continue with ``warm_start=True``) on ``(X, y)``,
-        each row's loss weighted by ``sample_weight``."""
+        """Train a new network (or continue with ``warm_start=True``) on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NumPy, pandas, lists, or an array of any backend (checked where it is).
+        y : array-like
+            The classes (of any type), or a multi-label indicator matrix.
+        sample_weight : array-like of shape (n_samples,), optional
+            Each row's loss weight.
+
+        Returns
+        -------
+        MLPClassifier
+            ``self``.
+        """
         return self._fit(X, y, sample_weight, incremental=False)
 
     @available_if(_stochastic)
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None,
                     classes: Any = None) -> MLPClassifier:
-        """One epoch over ``(X, y)``; the first call needs ``classes`` (every class of the
-        whole data set), unless ``y`` is a multi-label indicator matrix."""
+        """Train one epoch over ``(X, y)``, continuing from the current network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The inputs.
+        y : array-like
+            The classes, or a multi-label indicator matrix.
+        sample_weight : array-like of shape (n_samples,), optional
+            Each row's loss weight.
+        classes : array-like, optional
+            Every class of the whole data set: needed on the first call, unless ``y`` is
+            a multi-label indicator matrix.
+
+        Returns
+        -------
+        MLPClassifier
+            ``self``.
+        """
         first = not hasattr(self, "classes_")
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -574,21 +706,54 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, True, classes if first else None)
 
     def predict_proba(self, X: Any) -> Array:
-        """Class probabilities, columns in the order of ``classes_`` (NumPy, or the
-        input's namespace and device under array-API dispatch)."""
+        """Predict class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The inputs.
+
+        Returns
+        -------
+        array of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``: NumPy, or the input's namespace and
+            device under array-API dispatch.
+        """
         p = self._output(X)
         if self.n_outputs_ == 1 and self._label_binarizer.y_type_ != "multilabel-indicator":
             p = _backend.namespace_of(p).concat([1.0 - p, p], axis=1)
         return self._deliver(p, X)
 
     def predict_log_proba(self, X: Any) -> Array:
-        """``log(predict_proba(X))``."""
+        """Predict the logarithm of the class probabilities, ``log(predict_proba(X))``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The inputs.
+
+        Returns
+        -------
+        array of shape (n_samples, n_classes)
+            As ``predict_proba``'s.
+        """
         p = self.predict_proba(X)
         return _backend.namespace_of(p).log(p)
 
     def predict(self, X: Any) -> Array:
-        """Class labels (an indicator matrix for multi-label targets); under array-API
-        dispatch, numeric labels in the input's namespace and device."""
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The inputs.
+
+        Returns
+        -------
+        array
+            The labels (an indicator matrix for multi-label targets); under array-API
+            dispatch, numeric labels in the input's namespace and device.
+        """
         p = _backend.to_numpy(self._output(X))
         y = self._label_binarizer.inverse_transform(p.ravel() if self.n_outputs_ == 1 else p)
         return self._deliver(y, X) if self.classes_.dtype.kind in "biuf" else y
@@ -611,12 +776,91 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multi-layer perceptron regressor trained by anyfc on any backend, with
+    """Multi-layer perceptron regressor trained by anyfc on any backend.
+
     scikit-learn's ``MLPRegressor`` parameters and behaviour (squared error, identity
-    output; ``y`` of shape ``(n,)`` or ``(n, k)``). ``loss`` is keyword-only here (it
-    is scikit-learn's first positional parameter), and ``"squared_error"`` only.
-    Beyond scikit-learn's parameters: ``dropout``, ``batch_norm``, ``backend``,
-    ``device``, ``dtype`` (README, *scikit-learn*).
+    output; ``y`` of shape ``(n,)`` or ``(n, k)``). Beyond scikit-learn's parameters:
+    ``dropout``, ``batch_norm``, ``backend``, ``device``, ``dtype`` (the documentation's
+    *scikit-learn* page).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default (100,)
+        The width of each hidden layer.
+    activation : {"relu", "identity", "logistic", "tanh"}, default "relu"
+        The hidden layers' activation (scikit-learn's names).
+    solver : {"adam", "sgd", "lbfgs", "adamw", "rmsprop", "adagrad"}, default "adam"
+        The optimizer: scikit-learn's three (``"lbfgs"``: full-batch L-BFGS,
+        ``anyfc.lbfgs``), or anyfc's ``"adamw"``, ``"rmsprop"``, ``"adagrad"``.
+    alpha : float, default 1e-4
+        The L2 penalty ``alpha·W/batch`` on the weights, never the biases.
+    batch_size : int or "auto", default "auto"
+        Rows per mini-batch; ``"auto"``: ``min(200, n_samples)``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
+        The rate's schedule for ``solver="sgd"``, as scikit-learn's.
+    learning_rate_init : float, default 0.001
+        The initial learning rate.
+    power_t : float, default 0.5
+        The exponent of ``"invscaling"``.
+    max_iter : int, default 200
+        Epochs at most (iterations for ``"lbfgs"``).
+    shuffle : bool, default True
+        Shuffle the rows each epoch (scikit-learn's order).
+    random_state : int, RandomState or None, default None
+        The initial weights, shuffling and early-stopping split, as scikit-learn draws
+        them.
+    tol : float, default 1e-4
+        The improvement that counts for the convergence rule.
+    verbose : bool, default False
+        Print each epoch's loss, as scikit-learn.
+    warm_start : bool, default False
+        ``fit`` continues from the current network.
+    momentum : float, default 0.9
+        SGD's momentum.
+    nesterovs_momentum : bool, default True
+        Nesterov's momentum for SGD.
+    early_stopping : bool, default False
+        Stop on a held-out ``validation_fraction`` of the training rows (stratified for
+        classification).
+    validation_fraction : float, default 0.1
+        The rows held out with ``early_stopping``.
+    beta_1, beta_2 : float, default 0.9 and 0.999
+        Adam's moment decays.
+    epsilon : float, default 1e-8
+        Adam's ``ε̂``.
+    n_iter_no_change : int, default 10
+        Epochs without improvement by ``tol`` before stopping.
+    max_fun : int, default 15000
+        Loss evaluations at most, for ``"lbfgs"``.
+    dropout : float, default 0
+        anyfc's: a ``Dropout(dropout)`` after each hidden activation (0: none).
+    batch_norm : bool, default False
+        anyfc's: ``Dense → BatchNorm → activation`` for each hidden layer.
+    backend, device : optional
+        anyfc's: where the network trains (default: anyfc's default backend, its default
+        device).
+    dtype : {None, "float32", "float64"}, default None
+        anyfc's: the network's dtype (``None``: the data's floating dtype).
+    loss : {"squared_error"}, default "squared_error"
+        Keyword-only here (it is scikit-learn's first positional parameter), and
+        ``"squared_error"`` only.
+
+    Attributes
+    ----------
+    model_ : anyfc.Sequential
+        The trained network (``model_.save(path)`` saves it).
+    coefs_, intercepts_ : list of numpy.ndarray
+        The Dense layers' weights and biases, input first, as NumPy copies.
+    loss_, loss_curve_ : float, list of float
+        The last epoch's training loss, and each epoch's.
+    n_iter_, t_ : int
+        Epochs (or L-BFGS iterations) run, and samples seen.
+    best_loss_, validation_scores_, best_validation_score_
+        As scikit-learn's (early stopping keeps the validation scores).
+    n_features_in_, feature_names_in_
+        The input's width, and its column names (pandas).
+    n_layers_, n_outputs_, out_activation_
+        As scikit-learn's.
     """
 
     _parameter_constraints: dict = {**_BaseMLP.CONSTRAINTS,
@@ -641,16 +885,58 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                              "loss='squared_error', or scikit-learn's MLPRegressor")
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
-        """Train a new network (or continue with ``warm_start=True``) on ``(X, y)``."""
+        """Train a new network (or continue with ``warm_start=True``) on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NumPy, pandas, lists, or an array of any backend (checked where it is).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets.
+        sample_weight : array-like of shape (n_samples,), optional
+            Each row's loss weight.
+
+        Returns
+        -------
+        MLPRegressor
+            ``self``.
+        """
         return self._fit(X, y, sample_weight, incremental=False)
 
     @available_if(_stochastic)
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
-        """One epoch over ``(X, y)``, continuing from the current weights and optimizer."""
+        """Train one epoch over ``(X, y)``, continuing from the current weights and optimizer.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets.
+        sample_weight : array-like of shape (n_samples,), optional
+            Each row's loss weight.
+
+        Returns
+        -------
+        MLPRegressor
+            ``self``.
+        """
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X: Any) -> Array:
-        """Predicted values: shape ``(n,)`` for one output, ``(n, k)`` for several."""
+        """Predict values.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The inputs.
+
+        Returns
+        -------
+        array
+            Of shape ``(n,)`` for one output, ``(n, k)`` for several (NumPy, or the
+            input's namespace and device under array-API dispatch).
+        """
         out = self._output(X)
         if out.shape[1] == 1:
             out = _backend.namespace_of(out).reshape(out, (-1,))

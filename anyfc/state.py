@@ -1,5 +1,5 @@
 """A model's state as one value: everything that changes when it trains, in typed groups
-keyed by stable paths (as Flax NNX's ``split`` and Keras's state tuple).
+keyed by stable paths (as Flax NNX's ``split`` and Keras's state tuple)::
 
     path = "layers.<position>.<array name>"        e.g. "layers.0.w", "layers.1.running_var"
 
@@ -28,17 +28,67 @@ Array = Any
 
 
 def path(position: int, name: str) -> str:
-    """The path of array ``name`` of the layer at ``position``: ``"layers.0.w"``."""
+    """Return the path of an array of a layer: ``"layers.0.w"``.
+
+    Parameters
+    ----------
+    position : int
+        The layer's position in the model.
+    name : str
+        The array's name (``"w"``, ``"running_var"``).
+
+    Returns
+    -------
+    str
+        ``"layers.<position>.<name>"``.
+
+    Examples
+    --------
+    >>> path(0, "w")
+    'layers.0.w'
+    """
     return f"layers.{position}.{name}"
 
 
 def layer_path(position: int) -> str:
-    """The path of the layer at ``position`` (its generator's key): ``"layers.2"``."""
+    """Return the path of a layer (its generator's key): ``"layers.2"``.
+
+    Parameters
+    ----------
+    position : int
+        The layer's position in the model.
+
+    Returns
+    -------
+    str
+        ``"layers.<position>"``.
+    """
     return f"layers.{position}"
 
 
 def split_path(key: str) -> tuple[int, str]:
-    """``(position, name)`` of ``path``'s output, or a ``ValueError`` naming ``key``."""
+    """Split an array's path into the layer's position and the array's name.
+
+    Parameters
+    ----------
+    key : str
+        What ``path`` returned.
+
+    Returns
+    -------
+    tuple
+        ``(position, name)``.
+
+    Raises
+    ------
+    ValueError
+        ``key`` is no array path, naming it.
+
+    Examples
+    --------
+    >>> split_path("layers.1.running_var")
+    (1, 'running_var')
+    """
     parts = str(key).split(".")
     if len(parts) != 3 or parts[0] != "layers" or not parts[1].isdigit():
         raise ValueError(f"{key!r} is not a state path (layers.<position>.<name>)")
@@ -50,7 +100,17 @@ class ModelState:
     """Parameters, buffers and random-generator positions of a model, by path.
 
     A value: the dictionaries hold the model's arrays (live, or copies after ``copy``),
-    never the model itself. ``arrays()`` is parameters then buffers, in layer order.
+    never the model itself. ``Sequential.state()`` gives one, ``Sequential.set_state``
+    assigns one.
+
+    Parameters
+    ----------
+    params : dict
+        The trainable arrays by path (``"layers.0.w"``).
+    buffers : dict
+        The non-trainable arrays by path (``"layers.1.running_var"``).
+    rng : dict
+        Each random layer's generator position by layer path (``"layers.3"``).
     """
 
     params: dict[str, Array] = field(default_factory=dict)
@@ -58,13 +118,26 @@ class ModelState:
     rng: dict[str, Any] = field(default_factory=dict)
 
     def arrays(self) -> dict[str, Array]:
-        """Parameters and buffers together, in layer order (``state_dict``'s entries)."""
+        """Return the parameters and buffers together, in layer order.
+
+        Returns
+        -------
+        dict
+            ``{path: array}``: ``state_dict``'s entries.
+        """
         merged = {**self.params, **self.buffers}
         return dict(sorted(merged.items(), key=lambda kv: _order(kv[0])))
 
     def copy(self) -> ModelState:
-        """Device-side copies of every array (same library, device and dtype) that later
-        training never changes; generator positions are immutable snapshots already."""
+        """Copy every array on its device, so that later training never changes the copy.
+
+        Generator positions are immutable snapshots already.
+
+        Returns
+        -------
+        ModelState
+            A state of copies, of the same library, device and dtype.
+        """
         return ModelState(_copied(self.params), _copied(self.buffers), dict(self.rng))
 
     def __iter__(self) -> Iterator[Array]:

@@ -39,7 +39,30 @@ def _places(backends: Sequence[str] | None) -> list[tuple[str, Any]]:
 
 def numeric_grad(f: Callable[[np.ndarray], float], x: np.ndarray,
                   eps: float = 1e-6) -> np.ndarray:
-    """Central differences ``(f(x + ε e_i) - f(x - ε e_i)) / 2ε`` of a scalar function."""
+    """Compute the gradient of a scalar function by central differences.
+
+    ``(f(x + ε e_i) - f(x - ε e_i)) / 2ε`` for each entry ``i``.
+
+    Parameters
+    ----------
+    f : callable
+        A scalar function of a NumPy array.
+    x : numpy.ndarray
+        Where to differentiate (converted to float64; not changed).
+    eps : float, default 1e-6
+        ``ε``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The gradient, of ``x``'s shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> numeric_grad(lambda v: float((v ** 2).sum()), np.array([1.0, 2.0])).round(6)
+    array([2., 4.])
+    """
     x = np.array(x, dtype=np.float64)
     grad = np.zeros_like(x)
     for i in np.ndindex(x.shape):
@@ -54,6 +77,18 @@ def numeric_grad(f: Callable[[np.ndarray], float], x: np.ndarray,
 
 
 def rel_error(a: Any, b: Any) -> float:
+    """Return the relative error ``‖a - b‖ / (‖a‖ + ‖b‖)`` of two arrays (0 for two zeros).
+
+    Parameters
+    ----------
+    a, b : array
+        Arrays of any library (read to the host, as float64).
+
+    Returns
+    -------
+    float
+        The relative error.
+    """
     a, b = _backend.to_numpy(a).astype(np.float64), _backend.to_numpy(b).astype(np.float64)
     den = np.linalg.norm(a) + np.linalg.norm(b)
     return 0.0 if den == 0 else float(np.linalg.norm(a - b) / den)
@@ -63,9 +98,10 @@ def check_layer(factory: Factory, *, n_in: int | None = None, rows: int = 5,
                 reference: Callable[[np.ndarray, dict[str, np.ndarray]], np.ndarray] | None
                 = None, backends: Sequence[str] | None = None, tol: float = 1e-6,
                 train: bool = True, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Check the layer ``factory(backend=..., device=..., dtype=...)`` builds, on every
-    available backend and device (or ``backends``, names like ``"torch"`` or
-    ``"array_api_strict:device1"``), in float64:
+    """Check a layer against the layer protocol on every backend and device here.
+
+    The layer ``factory(backend=..., device=..., dtype=...)`` builds is checked in
+    float64:
 
     - inference (``training=False``) against ``reference(x, arrays)`` — NumPy code of
       the layer's equations, given the input and the layer's arrays by name — when one is
@@ -76,8 +112,38 @@ def check_layer(factory: Factory, *, n_in: int | None = None, rows: int = 5,
     - the output keeps the input's library, device and dtype;
     - with ``train``, a few SGD steps of ``[layer, Dense(·, 3)]`` lower a squared error.
 
-    Raises ``AssertionError`` naming the backend and the check that failed; returns the
-    measured errors per backend. ``n_in`` is the input width for layers of any width.
+    Parameters
+    ----------
+    factory : callable
+        ``factory(backend=..., device=..., dtype=...)`` builds the layer.
+    n_in : int, optional
+        The input width, for layers of any width (``n_in = None``).
+    rows : int, default 5
+        The rows of the test batch.
+    reference : callable, optional
+        ``reference(x, arrays) -> y``: NumPy code of the layer's equations, given the
+        input and the layer's arrays by name.
+    backends : sequence of str, optional
+        Names like ``"torch"`` or ``"array_api_strict:device1"`` (default: every
+        available backend but Dask, on its default device, and array_api_strict's
+        ``device1``).
+    tol : float, default 1e-6
+        The relative error allowed.
+    train : bool, default True
+        Also check that a few optimizer steps lower a loss.
+    seed : int, default 0
+        The seed of the test data.
+
+    Returns
+    -------
+    dict
+        The measured errors per backend (``"numpy"``, ``"array_api_strict:device1"``):
+        ``{"forward": ..., "backward": ..., ...}``.
+
+    Raises
+    ------
+    AssertionError
+        A check failed, naming the backend and the check.
     """
     if isinstance(backends, str):
         backends = [backends]

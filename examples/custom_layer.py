@@ -1,6 +1,7 @@
 """Write your own layer once, check it, and train it on any backend.
+=================================================================
 
-PReLU is a ReLU whose negative slope is learned, one slope per feature:
+PReLU is a ReLU whose negative slope is learned, one slope per feature::
 
     y = max(x, 0) + α ⊙ min(x, 0)
     ∂E/∂x = ∂E/∂y ⊙ (1 if x > 0 else α)
@@ -9,7 +10,7 @@ PReLU is a ReLU whose negative slope is learned, one slope per feature:
 It is not built into anyfc. Below it is written against the Array API namespace ``xp``
 only, checked with ``anyfc.testing.check_layer`` (its forward against NumPy, its
 backward against finite differences, on every backend here), then trained on digits in
-``Dense → BatchNorm → PReLU → Dropout → Dense``:
+``Dense → BatchNorm → PReLU → Dropout → Dense``::
 
     python examples/custom_layer.py                    # every CPU backend installed
     python examples/custom_layer.py --backend torch
@@ -84,7 +85,7 @@ def train(backend: str, device: str | None, epochs: int, seed: int = 0) -> float
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--backend", default=None, help="one backend (default: every CPU one)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--epochs", type=int, default=15)

@@ -1,4 +1,7 @@
 """Train on a data set larger than a memory budget, stored on disk, with Dask.
+===========================================================================
+
+::
 
     python examples/dask_out_of_core.py                          # stream chunks to NumPy
     python examples/dask_out_of_core.py --scheduler distributed  # data-parallel, 2 workers
@@ -74,7 +77,7 @@ def peak_rss_mb() -> float:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--backend", default=None, help="the model's backend (default numpy)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--rows", type=int, default=None, help="samples written to disk "

@@ -1,4 +1,7 @@
 """Train a digits classifier with anyfc, export it to ONNX, and serve it with onnxruntime.
+=======================================================================================
+
+::
 
     python examples/export_onnx.py                        # train on NumPy
     python examples/export_onnx.py --backend torch        # train anywhere: the file is the same
@@ -65,7 +68,7 @@ def median_seconds(call: Callable[[], Any], repeats: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--backend", default=None, help="numpy (default), cupy, torch, jax, "
                         "dask or array_api_strict")
     parser.add_argument("--device", default=None, help="e.g. cuda:0, cpu, device1")

@@ -1,10 +1,13 @@
 """The article's way: write the training loop yourself with Dense.forward/backward/update.
+=======================================================================================
+
+::
 
     python examples/from_scratch.py                    # NumPy
     python examples/from_scratch.py --backend cupy     # the same loop on a GPU
 
 Nothing here knows which array library runs it: the batches are moved to the layers'
-backend once, and every step is `forward`, the loss gradient, `backward`, `update`.
+backend once, and every step is ``forward``, the loss gradient, ``backward``, ``update``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import anyfc
 
 
 def main(argv: list[str] | None = None) -> float:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--backend", default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--epochs", type=int, default=30)

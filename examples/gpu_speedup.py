@@ -1,5 +1,8 @@
-"""Time the same MLP training on NumPy (CPU) and on the GPU: CuPy, and torch-cuda when
-present. Each epoch is timed after synchronising the device, so the numbers are real.
+"""Time the same MLP training on the CPU and on a GPU.
+===================================================
+
+The same MLP trains on NumPy (CPU) and on the GPU: CuPy, and torch-cuda when
+present. Each epoch is timed after synchronising the device, so the numbers are real::
 
     python examples/gpu_speedup.py                 # cupy if it has a GPU
     python examples/gpu_speedup.py --backend torch --device cuda:0
@@ -56,7 +59,7 @@ def time_training(backend: str, device: str | None, X: np.ndarray, y: np.ndarray
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--backend", default=None, help="GPU backend: cupy (default) or torch")
     parser.add_argument("--device", default=None)
     parser.add_argument("--epochs", type=int, default=3)

@@ -1,4 +1,7 @@
 """Train on one backend, save a checkpoint, load it on another, and compare predictions.
+=====================================================================================
+
+::
 
     python examples/portable_checkpoint.py --backend cupy --to numpy   # GPU → CPU
     python examples/portable_checkpoint.py                             # numpy → the others
@@ -22,7 +25,7 @@ import anyfc
 
 
 def main(argv: list[str] | None = None) -> float:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--backend", default=None, help="where to train (default numpy)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--to", default=None, help="comma list of backends to load on "

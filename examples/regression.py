@@ -1,5 +1,7 @@
-"""Regression with mean squared error on scikit-learn's diabetes data (442 patients,
-10 features; target: disease progression after one year).
+"""Regression with mean squared error on scikit-learn's diabetes data.
+===================================================================
+
+442 patients, 10 features; target: disease progression after one year::
 
     python examples/regression.py [--backend torch]
 
@@ -23,7 +25,7 @@ def r2(y: np.ndarray, pred: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> float:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--backend", default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--epochs", type=int, default=100)

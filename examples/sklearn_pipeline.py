@@ -1,7 +1,10 @@
-"""anyfc inside scikit-learn: a Pipeline(StandardScaler, anyfc.sklearn.MLPClassifier) tuned
+"""anyfc inside scikit-learn: a pipeline tuned by a grid search.
+=============================================================
+
+A Pipeline(StandardScaler, anyfc.sklearn.MLPClassifier) tuned
 by GridSearchCV on scikit-learn's breast-cancer data (sizes and L2 term, and anyfc's
 dropout on the larger network), then the best network moved to another backend, where it
-predicts the same.
+predicts the same::
 
     python examples/sklearn_pipeline.py                          # NumPy, then another backend
     python examples/sklearn_pipeline.py --backend torch --to jax
@@ -36,7 +39,7 @@ def other_backend(current: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--backend", default=None, help="numpy (default), cupy, torch, jax, "
                         "dask or array_api_strict")
     parser.add_argument("--device", default=None, help="e.g. cuda:0, cpu, device1")

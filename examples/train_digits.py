@@ -1,4 +1,7 @@
 """Train a digits classifier (scikit-learn's 8×8 handwritten digits) with anyfc.
+=============================================================================
+
+::
 
     python examples/train_digits.py                       # NumPy on the CPU
     python examples/train_digits.py --backend cupy        # the same code on a GPU
@@ -80,7 +83,7 @@ def save_curve(history: anyfc.History, out: str | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> float:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--backend", default=None, help="numpy (default), cupy, torch, jax, "
                         "dask or array_api_strict")
     parser.add_argument("--device", default=None, help="e.g. cuda:0, cpu, device1")

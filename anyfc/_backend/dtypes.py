@@ -42,7 +42,7 @@ def resolve_dtype(xp: ModuleType, dtype: Any = None) -> Any:
 
     >>> from anyfc._backend.namespaces import get_namespace
     >>> resolve_dtype(get_namespace("numpy"), "float64")
-    dtype('float64')
+    <class 'numpy.float64'>
     """
     name = "float32" if dtype is None else dtype_name(dtype)
     if name not in DTYPES:

@@ -113,8 +113,25 @@ def get_namespace(backend: str | ModuleType | None = None) -> ModuleType:
 
 
 def set_backend(backend: str | ModuleType) -> None:
-    """Set the default backend used when ``backend=None`` (checks it imports).
+    """Set the default backend, used wherever ``backend=None``.
 
+    It takes precedence over ``$ANYFC_BACKEND``.
+
+    Parameters
+    ----------
+    backend : str or module
+        A backend name (``"numpy"``, ``"cupy"``, ``"torch"``, ``"jax"``, ``"dask"``,
+        ``"array_api_strict"``) or the library's module.
+
+    Raises
+    ------
+    ValueError
+        An unknown backend, listing the valid ones.
+    ImportError
+        A backend that is not installed, naming the extra to install.
+
+    Examples
+    --------
     >>> set_backend("numpy"); get_backend()
     'numpy'
     """
@@ -125,7 +142,13 @@ def set_backend(backend: str | ModuleType) -> None:
 
 
 def get_backend() -> str:
-    """The default backend: ``set_backend``'s, else ``$ANYFC_BACKEND``, else numpy."""
+    """Return the default backend's name.
+
+    Returns
+    -------
+    str
+        ``set_backend``'s choice, else ``$ANYFC_BACKEND``, else ``"numpy"``.
+    """
     if chosen_backend is not None:
         return chosen_backend
     env = os.environ.get("ANYFC_BACKEND")
@@ -143,8 +166,15 @@ def cuda_device_count() -> int:
 
 
 def available_backends() -> list[str]:
-    """Backends that import *and* can compute here (cupy needs a CUDA device).
+    """List the backends that import *and* can compute here (cupy needs a CUDA device).
 
+    Returns
+    -------
+    list of str
+        Their names, in the order of ``BACKENDS``.
+
+    Examples
+    --------
     >>> "numpy" in available_backends()
     True
     """

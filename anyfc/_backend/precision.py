@@ -58,15 +58,26 @@ def _check(precision: Any) -> str:
 
 
 def set_precision(precision: str) -> None:
-    """Set anyfc's precision of float32 matrix products: ``"highest"`` (full float32, the
-    default) or ``"high"`` (TF32 tensor cores allowed on NVIDIA GPUs, for every GPU
-    backend alike). A ``ValueError`` names the valid values.
+    """Set anyfc's precision of float32 matrix products.
 
     It applies to anyfc's own computations only, scoped (see
     ``anyfc._backend.precision``); the libraries' global settings are left as the user set
     them. Compiled training steps are keyed on it: the next step after a change compiles
     again.
 
+    Parameters
+    ----------
+    precision : {"highest", "high"}
+        ``"highest"``: full float32 products (the default); ``"high"``: TF32 tensor cores
+        allowed on NVIDIA GPUs, for every GPU backend alike.
+
+    Raises
+    ------
+    ValueError
+        Another value, naming the valid ones.
+
+    Examples
+    --------
     >>> set_precision("high"); get_precision()
     'high'
     >>> set_precision("highest")
@@ -77,8 +88,15 @@ def set_precision(precision: str) -> None:
 
 
 def get_precision() -> str:
-    """anyfc's precision of float32 matrix products: ``"highest"`` or ``"high"``.
+    """Return anyfc's precision of float32 matrix products.
 
+    Returns
+    -------
+    str
+        ``"highest"`` or ``"high"`` (``set_precision``).
+
+    Examples
+    --------
     >>> get_precision()
     'highest'
     """

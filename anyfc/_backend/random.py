@@ -33,13 +33,26 @@ _SEEDS_LOCK = threading.Lock()
 
 
 def set_seed(seed: int | None) -> None:
-    """Make every random draw of anyfc that is given no seed of its own reproducible:
-    weight initialisation, shuffling in ``fit``, dropout masks (on every backend). Each
-    such draw takes its seed, in order, from a stream started at ``seed``; ``None`` goes
-    back to fresh entropy. Explicit seeds (``Dense(..., seed=1)``, ``fit(seed=...)``)
-    still win. anyfc's own draws only: NumPy's, Python's and each library's global
-    generators are left alone (seed them yourself if your code draws from them).
+    """Make every random draw of anyfc that is given no seed of its own reproducible.
 
+    Weight initialisation, shuffling in ``fit``, dropout masks (on every backend): each
+    such draw takes its seed, in order, from a stream started at ``seed``. Explicit
+    seeds (``Dense(..., seed=1)``, ``fit(seed=...)``) still win. anyfc's own draws only:
+    NumPy's, Python's and each library's global generators are left alone (seed them
+    yourself if your code draws from them).
+
+    Parameters
+    ----------
+    seed : int or None
+        An integer in ``[0, 2**63)``; ``None`` goes back to fresh entropy.
+
+    Raises
+    ------
+    ValueError
+        Another value.
+
+    Examples
+    --------
     >>> set_seed(0); a = fresh_seed(); set_seed(0); a == fresh_seed()
     True
     >>> set_seed(None)
@@ -142,16 +155,29 @@ class DeviceRandom:
             self._gen.bit_generator.state = snapshot
 
     def kind(self) -> str:
-        """Which generator family draws: ``"pcg64"`` (NumPy's, also behind
-        array_api_strict and Dask), ``"torch:<device type>"``, ``"jax"`` or ``"cupy"``.
-        A position is only meaningful to a generator of the same kind."""
+        """Return which family of generator draws.
+
+        A position is only meaningful to a generator of the same kind.
+
+        Returns
+        -------
+        str
+            ``"pcg64"`` (NumPy's, also behind array_api_strict and Dask),
+            ``"torch:<device type>"``, ``"jax"`` or ``"cupy"``.
+        """
         if self.name == "torch":
             return f"torch:{self._gen.device.type}"
         return self.name if self.name in ("jax", "cupy") else "pcg64"
 
     def position(self) -> dict[str, Any] | None:
-        """The position as plain JSON data, ``{"kind": ..., "value": ...}`` (a
-        checkpoint's), or ``None`` where the library offers none (CuPy)."""
+        """Return the generator's position as plain JSON data (a checkpoint's).
+
+        Returns
+        -------
+        dict or None
+            ``{"kind": ..., "value": ...}``, or ``None`` where the library offers no
+            position (CuPy).
+        """
         snap = self.snapshot()
         if snap is None:
             return None
@@ -160,8 +186,23 @@ class DeviceRandom:
         return {"kind": self.kind(), "value": snap}
 
     def set_position(self, data: Any) -> bool:
-        """Go to a ``position()`` read from an untrusted file: ``False`` (nothing changed)
-        when it is of another kind of generator; a ``ValueError`` when it is malformed."""
+        """Go to a ``position()``, read from an untrusted file.
+
+        Parameters
+        ----------
+        data : dict
+            ``{"kind": ..., "value": ...}`` as ``position()`` gives it.
+
+        Returns
+        -------
+        bool
+            ``True`` once set; ``False`` (nothing changed) for another kind of generator.
+
+        Raises
+        ------
+        ValueError
+            A malformed position.
+        """
         if not isinstance(data, dict) or set(data) != {"kind", "value"}:
             raise ValueError("a generator position is {'kind': ..., 'value': ...}")
         if data["kind"] != self.kind():

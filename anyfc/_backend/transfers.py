@@ -39,9 +39,22 @@ def from_host(a: Any, xp: ModuleType, device: Device, dtype: Any = None) -> Arra
 
 
 def to_numpy(a: Any) -> np.ndarray:
-    """A NumPy copy of any array: an explicit, synchronising host transfer. Always a
-    copy, so later in-place parameter updates never show through it.
+    """Copy any array to a NumPy array: an explicit, synchronising host transfer.
 
+    Always a copy, so later in-place parameter updates never show through it.
+
+    Parameters
+    ----------
+    a : array or nested list
+        An array of any supported library.
+
+    Returns
+    -------
+    numpy.ndarray
+        The copy.
+
+    Examples
+    --------
     >>> to_numpy([1, 2])
     array([1, 2])
     """
@@ -146,10 +159,7 @@ def to_backend(
     dtype: Any = None,
     copy: bool = False,
 ) -> Array:
-    """``a`` (an array of any library, or a nested list) as an array of ``backend`` on
-    ``device``; data is cast to ``dtype`` when one is given. With ``copy``, the result
-    never shares memory with ``a``; without, it may (DLPack transfers share), and an
-    array already of ``backend``, ``device`` and ``dtype`` comes back as itself.
+    """Convert an array of any library (or a nested list) to an array of ``backend``.
 
     Any layout is accepted — strided, negative strides, Fortran order, read-only,
     memory-mapped, empty — and torch tensors are detached: autograd history never
@@ -157,6 +167,28 @@ def to_backend(
     writable); the others go through a contiguous host copy. On JAX without 64-bit
     mode, 64-bit integers become int32, or a ``ValueError`` if one does not fit.
 
+    Parameters
+    ----------
+    a : array or nested list
+        An array of any supported library, or nested lists of numbers.
+    backend : str, module or None
+        The backend (``None``: the default backend).
+    device : str, device object or None
+        The device (``None``: the backend's default device).
+    dtype : str, dtype or None
+        Cast to this dtype (``None``: keep the data's).
+    copy : bool, default False
+        Never share memory with ``a``; without, the result may (DLPack transfers share),
+        and an array already of ``backend``, ``device`` and ``dtype`` comes back as
+        itself.
+
+    Returns
+    -------
+    array
+        An array of ``backend`` on ``device``.
+
+    Examples
+    --------
     >>> to_backend([1.0, 2.0], "numpy", dtype="float32").dtype
     dtype('float32')
     """
@@ -183,7 +215,13 @@ def to_backend(
 
 
 def synchronize(x: Array) -> None:
-    """Wait until the device work producing ``x`` has finished (for timing)."""
+    """Wait until the device work producing ``x`` has finished (for timing).
+
+    Parameters
+    ----------
+    x : array
+        An array of any library (a Dask array is computed; NumPy's returns at once).
+    """
     if array_api_compat.is_cupy_array(x):
         import cupy
 

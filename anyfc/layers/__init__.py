@@ -34,13 +34,28 @@ for _cls in (Dense, BatchNorm, LayerNorm, Dropout, Activation, ReLU, LeakyReLU, 
              GELU, SiLU, ELU, Softplus, Softsign):
     registry.register(_cls)
 
+#: The registered layer classes by name (anyfc's by their class names, and yours): a
+#: read-only view of ``anyfc.registry``'s layers, which checkpoints rebuild.
 LAYERS: Mapping[str, type[Layer]] = registry.classes("layer")  # type: ignore[assignment]
 
 
 def register(cls: type[Layer]) -> type[Layer]:
-    """Let checkpoints rebuild layers of your class ``cls`` by its name (use as a class
-    decorator): ``anyfc.register`` for layers. ``cls(**layer.config())`` must build the
-    layer again."""
+    """Let checkpoints rebuild layers of your class ``cls`` by its name.
+
+    Use it as a class decorator: ``anyfc.register`` for layers only. ``cls``, the class
+    decorated, is a subclass of ``anyfc.Layer``; ``cls(**layer.config())`` must build
+    the layer again.
+
+    Returns
+    -------
+    type
+        ``cls``, registered under its class name.
+
+    Raises
+    ------
+    TypeError
+        ``cls`` is no subclass of ``anyfc.Layer``.
+    """
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise TypeError(f"register needs a subclass of anyfc.Layer, got {cls!r}")
     return registry.register(cls)

@@ -19,6 +19,16 @@ Array = Any
 class Activation(Layer):
     """An element-wise activation as a layer of any width: ``Activation("gelu")``.
 
+    Parameters
+    ----------
+    activation : str, dict or anyfc.activations.Activation, default "relu"
+        The function, in any form ``anyfc.activations.get`` takes.
+    backend, device, dtype : optional
+        Where the layer computes (default: the default backend, its default device,
+        float32).
+
+    Examples
+    --------
     >>> import numpy as np
     >>> Activation("relu", backend="numpy").forward(np.array([[-1.0, 2.0]],
     ...     dtype=np.float32), training=False)
@@ -36,7 +46,20 @@ class Activation(Layer):
         self.y: Array | None = None
 
     def forward(self, x: Array, training: bool = True) -> Array:
-        """``y = f(x)``; in training keeps ``y`` (and ``x`` where ``f'`` needs it)."""
+        """Compute ``y = f(x)``.
+
+        Parameters
+        ----------
+        x : array
+            A batch, of the layer's library, device and dtype.
+        training : bool, default True
+            Keep ``y`` (and ``x`` where ``f'`` needs it) for ``backward``.
+
+        Returns
+        -------
+        array
+            ``y``, of ``x``'s shape.
+        """
         self._check_input(x, "forward")
         y = self.activation.forward(self.xp, x)
         if training:
@@ -45,7 +68,20 @@ class Activation(Layer):
         return y
 
     def backward(self, grad_y: Array, need_grad_x: bool = True) -> Array | None:
-        """``∂E/∂x = grad_y ⊙ f'(x)``."""
+        """Compute ``∂E/∂x = grad_y ⊙ f'(x)``.
+
+        Parameters
+        ----------
+        grad_y : array
+            ``∂E/∂y`` for the last training ``forward``'s output.
+        need_grad_x : bool, default True
+            Unused: the layer has no parameters, and its only work is ``∂E/∂x``.
+
+        Returns
+        -------
+        array
+            ``∂E/∂x``.
+        """
         self._check_backward(grad_y, self.y)
         return self.activation.backward(self.xp, self.y, grad_y, self.x)
 
@@ -62,8 +98,16 @@ class Activation(Layer):
 
 
 class _Named(Activation):
-    """An ``Activation`` whose function is fixed by the class (``ReLU()``); settings such
-    as ``alpha`` are keyword arguments."""
+    """An ``Activation`` whose function is fixed by the class (``ReLU()``).
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        Where the layer computes (default: the default backend, its default device,
+        float32).
+    **settings
+        The function's settings (``alpha`` for ``LeakyReLU`` and ``ELU``).
+    """
 
     function = "identity"
 
@@ -87,54 +131,135 @@ class _Named(Activation):
 
 
 class ReLU(_Named):
-    """``y = max(x, 0)``."""
+    """``y = max(x, 0)``.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        Where the layer computes (default: the default backend, its default device,
+        float32).
+    **settings
+        None for this function.
+    """
 
     function = "relu"
 
 
 class LeakyReLU(_Named):
-    """``y = x if x > 0 else α·x`` (``alpha=0.01``)."""
+    """``y = x if x > 0 else α·x``.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        Where the layer computes (default: the default backend, its default device,
+        float32).
+    **settings
+        ``alpha``: ``α``, ``0 <= alpha <= 1`` (default 0.01).
+    """
 
     function = "leaky_relu"
 
 
 class Sigmoid(_Named):
-    """``y = 1 / (1 + e^{-x})``."""
+    """``y = 1 / (1 + e^{-x})``.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        Where the layer computes (default: the default backend, its default device,
+        float32).
+    **settings
+        None for this function.
+    """
 
     function = "sigmoid"
 
 
 class Tanh(_Named):
-    """``y = tanh(x)``."""
+    """``y = tanh(x)``.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        Where the layer computes (default: the default backend, its default device,
+        float32).
+    **settings
+        None for this function.
+    """
 
     function = "tanh"
 
 
 class GELU(_Named):
-    """``y = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))``."""
+    """``y = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))``.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        Where the layer computes (default: the default backend, its default device,
+        float32).
+    **settings
+        None for this function.
+    """
 
     function = "gelu"
 
 
 class SiLU(_Named):
-    """``y = x·σ(x)``."""
+    """``y = x·σ(x)``.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        Where the layer computes (default: the default backend, its default device,
+        float32).
+    **settings
+        None for this function.
+    """
 
     function = "silu"
 
 
 class ELU(_Named):
-    """``y = x if x > 0 else α(e^x - 1)`` (``alpha=1``)."""
+    """``y = x if x > 0 else α(e^x - 1)``.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        Where the layer computes (default: the default backend, its default device,
+        float32).
+    **settings
+        ``alpha``: ``α > 0`` (default 1).
+    """
 
     function = "elu"
 
 
 class Softplus(_Named):
-    """``y = log(1 + e^x)``."""
+    """``y = log(1 + e^x)``.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        Where the layer computes (default: the default backend, its default device,
+        float32).
+    **settings
+        None for this function.
+    """
 
     function = "softplus"
 
 
 class Softsign(_Named):
-    """``y = x / (1 + |x|)``."""
+    """``y = x / (1 + |x|)``.
+
+    Parameters
+    ----------
+    backend, device, dtype : optional
+        Where the layer computes (default: the default backend, its default device,
+        float32).
+    **settings
+        None for this function.
+    """
 
     function = "softsign"

@@ -65,9 +65,12 @@ def describe(a: Array) -> str:
 
 
 class Layer:
-    """Base class of every layer: placement, moving, input checks. Subclasses set
-    ``param_names``/``buffer_names``/``cache_names`` and write ``forward``, ``backward``,
-    ``shapes`` and ``config``; ``@anyfc.register`` lets checkpoints rebuild them.
+    """Base class of every layer: placement, moving, input checks.
+
+    Subclasses set ``param_names``/``buffer_names``/``cache_names`` and write
+    ``forward``, ``backward``, ``shapes`` and ``config``; ``@anyfc.register`` lets
+    checkpoints rebuild them (the module docstring lists the whole protocol;
+    ``anyfc.testing.check_layer`` checks a layer against it).
 
     Checking a config never allocates. A checkpoint's configs are untrusted, so before a
     layer is built from one, ``array_shapes(config)`` says which shapes its arrays will
@@ -97,8 +100,25 @@ class Layer:
     _where: tuple[ModuleType, Any, Any] | None = None  # set by place() in __init__
 
     def place(self, backend: Any, device: Any, dtype: Any) -> tuple[ModuleType, Any, Any]:
-        """Resolve and remember where the layer lives; returns ``(xp, device, dtype)``.
-        Every ``__init__`` calls it (a layer without arrays needs nothing else)."""
+        """Resolve and remember where the layer lives.
+
+        Every ``__init__`` calls it (a layer without arrays needs nothing else).
+
+        Parameters
+        ----------
+        backend : str, module or None
+            The backend (``None``: the default backend).
+        device : str, device object or None
+            The device (``None``: the backend's default device).
+        dtype : str, dtype or None
+            The floating dtype (``None``: float32).
+
+        Returns
+        -------
+        tuple
+            ``(xp, device, dtype)``: the namespace, and the library's own device and
+            dtype objects, for creating the layer's arrays.
+        """
         xp = _backend.get_namespace(backend)
         dev = _backend.resolve_device(xp, device)
         dt = _backend.resolve_dtype(xp, dtype)
@@ -108,23 +128,61 @@ class Layer:
     _place = place  # the name layers written for anyfc 0.1 call
 
     def generator(self) -> Any:
-        """The layer's random generator (created where needed), or ``None`` for a layer
-        that draws no random numbers (the default)."""
+        """Return the layer's random generator (created where needed).
+
+        Returns
+        -------
+        generator or None
+            The generator the layer draws from, or ``None`` for a layer that draws no
+            random numbers (the default).
+        """
         return None
 
     def set_generator(self, generator: Any) -> None:
-        """Draw from ``generator`` from now on (a compiled step's stand-in); only layers
-        whose ``generator()`` is not ``None`` take one."""
+        """Draw from ``generator`` from now on (a compiled step's stand-in).
+
+        Parameters
+        ----------
+        generator : generator
+            A generator of the kind ``generator()`` returns.
+
+        Raises
+        ------
+        TypeError
+            The layer draws no random numbers (its ``generator()`` is ``None``).
+        """
         raise TypeError(f"{type(self).__name__} draws no random numbers")
 
     def penalty(self, scale: Any) -> Array | None:
-        """The layer's term of the batch's loss (a 0-d array), its gradient added to the
-        parameter gradients ``backward`` set; ``None``: the layer adds nothing."""
+        """Add the layer's regularisation term of a training batch's loss.
+
+        Called after ``backward``: the term's gradient is added to the parameter
+        gradients ``backward`` set.
+
+        Parameters
+        ----------
+        scale : float or 0-d array
+            ``1/N``, the loss's normalizer (``N``: the batch's rows, or its row
+            weights' sum).
+
+        Returns
+        -------
+        array or None
+            The term (a 0-d array), or ``None``: the layer adds nothing (the default).
+        """
         return None
 
     def check_settings(self) -> None:
-        """A ``ValueError`` if a setting (changed since construction, say ``rate = 1.5``)
-        is not one the class accepts: the class checks its own ``config()``."""
+        """Check that the layer's settings are still ones its class accepts.
+
+        A setting may have been reassigned since construction (say ``rate = 1.5``): the
+        class checks its own ``config()`` with ``array_shapes``, without allocating.
+
+        Raises
+        ------
+        ValueError
+            A setting the class refuses, naming the layer and the setting.
+        """
         try:
             type(self).array_shapes(self.config())
         except (TypeError, ValueError) as exc:
@@ -133,7 +191,13 @@ class Layer:
     # ------------------------------------------------------------ where it lives
 
     def arrays(self) -> dict[str, Array]:
-        """Parameters and buffers by name (the live arrays)."""
+        """Return the parameters and buffers by name (the live arrays).
+
+        Returns
+        -------
+        dict
+            ``{name: array}`` for ``param_names`` then ``buffer_names``.
+        """
         return {name: getattr(self, name) for name in self.param_names + self.buffer_names}
 
     def _first(self) -> Array | None:
@@ -160,42 +224,89 @@ class Layer:
 
     @property
     def backend(self) -> str:
+        """The name of the layer's backend (``"numpy"``, ``"torch"``, ...)."""
         return _backend.backend_name(self.xp)
 
     @property
     def device(self) -> Any:
+        """The device the layer's arrays live on (the library's own device object)."""
         return self._placement()[1]
 
     @property
     def dtype(self) -> Any:
+        """The floating dtype of the layer's arrays (the library's own dtype object)."""
         return self._placement()[2]
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """The shape each parameter and buffer must have, from the layer's sizes."""
+        """Return the shape each parameter and buffer must have, from the layer's sizes.
+
+        Returns
+        -------
+        dict
+            ``{name: shape}`` for every name in ``param_names`` and ``buffer_names``
+            (empty for a layer without arrays, the default).
+        """
         return {}
 
     def config(self) -> dict[str, Any]:
-        """Plain JSON data: ``type(self)(**config)`` builds this layer again (new arrays;
-        the parameters and buffers travel apart, as in a checkpoint)."""
+        """Return the layer's settings as plain JSON data.
+
+        ``type(self)(**config)`` builds this layer again, with new arrays (the
+        parameters and buffers travel apart, as in a checkpoint).
+
+        Returns
+        -------
+        dict
+            The constructor arguments, by name (empty by default).
+        """
         return {}
 
     def check_values(self, arrays: dict[str, Array]) -> str | None:
-        """What is wrong with these values of the layer's arrays (beyond shape and
-        finiteness, which the model checks), or ``None``: e.g. a negative running
+        """Say what is wrong with these values of the layer's arrays, if anything.
+
+        Beyond shape and finiteness, which the model checks: e.g. a negative running
         variance. Called where arrays enter from outside (``load_state_dict``, ``load``)
-        and before training; may read the device once."""
+        and before training; may read the device once.
+
+        Parameters
+        ----------
+        arrays : dict
+            Candidate values of the layer's arrays, by name.
+
+        Returns
+        -------
+        str or None
+            What is wrong, or ``None`` (the default: nothing).
+        """
         return None
 
     @classmethod
     def array_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-        """``shapes()`` of the layer ``cls(**config)`` would build, without building it or
-        allocating anything (checkpoints ask this of untrusted configs before reading a
-        byte of their arrays). anyfc's layers check every setting here. This default (see
+        """Return ``shapes()`` of the layer ``cls(**config)`` would build, without building it.
+
+        Nothing is allocated: checkpoints ask this of untrusted configs before reading a
+        byte of their arrays. anyfc's layers check every setting here. This default (see
         the class docstring) runs ``shapes()`` on a bare instance holding the config's
         entries as attributes; only where that cannot tell does it build the layer, for
         the settings of a live layer (``fit`` and ``save`` check them with this): a
         checkpoint's config is never built before its arrays are read
-        (``anyfc.registry.check`` asks the bare instance alone)."""
+        (``anyfc.registry.check`` asks the bare instance alone).
+
+        Parameters
+        ----------
+        config : dict
+            A layer's ``config()``.
+
+        Returns
+        -------
+        dict
+            ``{name: shape}`` of its parameters and buffers.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A setting the class does not take, or refuses.
+        """
         try:
             return cls.bare_shapes(config)
         except TypeError:
@@ -204,8 +315,26 @@ class Layer:
 
     @classmethod
     def bare_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-        """``shapes()`` of a bare instance (``__init__`` not run) whose attributes are the
-        config's entries: nothing is built. A ``TypeError`` when that cannot tell."""
+        """Return ``shapes()`` of a bare instance whose attributes are the config's entries.
+
+        The instance's ``__init__`` is not run: nothing is built.
+
+        Parameters
+        ----------
+        config : dict
+            A layer's ``config()``.
+
+        Returns
+        -------
+        dict
+            ``{name: shape}`` of its parameters and buffers.
+
+        Raises
+        ------
+        TypeError
+            ``shapes()`` cannot tell from the config alone (it reads other attributes),
+            or a key is no identifier.
+        """
         name = cls.__name__
         for setting in config:
             if not isinstance(setting, str) or not setting.isidentifier() or (
@@ -226,17 +355,47 @@ class Layer:
 
     def to(self, backend: str | ModuleType | None = None, device: Any = None,
            dtype: Any = None) -> Layer:
-        """Move every array (parameters, gradients, buffers) to another backend/device/
-        dtype, in place; returns ``self``. ``None`` keeps the current backend, its
-        default device, and the current dtype. All or nothing: every array is converted
-        before any is set."""
+        """Move every array (parameters, gradients, buffers) to another backend, device or dtype.
+
+        In place, and all or nothing: every array is converted (copied) before any is
+        set.
+
+        Parameters
+        ----------
+        backend : str, module or None
+            The backend (``None``: the current one).
+        device : str, device object or None
+            The device (``None``: the backend's default device).
+        dtype : str, dtype or None
+            The floating dtype (``None``: the current one).
+
+        Returns
+        -------
+        Layer
+            ``self``.
+        """
         self.commit(self.moved(backend, device, dtype))
         return self
 
     def moved(self, backend: str | ModuleType | None = None, device: Any = None,
               dtype: Any = None) -> dict[str, Any]:
-        """The layer's arrays converted as ``to`` would, without changing the layer:
-        ``{attribute: new array}`` plus the new placement under ``"_where"``."""
+        """Return the layer's arrays converted as ``to`` would, without changing the layer.
+
+        Parameters
+        ----------
+        backend : str, module or None
+            The backend (``None``: the current one).
+        device : str, device object or None
+            The device (``None``: the backend's default device).
+        dtype : str, dtype or None
+            The floating dtype (``None``: the current one).
+
+        Returns
+        -------
+        dict
+            ``{attribute: new array}`` plus the new placement under ``"_where"``, what
+            ``commit`` takes.
+        """
         xp = _backend.get_namespace(self.backend if backend is None else backend)
         dev = _backend.resolve_device(xp, device)
         dt = _backend.resolve_dtype(xp, self.dtype if dtype is None else dtype)
@@ -250,7 +409,13 @@ class Layer:
         return out
 
     def commit(self, values: dict[str, Any]) -> None:
-        """Set what ``moved`` returned (and drop what the last forward kept)."""
+        """Set what ``moved`` returned (and drop what the last forward kept).
+
+        Parameters
+        ----------
+        values : dict
+            ``moved``'s result.
+        """
         for attr, value in values.items():
             setattr(self, attr, value)
         self.forget()
@@ -266,9 +431,43 @@ class Layer:
     # ------------------------------------------------------------ the math
 
     def forward(self, x: Array, training: bool = True) -> Array:
+        """Compute the layer's output for a batch.
+
+        Parameters
+        ----------
+        x : array
+            A batch, one sample per row, of the layer's library, device and dtype.
+        training : bool, default True
+            In training, keep on the layer what ``backward`` needs (``cache_names``) and
+            behave as in training (dropout drops, batch normalisation uses the batch's
+            statistics); with ``False``, keep nothing on the layer, so that inference may
+            run from many threads at once.
+
+        Returns
+        -------
+        array
+            ``y``, one row per row of ``x``.
+        """
         raise NotImplementedError
 
     def backward(self, grad_y: Array, need_grad_x: bool = True) -> Array | None:
+        """Back-propagate ``∂E/∂y`` through the last training ``forward``.
+
+        Sets ``grad_<name>`` for each name in ``param_names``.
+
+        Parameters
+        ----------
+        grad_y : array
+            ``∂E/∂y``, of the shape of the last training ``forward``'s output.
+        need_grad_x : bool, default True
+            Whether the caller needs ``∂E/∂x``: the model passes ``False`` for its
+            first layer, which then may skip computing it.
+
+        Returns
+        -------
+        array or None
+            ``∂E/∂x``, of ``x``'s shape, or ``None`` when ``need_grad_x`` is false.
+        """
         raise NotImplementedError
 
     def _check_input(self, x: Array, what: str) -> None:

@@ -34,33 +34,56 @@ Array = Any
 
 
 class Dense(Layer):
-    """A fully-connected layer ``y = f(x·w + b)`` — the article's MiddleLayer,
-    generalised to any activation, initialiser, backend, device and dtype.
+    """A fully-connected layer ``y = f(x·w + b)``.
+
+    The article's MiddleLayer, generalised to any activation, initialiser, backend,
+    device and dtype. For a batch ``X`` of ``h`` rows::
+
+        U = X·W + B,   Y = f(U)                        (forward)
+        Δ = ∂E/∂U = ∂E/∂Y ⊙ f'(U)                      (backward, given ∂E/∂Y)
+        ∂E/∂W = Xᵀ·Δ,   ∂E/∂b = Σ_rows Δ,   ∂E/∂X = Δ·Wᵀ
+
+    With ``l2 = α`` the batch's loss gains ``α/(2N)·‖W‖²`` and ``∂E/∂W`` gains
+    ``(α/N)·W`` (``penalty``).
 
     Parameters
     ----------
-    n_in, n_out : number of inputs and of neurons.
-    activation : the function ``f``: ``"identity"`` (the default, also ``"linear"`` and
-        ``None``: no function, ``y = x·w + b``, as Keras's ``Dense`` and torch's
-        ``Linear``; what a last layer feeding a softmax/sigmoid loss needs), ``"relu"``,
-        ``"leaky_relu"``, ``"sigmoid"``, ``"tanh"``, ``"gelu"``, ``"silu"``
-        (``"swish"``), ``"elu"``, ``"softplus"`` or ``"softsign"``; a dict
-        ``{"name": "leaky_relu", "alpha": 0.2}`` for settings, or an
-        ``anyfc.activations.Activation`` object (your own registered subclass too).
-    init : initialiser name (``"he"``, ``"xavier"``, ``"he_uniform"``, ...); default He
-        for the ReLU family, Xavier otherwise.
-    backend, device, dtype : where the parameters live (default: the default backend,
-        its default device, float32).
-    seed : seed of the host random generator, so one seed gives the same ``w`` on every
-        backend.
-    l2 : ``α ≥ 0``, the L2 penalty ``α/(2N)·‖W‖²`` on the weights of each training batch
+    n_in, n_out : int
+        The number of inputs and of neurons.
+    activation : str, dict, anyfc.activations.Activation or None, default "identity"
+        The function ``f``: ``"identity"`` (the default, also ``"linear"`` and ``None``:
+        no function, ``y = x·w + b``, as Keras's ``Dense`` and torch's ``Linear``; what a
+        last layer feeding a softmax/sigmoid loss needs), ``"relu"``, ``"leaky_relu"``,
+        ``"sigmoid"``, ``"tanh"``, ``"gelu"``, ``"silu"`` (``"swish"``), ``"elu"``,
+        ``"softplus"`` or ``"softsign"``; a dict ``{"name": "leaky_relu", "alpha": 0.2}``
+        for settings, or an ``anyfc.activations.Activation`` object (your own registered
+        subclass too).
+    init : str, optional
+        The initialiser's name (``"he"``, ``"xavier"``, ``"he_uniform"``, ...); default
+        He for the ReLU family, Xavier otherwise.
+    backend, device, dtype : optional
+        Where the parameters live (default: the default backend, its default device,
+        float32).
+    seed : int, optional
+        The seed of the host random generator, so one seed gives the same ``w`` on every
+        backend (default: drawn from ``anyfc.set_seed``'s stream).
+    l2 : float, default 0
+        ``α ≥ 0``, the L2 penalty ``α/(2N)·‖W‖²`` on the weights of each training batch
         (``N``: its rows, or its weights' sum, see the module docstring), scikit-learn's
-        ``alpha``; 0 (default): none.
+        ``alpha``; 0: none.
 
-    ``w`` and ``b`` are plain attributes and may be reassigned. After ``backward``,
-    ``grad_w`` and ``grad_b`` hold ``∂E/∂W`` and ``∂E/∂b``; the next ``backward`` writes
-    ``grad_w`` into the same buffer where the library allows it (copy it to keep it).
+    Attributes
+    ----------
+    w, b : array
+        The weights (n_in × n_out) and the bias (n_out): plain attributes, which may be
+        reassigned.
+    grad_w, grad_b : array
+        After ``backward``, ``∂E/∂W`` and ``∂E/∂b``; the next ``backward`` writes
+        ``grad_w`` into the same buffer where the library allows it (copy it to keep
+        it).
 
+    Examples
+    --------
     >>> layer = Dense(3, 2, seed=0, backend="numpy")
     >>> import numpy as np
     >>> layer.forward(np.ones((4, 3), dtype=np.float32)).shape
@@ -104,11 +127,38 @@ class Dense(Layer):
     def from_params(cls, w: Array, b: Array,
                     activation: str | activations.Activation | None = "identity",
                     l2: float = 0.0) -> Dense:
-        """A layer around copies of existing parameters (no random draw): ``w`` of shape
-        (n_in, n_out) and ``b`` of shape (n_out,), floating arrays of the same library,
-        device and dtype. The layer owns its copies: training never writes into the
-        caller's arrays (which may be read-only, memory-mapped or shared elsewhere).
+        """Build a layer around copies of existing parameters (no random draw).
 
+        The layer owns its copies: training never writes into the caller's arrays
+        (which may be read-only, memory-mapped or shared elsewhere). It lives where
+        ``w`` lives.
+
+        Parameters
+        ----------
+        w : array
+            The weights, of shape (n_in, n_out), floating.
+        b : array
+            The bias, of shape (n_out,), of ``w``'s library, device and dtype.
+        activation : str, dict, anyfc.activations.Activation or None, default "identity"
+            As for ``Dense``.
+        l2 : float, default 0
+            As for ``Dense``.
+
+        Returns
+        -------
+        Dense
+            The new layer.
+
+        Raises
+        ------
+        TypeError
+            ``w`` or ``b`` not a floating array, or of different libraries, devices or
+            dtypes.
+        ValueError
+            Shapes that do not fit together.
+
+        Examples
+        --------
         >>> import numpy as np
         >>> Dense.from_params(np.ones((3, 2)), np.zeros(2), "identity").n_out
         2
@@ -167,10 +217,31 @@ class Dense(Layer):
     # ------------------------------------------------------------ the math
 
     def forward(self, x: Array, training: bool = True) -> Array:
-        """``y = f(x·w + b)``. In training (the default, as in the article's loop) it
-        keeps ``x`` and ``y`` (and ``u`` where ``f'`` needs it) for ``backward``; with
-        ``training=False`` it keeps nothing on the layer, so inference is safe from many
-        threads at once."""
+        """Compute ``y = f(x·w + b)``.
+
+        Parameters
+        ----------
+        x : array
+            A batch of ``n_in`` features per row, of the layer's library, device and
+            dtype (``anyfc.to_backend`` converts; ``Sequential.fit`` and ``predict`` do
+            it for you).
+        training : bool, default True
+            In training (the default, as in the article's loop) keep ``x`` and ``y``
+            (and ``u`` where ``f'`` needs it) for ``backward``; with ``False`` keep
+            nothing on the layer, so inference is safe from many threads at once.
+
+        Returns
+        -------
+        array
+            ``y``, of shape (rows, n_out).
+
+        Raises
+        ------
+        TypeError
+            ``x`` of another library, device or dtype.
+        ValueError
+            ``x`` not 2-D, or not of ``n_in`` features.
+        """
         self._check_input(x, "forward")
         u = x @ self.w + self.b
         y = self.activation.forward(self.xp, u)
@@ -180,9 +251,26 @@ class Dense(Layer):
         return y
 
     def backward(self, grad_y: Array, need_grad_x: bool = True) -> Array | None:
-        """Given ``grad_y = ∂E/∂y``, set ``grad_w = xᵀ·δ`` and ``grad_b = Σ_rows δ``
-        with ``δ = grad_y ⊙ f'(u)``, and return ``∂E/∂x = δ·wᵀ`` (``None`` when
-        ``need_grad_x`` is false, which saves the first layer a matrix product)."""
+        """Set ``grad_w = xᵀ·δ`` and ``grad_b = Σ_rows δ``, with ``δ = grad_y ⊙ f'(u)``.
+
+        Parameters
+        ----------
+        grad_y : array
+            ``∂E/∂y`` for the last training ``forward``'s output.
+        need_grad_x : bool, default True
+            Whether to compute ``∂E/∂x``; ``False`` saves the first layer a matrix
+            product.
+
+        Returns
+        -------
+        array or None
+            ``∂E/∂x = δ·wᵀ``, or ``None`` when ``need_grad_x`` is false.
+
+        Raises
+        ------
+        RuntimeError
+            No training ``forward`` came before.
+        """
         self._check_backward(grad_y, self.y)
         delta = self.activation.backward(self.xp, self.y, grad_y, self.u)
         x: Any = self.x
@@ -191,9 +279,21 @@ class Dense(Layer):
         return delta @ self.w.T if need_grad_x else None
 
     def penalty(self, scale: Any) -> Array | None:
-        """With ``l2 = α > 0``: add ``α·scale·W`` to ``grad_w`` (after ``backward``) and
-        return the batch's penalty ``½·α·scale·‖W‖²``; ``scale`` is ``1/N`` (a number, or
-        a 0-d array). ``None`` without a penalty."""
+        """Add the L2 term: with ``l2 = α > 0``, add ``α·scale·W`` to ``grad_w``.
+
+        Called after ``backward``, with the weights before the update.
+
+        Parameters
+        ----------
+        scale : float or 0-d array
+            ``1/N``, the loss's normalizer.
+
+        Returns
+        -------
+        array or None
+            The batch's penalty ``½·α·scale·‖W‖²`` (a 0-d array), or ``None`` without a
+            penalty (``l2 = 0``).
+        """
         alpha = getattr(self, "l2", 0.0)
         if not alpha:
             return None
@@ -208,9 +308,20 @@ class Dense(Layer):
         return (0.5 * c) * self.xp.sum(self.w * self.w)
 
     def update(self, eta: float) -> None:
-        """Plain gradient descent, the article's ``w -= eta * grad_w; b -= eta * grad_b``.
+        """Take a plain gradient-descent step: ``w -= eta * grad_w; b -= eta * grad_b``.
 
-        For momentum, Adam and friends use an optimizer from ``anyfc.optimizers``.
+        The article's update. For momentum, Adam and friends use an optimizer from
+        ``anyfc.optimizers``.
+
+        Parameters
+        ----------
+        eta : float
+            The learning rate ``η``.
+
+        Raises
+        ------
+        RuntimeError
+            No ``backward`` came before.
         """
         if self.grad_w is None or self.grad_b is None:
             raise RuntimeError("Dense.update called before backward")

@@ -21,8 +21,25 @@ class Dropout(Layer):
     """Dropout of rate ``p`` (the probability of dropping an input), for any width.
 
     The mask is drawn on the array's own device with the library's generator (see
-    ``anyfc/_backend/random.py``); ``seed`` makes a run reproducible on a given backend and device.
+    ``anyfc/_backend/random.py``)::
 
+        training:   m_ij = [r_ij ≥ p] / (1 - p),  r_ij ~ U[0, 1)
+                    y = x ⊙ m,        ∂E/∂x = ∂E/∂y ⊙ m
+        inference:  y = x
+
+    Parameters
+    ----------
+    rate : float
+        ``p``, the probability of dropping each input, ``0 <= rate < 1``.
+    seed : int, optional
+        Makes a run reproducible on a given backend and device, an integer in
+        ``[0, 2**31)`` (default: a stream of its own, from ``anyfc.set_seed``'s).
+    backend, device, dtype : optional
+        Where the layer computes (default: the default backend, its default device,
+        float32).
+
+    Examples
+    --------
     >>> import numpy as np
     >>> Dropout(0.5, backend="numpy").forward(np.ones((1, 3), np.float32), training=False)
     array([[1., 1., 1.]], dtype=float32)
@@ -62,9 +79,17 @@ class Dropout(Layer):
         return {}
 
     def generator(self) -> random.DeviceRandom:
-        """The mask's generator on the layer's device (made on first use, and again
-        after a move: at the old one's position where both are of one kind, say NumPy's
-        PCG64 behind numpy, array_api_strict and Dask; else from the seed)."""
+        """Return the mask's generator on the layer's device.
+
+        Made on first use, and again after a move: at the old generator's position where
+        both are of one kind (NumPy's PCG64 behind numpy, array_api_strict and Dask), else
+        from the seed.
+
+        Returns
+        -------
+        DeviceRandom
+            The generator (``anyfc._backend.random``).
+        """
         if self.rng is None or not self.rng.matches(self.xp, self.device):
             new = random.DeviceRandom(self.xp, self.device, self._stream)
             position = None if self.rng is None else self.rng.position()
@@ -80,7 +105,20 @@ class Dropout(Layer):
         self.rng = None
 
     def forward(self, x: Array, training: bool = True) -> Array:
-        """``x ⊙ m`` in training (keeping ``m``), ``x`` in inference."""
+        """Compute ``x ⊙ m`` in training (keeping ``m``), ``x`` in inference.
+
+        Parameters
+        ----------
+        x : array
+            A batch, of the layer's library, device and dtype.
+        training : bool, default True
+            Drop (and keep the mask for ``backward``), or pass ``x`` through.
+
+        Returns
+        -------
+        array
+            ``y``, of ``x``'s shape.
+        """
         self._check_input(x, "forward")
         if not training:
             return x
@@ -90,7 +128,20 @@ class Dropout(Layer):
         return x * self.mask
 
     def backward(self, grad_y: Array, need_grad_x: bool = True) -> Array | None:
-        """``∂E/∂x = ∂E/∂y ⊙ m``."""
+        """Compute ``∂E/∂x = ∂E/∂y ⊙ m``.
+
+        Parameters
+        ----------
+        grad_y : array
+            ``∂E/∂y`` for the last training ``forward``'s output.
+        need_grad_x : bool, default True
+            Unused: the layer has no parameters, and its only work is ``∂E/∂x``.
+
+        Returns
+        -------
+        array
+            ``∂E/∂x``.
+        """
         self._check_backward(grad_y, self.mask)
         return grad_y * self.mask
 

@@ -94,13 +94,29 @@ class BatchNorm(_Norm):
     """Batch normalisation over the batch axis (``torch.nn.BatchNorm1d``'s conventions).
 
     Training uses the batch's mean and biased variance and updates the running
-    statistics, inference uses those (and keeps nothing on the layer):
+    statistics, inference uses those (and keeps nothing on the layer)::
 
         running_mean ← (1 - momentum)·running_mean + momentum·μ
         running_var  ← (1 - momentum)·running_var  + momentum·σ²·h/(h - 1)   (unbiased)
 
-    ``momentum`` is the weight of the *new* batch (torch's convention; Keras' ``momentum``
-    is ``1 -`` this). A training batch needs at least 2 rows.
+    A training batch needs at least 2 rows. Over the batch of ``h`` rows, per feature::
+
+        μ = mean(x),   σ² = mean((x - μ)²),   x̂ = (x - μ) / √(σ² + ε),   y = γ ⊙ x̂ + β
+        ∂E/∂γ = Σ_rows g ⊙ x̂,   ∂E/∂β = Σ_rows g,   ĝ = g ⊙ γ      (g = ∂E/∂y)
+        ∂E/∂x = (1/h) · (1/√(σ² + ε)) ⊙ (h·ĝ - Σ ĝ - x̂ ⊙ Σ (ĝ ⊙ x̂))
+
+    Parameters
+    ----------
+    n : int
+        The number of features.
+    momentum : float, default 0.1
+        The weight of the *new* batch in the running statistics, in [0, 1] (torch's
+        convention; Keras' ``momentum`` is ``1 -`` this).
+    eps : float, default 1e-5
+        ``ε > 0``, added to the variance.
+    backend, device, dtype : optional
+        Where the parameters live (default: the default backend, its default device,
+        float32).
     """
 
     buffer_names = ("running_mean", "running_var")
@@ -123,7 +139,27 @@ class BatchNorm(_Norm):
         return None
 
     def forward(self, x: Array, training: bool = True) -> Array:
-        """``γ ⊙ x̂ + β`` with batch statistics (training) or running ones (inference)."""
+        """Compute ``γ ⊙ x̂ + β``.
+
+        Parameters
+        ----------
+        x : array
+            A batch of ``n`` features per row, of the layer's library, device and dtype.
+        training : bool, default True
+            Normalise with the batch's statistics, update the running ones and keep
+            what ``backward`` needs; or, with ``False``, normalise with the running
+            statistics and keep nothing.
+
+        Returns
+        -------
+        array
+            ``y``, of ``x``'s shape.
+
+        Raises
+        ------
+        ValueError
+            A training batch of fewer than 2 rows.
+        """
         self._check_input(x, "forward")
         xp = self.xp
         if not training:
@@ -148,8 +184,25 @@ class BatchNorm(_Norm):
 
 
 class LayerNorm(_Norm):
-    """Layer normalisation: each row over its ``n`` features, the same in training and
-    inference (no running statistics)."""
+    """Layer normalisation: each row over its ``n`` features.
+
+    The same in training and inference (no running statistics). Over each row's ``h``
+    features (``g = ∂E/∂y``, sums over the row)::
+
+        μ = mean(x),   σ² = mean((x - μ)²),   x̂ = (x - μ) / √(σ² + ε),   y = γ ⊙ x̂ + β
+        ∂E/∂γ = Σ_rows g ⊙ x̂,   ∂E/∂β = Σ_rows g,   ĝ = g ⊙ γ
+        ∂E/∂x = (1/h) · (1/√(σ² + ε)) ⊙ (h·ĝ - Σ ĝ - x̂ ⊙ Σ (ĝ ⊙ x̂))
+
+    Parameters
+    ----------
+    n : int
+        The number of features.
+    eps : float, default 1e-5
+        ``ε > 0``, added to the variance.
+    backend, device, dtype : optional
+        Where the parameters live (default: the default backend, its default device,
+        float32).
+    """
 
     axis = 1
 
@@ -158,7 +211,20 @@ class LayerNorm(_Norm):
         super().__init__(n, eps, backend, device, dtype)
 
     def forward(self, x: Array, training: bool = True) -> Array:
-        """``γ ⊙ x̂ + β`` with each row's own statistics."""
+        """Compute ``γ ⊙ x̂ + β`` with each row's own statistics.
+
+        Parameters
+        ----------
+        x : array
+            A batch of ``n`` features per row, of the layer's library, device and dtype.
+        training : bool, default True
+            Keep what ``backward`` needs.
+
+        Returns
+        -------
+        array
+            ``y``, of ``x``'s shape.
+        """
         self._check_input(x, "forward")
         x_hat, inv_std, _, _ = self._normalize(x)
         if training:

@@ -1,5 +1,5 @@
 """Callbacks: code that ``fit`` runs at the start and end of training, of each epoch and
-of each batch, with the model and the epoch's metrics in hand — as in Keras.
+of each batch, with the model and the epoch's metrics in hand — as in Keras::
 
     model.fit(X, y, epochs=100, validation_data=(Xv, yv), callbacks=[
         EarlyStopping("val_loss", patience=5, restore_best_weights=True),
@@ -34,7 +34,25 @@ Logs = dict[str, Any]
 
 
 class Run:
-    """The fit a callback is part of."""
+    """The fit a callback is part of: ``callback.run``.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model being trained.
+    optimizer : anyfc.optimizers.Optimizer
+        Its optimizer (a callback may change its ``lr``).
+    epochs : int
+        The number of epochs asked for.
+    metrics : list of str
+        The keys of an epoch's logs (besides ``"lr"``): ``loss``, the metrics, their
+        ``val_`` twins and what callbacks provide.
+
+    Attributes
+    ----------
+    stop_training : bool
+        Set it to ``True`` to stop the fit after the current epoch.
+    """
 
     def __init__(self, model: Any, optimizer: Any, epochs: int, metrics: list[str]) -> None:
         self.model, self.optimizer, self.epochs = model, optimizer, epochs
@@ -43,30 +61,61 @@ class Run:
 
 
 class Callback:
-    """Base class: every hook does nothing; override those you need.
+    """Base class of the callbacks: every hook does nothing; override those you need.
+
+    The fit sets ``run`` (a ``Run``: the model, its optimizer, the number of epochs, the
+    metric names) before it calls ``check``; a callback stops the fit with
+    ``self.run.stop_training = True``.
 
     A callback that writes values into an epoch's ``logs`` (say ``logs["val_auc"]``)
     names them in ``provides``: they then appear in ``History``, the printed line and
     ``CSVLogger``'s file, and ``EarlyStopping``, ``ModelCheckpoint`` and
-    ``ReduceLROnPlateau`` can monitor them (such callbacks see each epoch's end first)."""
+    ``ReduceLROnPlateau`` can monitor them (such callbacks see each epoch's end first).
+
+    Examples
+    --------
+    >>> class Stop(Callback):
+    ...     def on_epoch_end(self, epoch, logs=None):
+    ...         if logs["loss"] < 0.5:
+    ...             self.run.stop_training = True
+    """
 
     run: Run
     provides: tuple[str, ...] = ()  # the log entries this callback writes at an epoch's end
 
     @property
     def model(self) -> Any:
+        """The model being trained (``self.run.model``)."""
         return self.run.model
 
     def check(self, run: Run) -> None:
-        """Refuse (ValueError) settings that cannot work in ``run``; called before the
-        fit changes anything."""
+        """Refuse settings that cannot work in ``run``, before the fit changes anything.
+
+        Parameters
+        ----------
+        run : Run
+            The fit about to start.
+
+        Raises
+        ------
+        ValueError
+            A setting that cannot work (a monitored metric the fit does not report).
+        """
 
     def check_settings(self) -> None:
-        """A ``ValueError`` if a setting reassigned since construction (say
-        ``stopper.patience = -1`` or ``10**400``) is not one the class accepts: the
-        constructor checks the current values on a throw-away copy. Called by ``fit``
-        before anything changes. A subclass whose constructor takes an argument it does
-        not keep under the same name is not rebuilt (nothing to check it against)."""
+        """Check that settings reassigned since construction are ones the class accepts.
+
+        Say ``stopper.patience = -1`` or ``10**400``: the constructor checks the current
+        values on a throw-away copy. Called by ``fit`` before anything changes. A
+        subclass whose constructor takes an argument it does not keep under the same
+        name is not rebuilt (there is nothing to check it against).
+
+        Raises
+        ------
+        ValueError
+            A bad setting, naming the callback and the setting (``TypeError`` where the
+            constructor raises one).
+        """
         signature = inspect.signature(type(self).__init__)
         kwargs: dict[str, Any] = {}
         for name, parameter in list(signature.parameters.items())[1:]:
@@ -82,17 +131,69 @@ class Callback:
             raise type(exc)(f"the callback {type(self).__name__} has a bad setting: "
                             f"{exc}") from None
 
-    def on_train_begin(self, logs: Logs | None = None) -> None: ...
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        """Run at the start of training, after ``check``.
 
-    def on_train_end(self, logs: Logs | None = None) -> None: ...
+        Parameters
+        ----------
+        logs : dict, optional
+            Empty.
+        """
 
-    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None: ...
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        """Run at the end of training, also after an early stop.
 
-    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None: ...
+        Parameters
+        ----------
+        logs : dict, optional
+            The last epoch's logs.
+        """
 
-    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        """Run at the start of each epoch.
 
-    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None: ...
+        Parameters
+        ----------
+        epoch : int
+            The epoch's index, from 0.
+        logs : dict, optional
+            Empty.
+        """
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        """Run at the end of each epoch, with its metrics.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's index, from 0.
+        logs : dict, optional
+            The epoch's metrics (host numbers: ``loss``, the metrics, their ``val_``
+            twins) and ``lr``, the rate the epoch started with. Write into it the
+            entries named in ``provides``.
+        """
+
+    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Run before each training batch.
+
+        Parameters
+        ----------
+        batch : int
+            The batch's index in the epoch, from 0.
+        logs : dict, optional
+            ``{"size": rows}``: the loop does not read the device per batch.
+        """
+
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """Run after each training batch (after the optimizer's step).
+
+        Parameters
+        ----------
+        batch : int
+            The batch's index in the epoch, from 0.
+        logs : dict, optional
+            ``{"size": rows}``: the loop does not read the device per batch.
+        """
 
 
 def _mode(mode: str, monitor: str) -> str:
@@ -134,13 +235,36 @@ class _Monitor(Callback):
 
 
 class EarlyStopping(_Monitor):
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs (counted from ``start_from_epoch``). With ``restore_best_weights``, the model
-    ends with the parameters and buffers of its best epoch: a copy on the model's device
-    is taken whenever the metric improves (never a host round trip). ``baseline``: a
-    value to beat for an epoch to count as an improvement. After the fit,
-    ``best_epoch``, ``best`` and ``stopped_epoch`` (``None`` if it ran to the end) say
-    what happened."""
+    """Stop when ``monitor`` has not improved for ``patience`` epochs, as Keras's.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        The metric watched, a key of the epoch's logs.
+    patience : int, default 0
+        Epochs without improvement before stopping, counted from
+        ``start_from_epoch``.
+    min_delta : float, default 0
+        An improvement is by more than this.
+    mode : {"auto", "min", "max"}, default "auto"
+        Whether lower or higher is better; ``"auto"`` maximises accuracy, R², precision,
+        recall, F1 and AUC, and minimises everything else.
+    restore_best_weights : bool, default False
+        End with the parameters and buffers of the best epoch: a copy on the model's
+        device is taken whenever the metric improves (never a host round trip).
+    start_from_epoch : int, default 0
+        Epochs to train before watching.
+    baseline : float, optional
+        A value to beat for an epoch to count as an improvement.
+    verbose : int, default 0
+        Print when stopping and restoring.
+
+    Attributes
+    ----------
+    best_epoch, best, stopped_epoch
+        After the fit: the best epoch (from 0), its value, and the epoch it stopped at
+        (``None`` if it ran to the end).
+    """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = False,
@@ -190,11 +314,11 @@ class EarlyStopping(_Monitor):
 
 
 class NoImprovementStopping(Callback):
-    """scikit-learn's convergence rule for its MLP: stop when ``monitor`` has not improved
-    by at least ``tol`` for more than ``n_iter_no_change`` epochs in a row.
+    """Stop as scikit-learn's MLP does, when ``monitor`` stops improving by ``tol``.
 
-    After each epoch, with ``current`` the monitored value and ``mode="min"``
-    (``"max"`` mirrors it):
+    scikit-learn's convergence rule: stop when ``monitor`` has not improved by at least
+    ``tol`` for more than ``n_iter_no_change`` epochs in a row. After each epoch, with
+    ``current`` the monitored value and ``mode="min"`` (``"max"`` mirrors it)::
 
         count ← count + 1  if current > best - tol,  else 0
         best  ← current    if current < best          (by any amount)
@@ -213,6 +337,30 @@ class NoImprovementStopping(Callback):
     epoch, or those it started with when no epoch beat ``best`` (copies on the model's
     device). After the fit: ``best``, ``count``, ``scores`` (each epoch's value),
     ``stopped_epoch`` (``None`` if the fit ran to its end).
+
+    Parameters
+    ----------
+    monitor : str or callable, default "loss"
+        A metric of the fit's logs, or a function ``score(model) -> float``.
+    tol : float, default 1e-4
+        The improvement that counts.
+    n_iter_no_change : int or inf, default 10
+        Epochs in a row without improvement before stopping.
+    mode : {"auto", "min", "max"}, default "auto"
+        Whether lower or higher is better.
+    restore_best_weights : bool, default False
+        End with the best epoch's parameters and buffers.
+    best : float, optional
+        The best value so far, from a previous fit.
+    count : int, default 0
+        The epochs without improvement so far, from a previous fit.
+    lr_factor : float, optional
+        Instead of stopping, multiply the learning rate by this, in (0, 1], while it is
+        above ``min_lr``.
+    min_lr : float, default 1e-6
+        The rate below which ``lr_factor`` stops instead.
+    verbose : int, default 0
+        Print scikit-learn's messages.
     """
 
     def __init__(self, monitor: str | Callable[[Any], float] = "loss", *, tol: float = 1e-4,
@@ -287,8 +435,15 @@ class NoImprovementStopping(Callback):
                   "consecutive epochs. Stopping.")
 
     def on_train_end(self, logs: Logs | None = None) -> None:
-        """With ``restore_best_weights``: the best epoch's state back on the model (also
-        callable after an interrupted fit)."""
+        """Put the best epoch's state back on the model, with ``restore_best_weights``.
+
+        Also callable after an interrupted fit.
+
+        Parameters
+        ----------
+        logs : dict, optional
+            Unused.
+        """
         state = getattr(self, "best_state", None)
         if state is not None:
             self.model.set_state(state)
@@ -296,9 +451,31 @@ class NoImprovementStopping(Callback):
 
 
 class ModelCheckpoint(_Monitor):
-    """Save the model (``model.save``: the same atomic, pickle-free file) after every
-    epoch, or with ``save_best_only`` only when ``monitor`` improved. ``path`` may hold
-    ``{epoch}`` (from 1) and metric fields, e.g. ``"model-{epoch:03d}-{val_loss:.3f}.npz"``.
+    """Save the model after every epoch, or only when ``monitor`` improved.
+
+    ``model.save`` writes it: the same atomic, pickle-free file. The destination is
+    checked before training starts.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; it may hold ``{epoch}`` (from 1) and metric fields, e.g.
+        ``"model-{epoch:03d}-{val_loss:.3f}.npz"``.
+    monitor : str, default "val_loss"
+        The metric watched with ``save_best_only``.
+    save_best_only : bool, default False
+        Save only when ``monitor`` improved.
+    mode : {"auto", "min", "max"}, default "auto"
+        Whether lower or higher is better.
+    min_delta : float, default 0
+        An improvement is by more than this.
+    verbose : int, default 0
+        Print each save.
+
+    Attributes
+    ----------
+    saved : list of str
+        The paths written.
     """
 
     def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss",
@@ -342,10 +519,18 @@ class ModelCheckpoint(_Monitor):
 
 
 class LearningRateScheduler(Callback):
-    """Set the optimizer's learning rate at the start of every epoch: ``schedule`` is an
-    ``anyfc.schedules`` schedule (called with the epoch) or a function
-    ``(epoch, lr) -> new lr``, as in Keras. On JAX the rate is an argument of the
-    compiled step: changing it never compiles the step again."""
+    """Set the optimizer's learning rate at the start of every epoch, as Keras's.
+
+    On JAX the rate is an argument of the compiled step: changing it never compiles the
+    step again.
+
+    Parameters
+    ----------
+    schedule : anyfc.schedules.Schedule or callable
+        A schedule (called with the epoch), or a function ``(epoch, lr) -> new lr``.
+    verbose : int, default 0
+        Print each epoch's rate.
+    """
 
     def __init__(self, schedule: Callable[..., float], verbose: int = 0) -> None:
         if not callable(schedule):
@@ -365,10 +550,32 @@ class LearningRateScheduler(Callback):
 
 
 class ReduceLROnPlateau(_Monitor):
-    """Multiply the learning rate by ``factor`` (not below ``min_lr``) when ``monitor``
-    has not improved by more than ``min_delta`` for ``patience`` epochs; then wait
-    ``cooldown`` epochs before counting again (Keras's rule). Needs a constant learning
-    rate (a number, not a schedule)."""
+    """Multiply the learning rate by ``factor`` when ``monitor`` stops improving.
+
+    Keras's rule: when ``monitor`` has not improved by more than ``min_delta`` for
+    ``patience`` epochs, the rate is multiplied by ``factor`` (not below ``min_lr``);
+    then ``cooldown`` epochs pass before counting again. Needs a constant learning rate
+    (a number, not a schedule).
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        The metric watched.
+    factor : float, default 0.1
+        In (0, 1].
+    patience : int, default 10
+        Epochs without improvement before reducing.
+    mode : {"auto", "min", "max"}, default "auto"
+        Whether lower or higher is better.
+    min_delta : float, default 1e-4
+        An improvement is by more than this.
+    cooldown : int, default 0
+        Epochs to wait after a reduction.
+    min_lr : float, default 0
+        The lowest rate.
+    verbose : int, default 0
+        Print each reduction.
+    """
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
                  mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0,
@@ -409,9 +616,21 @@ class ReduceLROnPlateau(_Monitor):
 
 
 class CSVLogger(Callback):
-    """Append each epoch's logs (``epoch`` from 0, the metrics, ``lr``) to a CSV file;
-    the header is written at the start of training unless ``append`` continues a file.
-    The file is opened and closed at each write, so an interrupted fit leaves it whole."""
+    """Append each epoch's logs (``epoch`` from 0, the metrics, ``lr``) to a CSV file.
+
+    The header is written at the start of training unless ``append`` continues a file.
+    The file is opened and closed at each write, so an interrupted fit leaves it whole;
+    its destination is checked before training starts.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file.
+    separator : str, default ","
+        The field separator.
+    append : bool, default False
+        Continue an existing file (no new header).
+    """
 
     def __init__(self, path: str | os.PathLike[str], separator: str = ",",
                  append: bool = False) -> None:

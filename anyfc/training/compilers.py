@@ -27,8 +27,10 @@ Device = Any  # a device object of any Array API library, or a string naming one
 
 
 class StepCompiler:
-    """How one backend compiles a training step (subclass it and ``register_step_compiler``
-    to add one: CuPy fused kernels, CUDA graphs, ...).
+    """How one backend compiles a training step.
+
+    Subclass it and ``register_step_compiler`` to add one (CuPy fused kernels, CUDA
+    graphs, ...).
 
     ``compile(fn, device)`` returns a callable with ``fn``'s arguments and results (nested
     lists, dicts and tuples of arrays, Python floats, ``None``). The caller guarantees
@@ -54,9 +56,36 @@ class StepCompiler:
     devices: tuple[str, ...] | None = None
 
     def compile(self, fn: Any, device: Device = None) -> Any:
+        """Compile a training step.
+
+        Parameters
+        ----------
+        fn : callable
+            The step, a pure function (apart from in-place updates of its input arrays)
+            of nested lists, dicts and tuples of arrays, Python floats and ``None``.
+        device : device object, optional
+            The device the step runs on.
+
+        Returns
+        -------
+        callable
+            A callable with ``fn``'s arguments and results.
+        """
         raise NotImplementedError
 
     def serves(self, device: Device) -> bool:
+        """Say whether the compiler serves a device (on the others the step runs eagerly).
+
+        Parameters
+        ----------
+        device : device object or str
+            The device.
+
+        Returns
+        -------
+        bool
+            Whether its kind is in ``devices`` (always, when ``devices`` is ``None``).
+        """
         if self.devices is None:
             return True
         kind = getattr(device, "type", None) or getattr(device, "platform", None)
@@ -199,17 +228,33 @@ class _TorchCompiled:
 
 
 # backend -> compiler name -> compiler (register_step_compiler adds to it)
+#: The step compilers by backend, then by name (``register_step_compiler`` adds to it).
 REGISTERED: dict[str, dict[str, StepCompiler]] = {
     "jax": {"jit": JaxJit()},
     "torch": {"compile": TorchCompile()},
 }
 _DEFAULT_STEP_COMPILER = {"jax": "jit"}  # the others run the eager step
+#: ``set_step_compiler``'s choices, by backend.
 CHOSEN: dict[str, str] = {}  # backend -> set_step_compiler's choice
 
 
 def register_step_compiler(backend: str, compiler: StepCompiler) -> None:
-    """Make ``compiler`` selectable for ``backend`` as ``compiler.name`` (it is not
-    turned on: ``set_step_compiler`` does that)."""
+    """Make a step compiler selectable for a backend, as ``compiler.name``.
+
+    It is not turned on: ``set_step_compiler`` does that.
+
+    Parameters
+    ----------
+    backend : str
+        The backend.
+    compiler : StepCompiler
+        An instance of a ``StepCompiler`` subclass, named other than ``"eager"``.
+
+    Raises
+    ------
+    ValueError
+        Not such an instance.
+    """
     name = _backend.backend_name(backend)
     if not isinstance(compiler, StepCompiler) or compiler.name == "eager":
         raise ValueError("register a StepCompiler subclass instance with a name other than "
@@ -218,8 +263,20 @@ def register_step_compiler(backend: str, compiler: StepCompiler) -> None:
 
 
 def step_compilers(backend: str | ModuleType) -> tuple[str, ...]:
-    """The ways ``backend`` can run a training step: ``"eager"`` and its compilers.
+    """Return the ways a backend can run a training step.
 
+    Parameters
+    ----------
+    backend : str or module
+        The backend.
+
+    Returns
+    -------
+    tuple of str
+        ``"eager"`` and the names of its compilers.
+
+    Examples
+    --------
     >>> step_compilers("torch")
     ('eager', 'compile')
     """
@@ -245,12 +302,27 @@ def _env_step_compilers() -> dict[str, str]:
 
 
 def set_step_compiler(backend: str | ModuleType, mode: str | None) -> None:
-    """Choose how ``backend`` runs a training step: ``"eager"`` (the reference, op by
-    op), one of its compilers (``step_compilers``: ``"jit"`` for JAX, the default there;
-    ``"compile"`` for torch, off by default), or ``None`` for the default again
-    (``$ANYFC_STEP_COMPILER``, e.g. ``torch=compile``, else the built-in default). The
-    choice is part of a compiled step's key.
+    """Choose how a backend runs a training step.
 
+    The choice is part of a compiled step's key. Also ``anyfc.set_step_compiler``.
+
+    Parameters
+    ----------
+    backend : str or module
+        The backend.
+    mode : str or None
+        ``"eager"`` (the reference, op by op), one of its compilers
+        (``step_compilers``: ``"jit"`` for JAX, the default there; ``"compile"`` for
+        torch, off by default), or ``None`` for the default again
+        (``$ANYFC_STEP_COMPILER``, e.g. ``torch=compile``, else the built-in default).
+
+    Raises
+    ------
+    ValueError
+        A mode the backend does not have, listing the valid ones.
+
+    Examples
+    --------
     >>> set_step_compiler("torch", "compile"); get_step_compiler("torch")
     'compile'
     >>> set_step_compiler("torch", None); get_step_compiler("torch")
@@ -267,7 +339,23 @@ def set_step_compiler(backend: str | ModuleType, mode: str | None) -> None:
 
 
 def get_step_compiler(backend: str | ModuleType) -> str:
-    """How ``backend`` runs a training step now: ``"eager"`` or a compiler's name."""
+    """Return how a backend runs a training step now.
+
+    Parameters
+    ----------
+    backend : str or module
+        The backend.
+
+    Returns
+    -------
+    str
+        ``"eager"`` or a compiler's name.
+
+    Raises
+    ------
+    ValueError
+        ``$ANYFC_STEP_COMPILER`` names a compiler the backend does not have.
+    """
     name = _backend.backend_name(backend)
     mode = CHOSEN.get(name)
     if mode is None:
@@ -281,8 +369,21 @@ def get_step_compiler(backend: str | ModuleType) -> str:
 
 
 def step_compiler(xp: ModuleType, device: Device = None) -> StepCompiler | None:
-    """The compiler a training step on ``xp`` and ``device`` uses, or ``None`` for the
-    eager step (also where the chosen compiler does not serve that device)."""
+    """Return the compiler a training step on a namespace and device uses.
+
+    Parameters
+    ----------
+    xp : module
+        The namespace.
+    device : device object, optional
+        The device.
+
+    Returns
+    -------
+    StepCompiler or None
+        The compiler, or ``None`` for the eager step (also where the chosen compiler
+        does not serve that device).
+    """
     name = _backend.backend_name(xp)
     compiler = REGISTERED.get(name, {}).get(get_step_compiler(name))
     if compiler is None or (device is not None and not compiler.serves(device)):
@@ -291,13 +392,42 @@ def step_compiler(xp: ModuleType, device: Device = None) -> StepCompiler | None:
 
 
 def compiles(xp: ModuleType, device: Device = None) -> bool:
-    """Whether ``compile_step`` compiles for ``xp`` (else the step runs eagerly)."""
+    """Say whether ``compile_step`` compiles for a namespace and device.
+
+    Parameters
+    ----------
+    xp : module
+        The namespace.
+    device : device object, optional
+        The device.
+
+    Returns
+    -------
+    bool
+        ``True`` when a compiler serves them; else the step runs eagerly.
+    """
     return step_compiler(xp, device) is not None
 
 
 def compile_step(xp: ModuleType, fn: Any, device: Device = None) -> Any:
-    """``fn`` compiled by the step compiler chosen for ``xp`` (``set_step_compiler``), or
-    ``None`` where the step runs eagerly: ``jax.jit`` for JAX by default, ``torch.compile``
-    for torch when asked for; the other libraries run the same Python code eagerly."""
+    """Compile a step with the step compiler chosen for a namespace (``set_step_compiler``).
+
+    ``jax.jit`` for JAX by default, ``torch.compile`` for torch when asked for; the other
+    libraries run the same Python code eagerly.
+
+    Parameters
+    ----------
+    xp : module
+        The namespace.
+    fn : callable
+        The step.
+    device : device object, optional
+        The device.
+
+    Returns
+    -------
+    callable or None
+        ``fn`` compiled, or ``None`` where the step runs eagerly.
+    """
     compiler = step_compiler(xp, device)
     return None if compiler is None else compiler.compile(fn, device)

@@ -8,11 +8,23 @@ from typing import Any
 
 
 class History(dict):  # type: ignore[type-arg]
-    """Per-epoch metrics returned by ``fit``, a dict of lists: ``history["loss"]``,
-    ``["accuracy"]`` (classification) or ``["mae"]``, ``["r2"]`` (regression), and the
-    same with ``val_`` for validation data. ``history.history`` is the plain dict (as in
-    Keras), ``history.epoch`` the epoch indices (0-based), ``history.lr`` the learning
-    rate each epoch started with."""
+    """Per-epoch metrics returned by ``fit``, a dict of lists.
+
+    ``history["loss"]``, ``["accuracy"]`` (classification) or ``["mae"]``, ``["r2"]``
+    (regression), and the same with ``val_`` for validation data.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for ``dict``: the metrics' lists by name (``fit`` fills them in).
+
+    Attributes
+    ----------
+    epoch : list of int
+        The epoch indices (0-based).
+    lr : list of float
+        The learning rate each epoch started with.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -30,10 +42,31 @@ class History(dict):  # type: ignore[type-arg]
         return len(self.get("loss", []))
 
     def plot(self, keys: list[str] | None = None, ax: Any = None) -> Any:
-        """A matplotlib figure of the metrics by epoch: one panel per metric (``loss``,
-        ``accuracy``, ...) with its ``val_`` twin on the same axes. Needs matplotlib
-        (``pip install anyfc[plot]``); returns the figure (save it with
-        ``fig.savefig(path)``). ``ax``: draw every metric on these axes instead."""
+        """Plot the metrics by epoch with matplotlib.
+
+        One panel per metric (``loss``, ``accuracy``, ...) with its ``val_`` twin on the
+        same axes. Needs matplotlib (``pip install 'anyfc[plot]'``).
+
+        Parameters
+        ----------
+        keys : list of str, optional
+            The metrics to plot (default: every one but the ``val_`` twins, which join
+            their metric's panel).
+        ax : matplotlib.axes.Axes, optional
+            Draw every metric on these axes instead of a new figure.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure (save it with ``fig.savefig(path)``).
+
+        Raises
+        ------
+        ImportError
+            matplotlib is not installed.
+        ValueError
+            A key this history does not have.
+        """
         try:
             import matplotlib.pyplot as plt  # picks a headless backend without a display
         except ImportError as exc:
