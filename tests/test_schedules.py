@@ -345,6 +345,10 @@ def test_unexpected_arguments_are_listed_with_the_schedules_own():
     with pytest.raises(ValueError, match=r"^unexpected argument\(s\) 'gamma', 'x' for schedule "
                                          r"'constant'; its arguments are lr$"):
         schedules.get({"name": "constant", "lr": 0.1, "gamma": 0.5, "x": 1})
+    with pytest.raises(ValueError, match=r"^unexpected argument\(s\) 'x' for schedule "
+                                         r"'step_decay'; its arguments are lr, step_size, "
+                                         r"gamma, per$"):
+        schedules.get({"name": "step_decay", "lr": 0.1, "step_size": 2, "x": 1})
     with pytest.raises(ValueError, match=r"valid schedules are constant, step_decay, "
                                          r"exponential_decay, cosine_decay$"):
         schedules.get({"name": "nope"})
