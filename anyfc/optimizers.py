@@ -139,12 +139,26 @@ class Optimizer:
         self.t += 1
         self.lr_t = lr_t
         grads = self._clip([g for *_, g in found])
+        if (found and isinstance(lr_t, numbers.Real)
+                and self.fused_step([key for _, _, key, _ in found],
+                                    [getattr(layer, name) for layer, name, _, _ in found],
+                                    grads)):
+            return
         for (layer, name, key, _), g in zip(found, grads):
             p = getattr(layer, name)
             if not isinstance(lr_t, numbers.Real):  # an array: in p's dtype, on its device
                 self.lr_t = _like(lr_t, p)
             state = self.state.setdefault(key, {})
             setattr(layer, name, self.update(_backend.namespace_of(p), p, g, state))
+
+    def fused_step(self, keys: list[str], params: list[Array], grads: list[Array]) -> bool:
+        """Update every parameter at once, in place, with the library's multi-tensor
+        kernels (``_backend.fused``: torch's ``_foreach_*``), where the optimizer has such
+        a form and the arrays allow it; ``False`` (nothing changed) sends ``step`` to
+        ``update``, parameter by parameter, which is the reference. The rate of the step
+        is ``lr_t``, a number here. (Subclasses that override ``update`` never take the
+        fused form of the class they derive from.)"""
+        return False
 
     def _clip(self, grads: list[Array]) -> list[Array]:
         """The gradients clipped by value, then by their global norm (new arrays: the
@@ -333,6 +347,23 @@ class SGD(Optimizer):
             g = g + self.momentum * v if self.nesterov else v
         return _subtract_scaled(p, self.lr_t, g)
 
+    def fused_step(self, keys: list[str], params: list[Array], grads: list[Array]) -> bool:
+        if type(self).update is not SGD.update:
+            return False
+        momentum = self.momentum
+        states = [self.state.get(key, {}) for key in keys]
+        vs = ([s["v"] if "v" in s else _backend.namespace_of(p).zeros_like(p)
+               for s, p in zip(states, params)] if momentum else None)
+        if not _backend.sgd_(params, grads, vs, lr=self.lr_t, momentum=momentum,
+                             nesterov=self.nesterov, weight_decay=self.weight_decay,
+                             lr_in_velocity=getattr(self, "lr_in_velocity", False)):
+            return False
+        for i, key in enumerate(keys):
+            state = self.state.setdefault(key, {})
+            if vs is not None:
+                state["v"] = vs[i]
+        return True
+
 
 class AdaGrad(Optimizer):
     """AdaGrad: per-coordinate steps shrink with the sum of squared gradients:
@@ -410,6 +441,32 @@ class Adam(Optimizer):
             g = g + self.weight_decay * p
         return self._adam_step(xp, p, g, state)
 
+    def fused_step(self, keys: list[str], params: list[Array], grads: list[Array]) -> bool:
+        kind = type(self)
+        if not self.plain_adam() or kind.update not in (Adam.update, AdamW.update):
+            return False
+        states = [self.state.get(key, {}) for key in keys]
+        ms = [s["m"] if "m" in s else _backend.namespace_of(p).zeros_like(p)
+              for s, p in zip(states, params)]
+        vs = [s["v"] if "v" in s else _backend.namespace_of(p).zeros_like(p)
+              for s, p in zip(states, params)]
+        if not _backend.adam_(params, grads, ms, vs, lr=self.lr_t, beta1=self.beta1,
+                              beta2=self.beta2, eps=self.eps, t=self.t,
+                              weight_decay=self.weight_decay,
+                              decoupled=kind.update is AdamW.update,
+                              eps_hat=getattr(self, "eps_hat", False)):
+            return False
+        for key, m, v in zip(keys, ms, vs):
+            state = self.state.setdefault(key, {})
+            state["m"], state["v"] = m, v
+        return True
+
+    @classmethod
+    def plain_adam(cls) -> bool:
+        """Whether the class steps with Adam's own ``_adam_step`` (a subclass may write
+        its own, which the fused form would skip)."""
+        return cls._adam_step is cls._reference_adam_step
+
     def _adam_step(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         b1, b2 = self.beta1, self.beta2
         m = state["m"] = _backend.scale_add_(slot(xp, state, "m", p), b1, g, 1.0 - b1)
@@ -421,6 +478,8 @@ class Adam(Optimizer):
         step_size = self.lr_t / (1.0 - b1**self.t)
         denom = xp.sqrt(v) / (1.0 - b2**self.t) ** 0.5 + self.eps  # t may be traced (JAX)
         return _backend.subtract_(p, step_size * m / denom)
+
+    _reference_adam_step = _adam_step
 
 
 class AdamW(Adam):
