@@ -57,6 +57,8 @@ def real(name: str, value: Any, low: float = 0.0, high: float = math.inf,
 def integer(value: Any, name: str, low: int = 1) -> int:
     """``value`` as an int ≥ ``low`` (Python or NumPy integers; not bools), else a
     ValueError naming ``name``."""
+    if type(value) is int and value >= low:  # the common case, without the ABC checks
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         kind = "positive" if low == 1 else "non-negative" if low == 0 else f">= {low}"
         raise ValueError(f"{name} must be a {kind} integer, got {value!r}")

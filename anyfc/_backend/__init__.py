@@ -31,7 +31,7 @@ from .devices import device_of, device_token, resolve_device
 from .dtypes import dtype_name, index_dtype, resolve_dtype
 from .floating import quiet
 from .fused import adam_, fused, set_fused, sgd_
-from .kernels import matmul, scale_add_, subtract_, subtract_scaled_
+from .kernels import matmul, scale_add_, softmax_rows, subtract_, subtract_scaled_, total
 from .lazy import is_lazy, materialize
 from .namespaces import (
     BACKENDS,
@@ -45,7 +45,7 @@ from .namespaces import (
     namespace_of,
     set_backend,
 )
-from .precision import get_precision, precision_scope, set_precision
+from .precision import get_precision, precision_scope, set_precision, sets_anything
 from .random import host_rng, set_seed
 from .transfers import all_finite, from_host, synchronize, to_backend, to_float, to_numpy
 
@@ -82,8 +82,11 @@ __all__ = [
     "scale_add_",
     "set_backend",
     "set_precision",
+    "sets_anything",
     "subtract_",
+    "softmax_rows",
     "subtract_scaled_",
+    "total",
     "synchronize",
     "to_backend",
     "to_float",

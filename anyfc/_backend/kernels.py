@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from .namespaces import namespace_of
 
@@ -72,3 +73,26 @@ def scale_add_(x: Array, a: float, y: Array, b: float = 1.0) -> Array:
         x += y if b == 1.0 else b * y
         return x
     return a * x + b * y
+
+
+def softmax_rows(y: Array) -> Array | None:
+    """``exp(y - max) / Σ exp(y - max)`` along each row in a new array, for a NumPy
+    ``y``: the same operations as ``losses.SoftmaxCrossEntropy.output`` (the reference,
+    which runs where this gives ``None``), with NumPy's reductions called directly and
+    the exponential and the division in place (at a batch of one row, the Python
+    wrappers around the reductions cost more than the arithmetic)."""
+    if type(y) is not np.ndarray or y.ndim != 2:
+        return None
+    z = np.subtract(y, np.maximum.reduce(y, axis=1, keepdims=True))
+    np.exp(z, out=z)
+    z /= np.add.reduce(z, axis=1, keepdims=True)
+    return z
+
+
+def total(x: Array) -> Array:
+    """The sum of every element of ``x`` (0-d), NumPy's reduction called directly (an
+    overflow gives infinity without a warning: callers use the sum as a cheap check)."""
+    if type(x) is np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.add.reduce(x, axis=None)
+    return namespace_of(x).sum(x)

@@ -284,6 +284,13 @@ class Layer:
     def backward(self, grad_y: Array, need_grad_x: bool = True) -> Array | None:
         raise NotImplementedError
 
+    def infer(self, x: Array) -> Array:
+        """``forward(x, training=False)`` for an input the model has already checked (an
+        array of the layer's library, device and dtype, 2-D, as wide as the layer
+        takes): ``Sequential.predict`` calls it. A layer may skip its own input checks
+        here; by default it runs ``forward``, checks included."""
+        return self.forward(x, training=False)
+
     def _check_input(self, x: Array, what: str) -> None:
         """``x`` is an array of the layer's library, device and dtype, with ``n_in``
         features when the layer has a fixed width."""

@@ -179,6 +179,13 @@ class Dense(Layer):
             self.u = u if self.activation.uses_u else None
         return y
 
+    def infer(self, x: Array) -> Array:
+        """``forward(x, training=False)`` without the input checks (the model made them);
+        a subclass with its own ``forward`` runs that."""
+        if type(self).forward is not Dense.forward:
+            return self.forward(x, training=False)
+        return self.activation.forward(_backend.namespace_of(x), x @ self.w + self.b)
+
     def backward(self, grad_y: Array, need_grad_x: bool = True) -> Array | None:
         """Given ``grad_y = ∂E/∂y``, set ``grad_w = xᵀ·δ`` and ``grad_b = Σ_rows δ``
         with ``δ = grad_y ⊙ f'(u)``, and return ``∂E/∂x = δ·wᵀ`` (``None`` when
