@@ -151,6 +151,23 @@ class Optimizer:
             state = self.state.setdefault(key, {})
             setattr(layer, name, self.update(_backend.namespace_of(p), p, g, state))
 
+    def initial_state(self, p: Array) -> State | None:
+        """The state the first step creates for parameter ``p`` (zeros of the slots it
+        uses), or ``None`` where the class cannot tell (the default; anyfc's optimizers
+        tell unless a subclass rewrites their update). A compiled step starts from it,
+        so the first step and the next have one input structure and compile once."""
+        return None
+
+    def initial_states(self, params: dict[str, Array]) -> dict[str, State] | None:
+        """``initial_state`` of every parameter by path, or ``None`` if any is."""
+        out = {}
+        for key, p in params.items():
+            state = self.initial_state(p)
+            if state is None:
+                return None
+            out[key] = state
+        return out
+
     def fused_step(self, keys: list[str], params: list[Array], grads: list[Array]) -> bool:
         """Update every parameter at once, in place, with the library's multi-tensor
         kernels (``_backend.fused``: torch's ``_foreach_*``), where the optimizer has such
@@ -347,6 +364,11 @@ class SGD(Optimizer):
             g = g + self.momentum * v if self.nesterov else v
         return _subtract_scaled(p, self.lr_t, g)
 
+    def initial_state(self, p: Array) -> State | None:
+        if type(self).update is not SGD.update:
+            return None
+        return {"v": _backend.namespace_of(p).zeros_like(p)} if self.momentum else {}
+
     def fused_step(self, keys: list[str], params: list[Array], grads: list[Array]) -> bool:
         if type(self).update is not SGD.update:
             return False
@@ -378,6 +400,11 @@ class AdaGrad(Optimizer):
         super().__init__(lr, weight_decay, clipnorm, clipvalue)
         self.eps = _check("eps", eps, low_open=True)
 
+    def initial_state(self, p: Array) -> State | None:
+        if type(self).update is not AdaGrad.update:
+            return None
+        return {"h": _backend.namespace_of(p).zeros_like(p)}
+
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         if self.weight_decay:
             g = g + self.weight_decay * p
@@ -399,6 +426,11 @@ class RMSProp(Optimizer):
         super().__init__(lr, weight_decay, clipnorm, clipvalue)
         self.rho = _check("rho", rho, 0.0, 1.0)
         self.eps = _check("eps", eps, low_open=True)
+
+    def initial_state(self, p: Array) -> State | None:
+        if type(self).update is not RMSProp.update:
+            return None
+        return {"h": _backend.namespace_of(p).zeros_like(p)}
 
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         if self.weight_decay:
@@ -440,6 +472,12 @@ class Adam(Optimizer):
         if self.weight_decay:
             g = g + self.weight_decay * p
         return self._adam_step(xp, p, g, state)
+
+    def initial_state(self, p: Array) -> State | None:
+        if not self.plain_adam() or type(self).update not in (Adam.update, AdamW.update):
+            return None
+        xp = _backend.namespace_of(p)
+        return {"m": xp.zeros_like(p), "v": xp.zeros_like(p)}
 
     def fused_step(self, keys: list[str], params: list[Array], grads: list[Array]) -> bool:
         kind = type(self)

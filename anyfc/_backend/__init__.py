@@ -31,7 +31,15 @@ from .devices import device_of, device_token, resolve_device
 from .dtypes import dtype_name, index_dtype, resolve_dtype
 from .floating import quiet
 from .fused import adam_, fused, set_fused, sgd_
-from .kernels import matmul, scale_add_, softmax_rows, subtract_, subtract_scaled_, total
+from .kernels import (
+    matmul,
+    scale_add_,
+    softmax_rows,
+    subtract_,
+    subtract_scaled_,
+    take_rows,
+    total,
+)
 from .lazy import is_lazy, materialize
 from .namespaces import (
     BACKENDS,
@@ -86,6 +94,7 @@ __all__ = [
     "subtract_",
     "softmax_rows",
     "subtract_scaled_",
+    "take_rows",
     "total",
     "synchronize",
     "to_backend",

@@ -62,8 +62,22 @@ def matmul(a: Array, b: Array, out: Array | None = None) -> Array:
     target: Any = out
     if (has_out and array_api_compat.is_writeable_array(target) and type(target) is type(a)
             and target.dtype == a.dtype and tuple(target.shape) == (a.shape[0], b.shape[1])):
+        if array_api_compat.is_torch_array(a):  # torch's own, without the wrapper's checks
+            import torch
+
+            return torch.matmul(a, b, out=target)
         return namespace_of(a).matmul(a, b, out=target)
     return a @ b
+
+
+def take_rows(a: Array, index: Array) -> Array:
+    """``take(a, index, axis=0)``: the rows of ``a`` at ``index`` (torch's
+    ``index_select`` called directly; the namespace's ``take`` elsewhere)."""
+    if array_api_compat.is_torch_array(a):
+        import torch
+
+        return torch.index_select(a, 0, index)
+    return namespace_of(a).take(a, index, axis=0)
 
 
 def scale_add_(x: Array, a: float, y: Array, b: float = 1.0) -> Array:
