@@ -657,7 +657,7 @@ class _Plan:
     every call. A plan never changes; a model's is replaced whole (thread-safe)."""
 
     __slots__ = ("layers", "loss", "marks", "arrays", "xp", "device", "dtype", "n_in",
-                 "array_type", "one_device", "scoped")
+                 "array_type", "scoped")
 
     def __init__(self, model: Sequential) -> None:
         self.layers = model.layers
@@ -666,7 +666,6 @@ class _Plan:
         self.device, self.dtype, self.n_in = model.device, model.dtype, model.n_in
         first = next((a for layer in model.layers for a in layer.arrays().values()), None)
         self.array_type = type(first) if first is not None else None
-        self.one_device = _backend.backend_name(xp) == "numpy"
         self.scoped = _backend.sets_anything(xp, self.device)
         self.arrays = tuple((layer, name, tuple(value.shape), value.dtype)
                             for layer in model.layers
@@ -725,7 +724,7 @@ class _Plan:
         shape = X.shape
         if len(shape) != 2 or shape[1] != self.n_in or not shape[0]:
             return None
-        if not self.one_device and _backend.device_of(X) != self.device:
+        if _backend.device_of(X) != self.device:
             return None
         if not math.isfinite(_backend.to_float(_backend.total(X))):
             return None

@@ -32,7 +32,9 @@ from .dtypes import dtype_name, index_dtype, resolve_dtype
 from .floating import quiet
 from .fused import adam_, fused, set_fused, sgd_
 from .kernels import (
+    affine,
     matmul,
+    relu_,
     scale_add_,
     softmax_rows,
     subtract_,
@@ -58,6 +60,8 @@ from .random import host_rng, set_seed
 from .transfers import all_finite, from_host, synchronize, to_backend, to_float, to_numpy
 
 __all__ = [
+    "affine",
+    "relu_",
     "adam_",
     "fused",
     "set_fused",

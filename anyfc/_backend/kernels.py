@@ -110,3 +110,24 @@ def total(x: Array) -> Array:
         with np.errstate(over="ignore", invalid="ignore"):
             return np.add.reduce(x, axis=None)
     return namespace_of(x).sum(x)
+
+
+def affine(x: Array, w: Array, b: Array) -> Array:
+    """``x @ w + b`` with the bias added into the product's own (new) buffer where the
+    library allows it: the same values, one large temporary fewer (at a batch of 1024
+    rows, NumPy's second buffer cost as much as the product)."""
+    u = x @ w
+    if array_api_compat.is_numpy_array(u) or array_api_compat.is_torch_array(u):
+        u += b
+        return u
+    return u + b
+
+
+def relu_(u: Array) -> Array | None:
+    """``max(u, 0)`` written into ``u`` (a fresh array its caller owns) for NumPy and
+    torch; ``None`` elsewhere (the caller runs the Array API form)."""
+    if type(u) is np.ndarray:
+        return np.maximum(u, 0.0, out=u)
+    if array_api_compat.is_torch_array(u) and not u.requires_grad:
+        return u.clamp_(min=0.0)
+    return None

@@ -184,7 +184,8 @@ class Dense(Layer):
         a subclass with its own ``forward`` runs that."""
         if type(self).forward is not Dense.forward:
             return self.forward(x, training=False)
-        return self.activation.forward(_backend.namespace_of(x), x @ self.w + self.b)
+        u = _backend.affine(x, self.w, self.b)  # a new array: the activation may reuse it
+        return self.activation.infer(_backend.namespace_of(x), u)
 
     def backward(self, grad_y: Array, need_grad_x: bool = True) -> Array | None:
         """Given ``grad_y = ∂E/∂y``, set ``grad_w = xᵀ·δ`` and ``grad_b = Σ_rows δ``
