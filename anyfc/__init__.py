@@ -59,7 +59,12 @@ from .training.callbacks import (
     NoImprovementStopping,
     ReduceLROnPlateau,
 )
-from .training.compilers import get_step_compiler, set_step_compiler
+from .training.compilers import (
+    compilation_cache,
+    get_step_compiler,
+    set_compilation_cache,
+    set_step_compiler,
+)
 
 __version__ = "0.2.0"  # the one source of the version: pyproject.toml reads it
 
@@ -94,6 +99,7 @@ __all__ = [
     "available_backends",
     "get_backend",
     "get_precision",
+    "compilation_cache",
     "get_step_compiler",
     "info",
     "initializers",
@@ -106,6 +112,7 @@ __all__ = [
     "set_backend",
     "set_precision",
     "set_seed",
+    "set_compilation_cache",
     "set_step_compiler",
     "synchronize",
     "testing",

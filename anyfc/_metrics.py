@@ -79,6 +79,8 @@ def _replace(tree: Any, values: Any) -> Any:
 def materialize(sums: Sums) -> Sums:
     """Lazy (Dask) sums computed now, so an epoch's graph does not grow batch by batch
     (eager sums come back as they are)."""
+    if not _backend.is_lazy(sums["loss"]):  # lazy sums are lazy all through (Dask)
+        return sums
     leaves: list[Any] = []
     _leaves(sums, leaves)
     settled = _backend.materialize(leaves)

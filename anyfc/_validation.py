@@ -62,6 +62,8 @@ def integer(value: Any, name: str, low: int = 1, high: int = INT_MAX) -> int:
     """``value`` as an int in ``[low, high]`` (Python or NumPy integers; not bools), else
     a ValueError naming ``name`` (``patience=10**400`` too: no setting needs more than an
     int64, and every size is one)."""
+    if type(value) is int and low <= value <= high:  # the common case, without the ABCs
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         kind = "positive" if low == 1 else "non-negative" if low == 0 else f">= {low}"
         raise ValueError(f"{name} must be a {kind} integer, got {value!r}")

@@ -21,7 +21,7 @@ import numbers
 from types import ModuleType
 from typing import Any
 
-from . import registry
+from . import _backend, registry
 
 Array = Any
 
@@ -69,6 +69,12 @@ class Activation:
             ``f(u)``, of ``u``'s shape, library, device and dtype.
         """
         return u
+
+    def infer(self, xp: ModuleType, u: Array) -> Array:
+        """``forward`` for inference, where ``u`` is a fresh array the caller owns: an
+        activation may write into it (ReLU does on NumPy and torch). By default,
+        ``forward``."""
+        return self.forward(xp, u)
 
     def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
         """Compute ``δ = ∂E/∂u = ∂E/∂y ⊙ f'(u)`` (the article's δ).
@@ -146,6 +152,10 @@ class ReLU(Activation):
 
     def forward(self, xp: ModuleType, u: Array) -> Array:
         return xp.maximum(u, 0.0)
+
+    def infer(self, xp: ModuleType, u: Array) -> Array:
+        done = _backend.relu_(u) if type(self) is ReLU else None  # in place (NumPy, torch)
+        return self.forward(xp, u) if done is None else done
 
     def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:
         return grad_y * xp.astype(y > 0, grad_y.dtype)

@@ -452,6 +452,9 @@ class SoftmaxCrossEntropy(Loss):
         return xp.sum(xp.astype(hits, y.dtype)), y.shape[0]
 
     def output(self, xp: ModuleType, y: Array) -> Array:
+        fast = _backend.softmax_rows(y)  # the same operations, fewer wrappers (NumPy)
+        if fast is not None:
+            return fast
         z = xp.exp(y - xp.max(y, axis=1, keepdims=True))
         return z / xp.sum(z, axis=1, keepdims=True)
 

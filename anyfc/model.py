@@ -13,6 +13,8 @@ accuracy of an epoch are summed on the device and read once at the epoch's end.
 
 from __future__ import annotations
 
+import math
+import operator
 import os
 import sys
 import warnings
@@ -861,6 +863,12 @@ class Sequential:
         twin.__dict__.update(self.__dict__)
         return twin
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but ``predict``'s cached plan (it holds modules)."""
+        state = dict(self.__dict__)
+        state.pop("_plan", None)
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         """After unpickling (or ``copy.deepcopy``): the layers came back where they were
         (``Layer.__setstate__``); the optimizer's state, which travels on the host,
@@ -883,7 +891,10 @@ class Sequential:
     def predict(self, X: Any, *, batch_size: int | None = 1024) -> Array:
         """Predict: class probabilities, or the raw output for regression.
 
-        Keeps nothing on the model: safe from many threads at once.
+        Keeps nothing on the model: safe from many threads at once. The model's checks
+        (``check``, ``check_settings``) run again only when something they read has
+        changed since the last call; an array of the model's own library, device and
+        dtype is checked for its shape and finiteness only.
 
         Parameters
         ----------
@@ -902,18 +913,35 @@ class Sequential:
             workers).
         """
         batch_size = _validation.batch_size(batch_size, allow_none=True)
+        plan = self._inference_plan()
+        x = plan.admit(X)
+        if x is None:  # another library, dtype or device, a list, a bad array: the full way
+            if _data.streams(self, X):
+                dask_xp = _dask.namespace()
+                return _dask.predict_lazy(
+                    self, _validation.inputs(X, dask_xp, "cpu", self.dtype, self.n_in))
+            x = _validation.inputs(X, plan.xp, plan.device, plan.dtype, self.n_in)
+        # a forward of the model's own (a subclass's, or one set on the instance) runs as
+        # it is; anyfc's runs each layer's ``infer`` on the checked rows
+        forward = (self.forward if "forward" in self.__dict__
+                   or type(self).forward is not Sequential.forward else None)
+        if plan.scoped:
+            with _backend.precision_scope(plan.xp, plan.device):  # anyfc's, as in training
+                return plan.run(x, batch_size, forward)
+        return plan.run(x, batch_size, forward)
+
+    def _inference_plan(self) -> _Plan:
+        """The model's ``_Plan``, checked again (``check``, ``check_settings``) and built
+        anew when anything it depends on has changed."""
+        plan = self.__dict__.get("_plan")
+        if plan is not None and plan.holds(self):
+            return plan
         self.check()
         self.check_settings()  # a setting reassigned since (eps < 0, alpha = inf)
-        if _data.streams(self, X):
-            dask_xp = _dask.namespace()
-            return _dask.predict_lazy(
-                self, _validation.inputs(X, dask_xp, "cpu", self.dtype, self.n_in))
-        X = _validation.inputs(X, self.xp, self.device, self.dtype, self.n_in)
-        xp = self.xp
-        with _backend.precision_scope(xp, self.device):  # anyfc's, as in training
-            out = [self.loss.output(xp, self.forward(xb, training=False))
-                   for _, xb in self._batches(X, batch_size)]
-        return out[0] if len(out) == 1 else xp.concat(out, axis=0)
+        plan = _Plan(self)
+        if plan.marks is not None:
+            self._plan = plan  # one assignment: safe from other threads
+        return plan
 
     def evaluate(self, X: Any, y: Any, *, batch_size: int | None = 1024,
                  sample_weight: Any = None,
@@ -980,6 +1008,120 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n    ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n    {inner}\n], loss={self.loss.name!r})"
+
+
+def _own(obj: Any) -> bool:
+    """Whether ``obj`` is of one of anyfc's own classes (whose settings are numbers,
+    strings and anyfc objects, so their identity says whether they changed)."""
+    return type(obj).__module__.startswith("anyfc.")
+
+
+class _Plan:
+    """What ``predict`` needs of a model that stays the same from call to call — its
+    namespace, device, dtype and width, the array type of its parameters, whether the
+    precision scope sets anything — and the marks that say it still holds: the layer
+    objects, each layer's attributes (all but what a training forward keeps for
+    backward and the gradients), each activation's and the loss's, compared by
+    identity, and each parameter's shape and dtype (which NumPy can change in place).
+    ``marks`` is ``None`` when a layer or activation is of another class (your own):
+    its settings may hang on more than its attributes, so such a model is checked at
+    every call. A plan never changes; a model's is replaced whole (thread-safe)."""
+
+    __slots__ = ("layers", "loss", "marks", "arrays", "xp", "device", "dtype", "n_in",
+                 "array_type", "scoped")
+
+    def __init__(self, model: Sequential) -> None:
+        self.layers = model.layers
+        self.loss = model.loss
+        xp = self.xp = model.xp
+        self.device, self.dtype, self.n_in = model.device, model.dtype, model.n_in
+        first = next((a for layer in model.layers for a in layer.arrays().values()), None)
+        self.array_type = type(first) if first is not None else None
+        self.scoped = _backend.sets_anything(xp, self.device)
+        self.arrays = tuple((layer, name, tuple(value.shape), value.dtype)
+                            for layer in model.layers
+                            for name, value in layer.arrays().items())
+        marks: list[Any] = [(tuple(model.layers), len(model.layers))]
+        objects: list[Any] = [model.loss]
+        for layer in model.layers:
+            objects.append(layer)
+            objects += [v for v in vars(layer).values()
+                        if isinstance(v, activations.Activation)]
+        for obj in objects:
+            if not _own(obj):
+                self.marks = None
+                return
+            skip = {"_placed"}
+            if isinstance(obj, Layer):
+                skip.update(obj.cache_names)
+                skip.update(f"grad_{name}" for name in obj.param_names)
+            attributes = vars(obj)
+            names = tuple(k for k in attributes if k not in skip)
+            marks.append((obj, names, len(attributes), tuple(attributes[k] for k in names)))
+        self.marks = tuple(marks)
+
+    def holds(self, model: Sequential) -> bool:
+        """Whether nothing the plan (and the checks before it) read has changed."""
+        marks = self.marks
+        layers = model.layers
+        if marks is None or layers is not self.layers or model.loss is not self.loss:
+            return False
+        objects, count = marks[0]
+        if len(layers) != count or not all(map(operator.is_, layers, objects)):
+            return False
+        try:
+            for obj, names, size, values in marks[1:]:
+                attributes = obj.__dict__
+                if len(attributes) != size or not all(map(
+                        operator.is_, map(attributes.__getitem__, names), values)):
+                    return False
+        except KeyError:
+            return False
+        for layer, name, shape, dtype in self.arrays:
+            value = getattr(layer, name)
+            if value.dtype != dtype or tuple(value.shape) != shape:
+                return False
+        return True
+
+    def admit(self, X: Any) -> Array | None:
+        """``X`` itself when it is an array of the model's own type, dtype and device,
+        2-D with the model's width, not empty and finite; else ``None`` (the caller takes
+        the full way, which converts, or names what is wrong). Finiteness is one
+        reduction: a sum is finite only when every element is (a sum that overflows
+        sends ``X`` the full way, whose exact check passes it)."""
+        if type(X) is not self.array_type or X.dtype != self.dtype or getattr(
+                X, "requires_grad", False):  # a torch graph is cut on the full way
+            return None
+        shape = X.shape
+        if len(shape) != 2 or shape[1] != self.n_in or not shape[0]:
+            return None
+        if _backend.device_of(X) != self.device:
+            return None
+        if not math.isfinite(_backend.to_float(_backend.total(X))):
+            return None
+        return X
+
+    def run(self, x: Array, batch_size: int | None, forward: Any = None) -> Array:
+        """The model's output for checked rows ``x``, ``batch_size`` rows at a time:
+        ``forward(rows, training=False)`` where given, else each layer's ``infer``."""
+        xp, layers, output = self.xp, self.layers, self.loss.output
+        n = x.shape[0]
+        if batch_size is None or n <= batch_size:
+            if forward is not None:
+                return output(xp, forward(x, training=False))
+            for layer in layers:
+                x = layer.infer(x)
+            return output(xp, x)
+        out = []
+        for start in range(0, n, batch_size):
+            xb = x[start:min(start + batch_size, n), ...]
+            if forward is not None:
+                xb = forward(xb, training=False)
+            else:
+                for layer in layers:
+                    xb = layer.infer(xb)
+            out.append(output(xp, xb))
+        return xp.concat(out, axis=0)
 
 
 def _check_fits(layers: list[Layer], moved: list[Any], optimizer: Any, state: Any,

@@ -197,12 +197,43 @@ class Optimizer:
         self.t += 1
         self.lr_t = lr_t
         grads = self._clip([g for *_, g in found])
+        if (found and isinstance(lr_t, numbers.Real)
+                and self.fused_step([key for _, _, key, _ in found],
+                                    [getattr(layer, name) for layer, name, _, _ in found],
+                                    grads)):
+            return
         for (layer, name, key, _), g in zip(found, grads):
             p = getattr(layer, name)
             if not isinstance(lr_t, numbers.Real):  # an array: in p's dtype, on its device
                 self.lr_t = _like(lr_t, p)
             state = self.state.setdefault(key, {})
             setattr(layer, name, self.update(_backend.namespace_of(p), p, g, state))
+
+    def initial_state(self, p: Array) -> State | None:
+        """The state the first step creates for parameter ``p`` (zeros of the slots it
+        uses), or ``None`` where the class cannot tell (the default; anyfc's optimizers
+        tell unless a subclass rewrites their update). A compiled step starts from it,
+        so the first step and the next have one input structure and compile once."""
+        return None
+
+    def initial_states(self, params: dict[str, Array]) -> dict[str, State] | None:
+        """``initial_state`` of every parameter by path, or ``None`` if any is."""
+        out = {}
+        for key, p in params.items():
+            state = self.initial_state(p)
+            if state is None:
+                return None
+            out[key] = state
+        return out
+
+    def fused_step(self, keys: list[str], params: list[Array], grads: list[Array]) -> bool:
+        """Update every parameter at once, in place, with the library's multi-tensor
+        kernels (``_backend.fused``: torch's ``_foreach_*``), where the optimizer has such
+        a form and the arrays allow it; ``False`` (nothing changed) sends ``step`` to
+        ``update``, parameter by parameter, which is the reference. The rate of the step
+        is ``lr_t``, a number here. (Subclasses that override ``update`` never take the
+        fused form of the class they derive from.)"""
+        return False
 
     def _clip(self, grads: list[Array]) -> list[Array]:
         """The gradients clipped by value, then by their global norm (new arrays: the
@@ -515,6 +546,28 @@ class SGD(Optimizer):
             g = g + self.momentum * v if self.nesterov else v
         return _subtract_scaled(p, self.lr_t, g)
 
+    def initial_state(self, p: Array) -> State | None:
+        if type(self).update is not SGD.update:
+            return None
+        return {"v": _backend.namespace_of(p).zeros_like(p)} if self.momentum else {}
+
+    def fused_step(self, keys: list[str], params: list[Array], grads: list[Array]) -> bool:
+        if type(self).update is not SGD.update:
+            return False
+        momentum = self.momentum
+        states = [self.state.get(key, {}) for key in keys]
+        vs = ([s["v"] if "v" in s else _backend.namespace_of(p).zeros_like(p)
+               for s, p in zip(states, params)] if momentum else None)
+        if not _backend.sgd_(params, grads, vs, lr=self.lr_t, momentum=momentum,
+                             nesterov=self.nesterov, weight_decay=self.weight_decay,
+                             lr_in_velocity=getattr(self, "lr_in_velocity", False)):
+            return False
+        for i, key in enumerate(keys):
+            state = self.state.setdefault(key, {})
+            if vs is not None:
+                state["v"] = vs[i]
+        return True
+
 
 class AdaGrad(Optimizer):
     """AdaGrad: per-coordinate steps shrink with the sum of squared gradients.
@@ -541,6 +594,11 @@ class AdaGrad(Optimizer):
                  clipnorm: float | None = None, clipvalue: float | None = None) -> None:
         super().__init__(lr, weight_decay, clipnorm, clipvalue)
         self.eps = _check("eps", eps, low_open=True)
+
+    def initial_state(self, p: Array) -> State | None:
+        if type(self).update is not AdaGrad.update:
+            return None
+        return {"h": _backend.namespace_of(p).zeros_like(p)}
 
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         if self.weight_decay:
@@ -578,6 +636,11 @@ class RMSProp(Optimizer):
         super().__init__(lr, weight_decay, clipnorm, clipvalue)
         self.rho = _check("rho", rho, 0.0, 1.0)
         self.eps = _check("eps", eps, low_open=True)
+
+    def initial_state(self, p: Array) -> State | None:
+        if type(self).update is not RMSProp.update:
+            return None
+        return {"h": _backend.namespace_of(p).zeros_like(p)}
 
     def update(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         if self.weight_decay:
@@ -637,6 +700,38 @@ class Adam(Optimizer):
             g = g + self.weight_decay * p
         return self._adam_step(xp, p, g, state)
 
+    def initial_state(self, p: Array) -> State | None:
+        if not self.plain_adam() or type(self).update not in (Adam.update, AdamW.update):
+            return None
+        xp = _backend.namespace_of(p)
+        return {"m": xp.zeros_like(p), "v": xp.zeros_like(p)}
+
+    def fused_step(self, keys: list[str], params: list[Array], grads: list[Array]) -> bool:
+        kind = type(self)
+        if not self.plain_adam() or kind.update not in (Adam.update, AdamW.update):
+            return False
+        states = [self.state.get(key, {}) for key in keys]
+        ms = [s["m"] if "m" in s else _backend.namespace_of(p).zeros_like(p)
+              for s, p in zip(states, params)]
+        vs = [s["v"] if "v" in s else _backend.namespace_of(p).zeros_like(p)
+              for s, p in zip(states, params)]
+        if not _backend.adam_(params, grads, ms, vs, lr=self.lr_t, beta1=self.beta1,
+                              beta2=self.beta2, eps=self.eps, t=self.t,
+                              weight_decay=self.weight_decay,
+                              decoupled=kind.update is AdamW.update,
+                              eps_hat=getattr(self, "eps_hat", False)):
+            return False
+        for key, m, v in zip(keys, ms, vs):
+            state = self.state.setdefault(key, {})
+            state["m"], state["v"] = m, v
+        return True
+
+    @classmethod
+    def plain_adam(cls) -> bool:
+        """Whether the class steps with Adam's own ``_adam_step`` (a subclass may write
+        its own, which the fused form would skip)."""
+        return cls._adam_step is cls._reference_adam_step
+
     def _adam_step(self, xp: ModuleType, p: Array, g: Array, state: State) -> Array:
         b1, b2 = self.beta1, self.beta2
         m = state["m"] = _backend.scale_add_(slot(xp, state, "m", p), b1, g, 1.0 - b1)
@@ -648,6 +743,8 @@ class Adam(Optimizer):
         step_size = self.lr_t / (1.0 - b1**self.t)
         denom = xp.sqrt(v) / (1.0 - b2**self.t) ** 0.5 + self.eps  # t may be traced (JAX)
         return _backend.subtract_(p, step_size * m / denom)
+
+    _reference_adam_step = _adam_step
 
 
 class AdamW(Adam):

@@ -777,3 +777,77 @@ def test_load_converts_to_the_dtype_asked_and_refuses_values_that_do_not_fit(bk,
     model.save(tmp_path / "big.anyfc")
     with pytest.raises(ValueError, match=r"layers\.2\.w.*too large for float32"):
         anyfc.Sequential.load(tmp_path / "big.anyfc", bk.name, bk.device_name, dtype="float32")
+
+
+# ---- predict's cached plan (issue #23): the checks still see every change -------------
+
+def _plan_model(bk):
+    return anyfc.Sequential([bk.dense(4, 6, {"name": "leaky_relu", "alpha": 0.1}, seed=0),
+                             anyfc.BatchNorm(6, backend=bk.name, device=bk.device_name,
+                                             dtype="float64"),
+                             bk.dense(6, 3, seed=1)])
+
+
+def test_predict_checks_again_whatever_changed_since_the_last_call(bk):
+    """After a first ``predict`` (which caches what does not change), a setting, an
+    activation's setting, a parameter's shape, the layer list and the input are all
+    checked again at the next call, with the same errors as on a fresh model."""
+    X = bk.asarray(np.random.default_rng(0).standard_normal((5, 4)))
+    model = _plan_model(bk)
+    first = anyfc.to_numpy(model.predict(X))
+    np.testing.assert_allclose(anyfc.to_numpy(model.predict(X)), first)
+    model.layers[1].eps = -1.0
+    with pytest.raises(ValueError, match=r"layer 1 \(BatchNorm\) has a bad setting"):
+        model.predict(X)
+    model.layers[1].eps = 1e-5
+    model.predict(X)
+    model.layers[0].activation.alpha = math.inf
+    with pytest.raises(ValueError, match="alpha"):
+        model.predict(X)
+    model.layers[0].activation.alpha = 0.1
+    w = model.layers[2].w
+    model.layers[2].w = bk.asarray(np.zeros((6, 4)))
+    with pytest.raises(ValueError, match=r"layers.2.w has shape \(6, 4\)"):
+        model.predict(X)
+    model.layers[2].w = w
+    model.layers.append(bk.dense(2, 2))
+    with pytest.raises(ValueError, match="do not chain"):
+        model.predict(X)
+    model.layers.pop()
+    np.testing.assert_allclose(anyfc.to_numpy(model.predict(X)), first)
+    bad = np.random.default_rng(0).standard_normal((5, 4))
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinity \(rows \[3\]"):
+        model.predict(bk.asarray(bad))
+    with pytest.raises(ValueError, match="features per row"):
+        model.predict(bk.asarray(np.zeros((2, 5))))
+
+
+def test_predict_takes_finite_values_whose_sum_overflows():
+    """The one-reduction finiteness check of predict's lean path sends rows whose float32
+    sum overflows to the exact check, which passes them."""
+    model = anyfc.Sequential([anyfc.Dense(4, 3, seed=0)], "mse")
+    X = np.full((3, 4), 3e38, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(X.sum())
+    assert anyfc.to_numpy(model.predict(X)).shape == (3, 3)
+
+
+def test_predict_reads_an_in_place_change_of_a_parameters_shape():
+    model = anyfc.Sequential([anyfc.Dense(4, 6, seed=0), anyfc.Dense(6, 3, seed=1)])
+    X = np.ones((2, 4), dtype=np.float32)
+    model.predict(X)
+    model.layers[0].b.shape = (2, 3)  # NumPy reshapes in place: the same object
+    with pytest.raises(ValueError, match=r"layers.0.b has shape \(2, 3\)"):
+        model.predict(X)
+
+
+def test_a_model_pickles_and_copies_after_predict():
+    import copy
+    import pickle
+
+    model = anyfc.Sequential([anyfc.Dense(4, 3, seed=0)])
+    X = np.ones((2, 4), dtype=np.float32)
+    want = model.predict(X)
+    for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model), copy.copy(model)):
+        np.testing.assert_array_equal(twin.predict(X), want)

@@ -777,3 +777,70 @@ def test_optimizer_state_entries_are_checked():
             opt.load_state_dict(state)
     opt.load_state_dict({"t": np.int64(5), "state.0.w.m": np.zeros(2)})
     assert opt.t == 5
+
+
+FUSED = {
+    **ALL,
+    "sgd_nesterov_decay": lambda: optimizers.SGD(lr=0.05, momentum=0.9, nesterov=True,
+                                                 weight_decay=1e-2),
+    "sgd_lr_in_velocity": lambda: optimizers.SGD(lr=0.05, momentum=0.9, nesterov=True,
+                                                 lr_in_velocity=True),
+    "adam_decay_eps_hat": lambda: optimizers.Adam(lr=0.01, weight_decay=0.1, eps_hat=True),
+    "adamw_clipnorm": lambda: optimizers.AdamW(lr=0.01, weight_decay=0.1, clipnorm=0.5),
+    "adam_schedule": lambda: optimizers.Adam(lr=StepDecay(0.01, 2, 0.5, per="step")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUSED))
+def test_fused_torch_updates_equal_the_reference_code_in_float64(name):
+    """torch's multi-tensor (``_foreach_*``) updates give the parameters and the
+    optimizer state (same slots, same order) that the optimizers' own Array API code
+    gives, in float64, over three epochs of ``fit``."""
+    pytest.importorskip("torch")
+    from anyfc import _backend
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((50, 5))
+    y = rng.integers(0, 3, 50)
+
+    def trained(fused: bool) -> tuple[dict[str, np.ndarray], Any]:
+        _backend.set_fused(fused)
+        try:
+            model = anyfc.Sequential([anyfc.Dense(5, 8, "relu", seed=0, dtype="float64"),
+                                      anyfc.Dense(8, 3, seed=1, dtype="float64")],
+                                     backend="torch")
+            model.fit(X, y, epochs=3, batch_size=16, optimizer=FUSED[name](), seed=0,
+                      verbose=0)
+        finally:
+            _backend.set_fused(True)
+        return {k: anyfc.to_numpy(v) for k, v in model.state_dict().items()}, model.optimizer
+
+    fused, opt_fused = trained(True)
+    plain, opt_plain = trained(False)
+    for key in plain:
+        np.testing.assert_allclose(fused[key], plain[key], rtol=1e-12, atol=1e-14,
+                                   err_msg=key)
+    assert opt_fused.t == opt_plain.t
+    assert {k: list(v) for k, v in opt_fused.state.items()} == {
+        k: list(v) for k, v in opt_plain.state.items()}
+    for key, slots in opt_plain.state.items():
+        for slot, value in slots.items():
+            np.testing.assert_allclose(anyfc.to_numpy(opt_fused.state[key][slot]),
+                                       anyfc.to_numpy(value), rtol=1e-12, atol=1e-14)
+
+
+def test_a_subclass_with_its_own_update_never_takes_the_fused_form():
+    """An ``Adam`` subclass that rewrites ``update`` runs its own code, on torch too."""
+    torch = pytest.importorskip("torch")
+    calls = []
+
+    class Counting(optimizers.Adam):
+        def update(self, xp, p, g, state):
+            calls.append(1)
+            return super().update(xp, p, g, state)
+
+    layer = anyfc.Dense(3, 2, seed=0, backend="torch", dtype="float64")
+    layer.forward(torch.ones((4, 3), dtype=torch.float64))
+    layer.backward(torch.ones((4, 2), dtype=torch.float64))
+    Counting(lr=0.1).step([layer])
+    assert len(calls) == 2

@@ -12,6 +12,8 @@ moves arrays between libraries and devices, and sets the libraries' precision.
 - ``transfers``: host to device, device to NumPy, library to library (``to_backend``),
   waiting for a device
 - ``kernels``: in-place updates and products where the library allows them
+- ``fused``: optimizer updates of every parameter at once where the library has
+  multi-tensor kernels (torch's ``_foreach_*``), the optimizers' own code as reference
 - ``lazy``: whether an array is lazy (Dask), and concrete versions of lazy arrays
 - ``random``: the host generator, and generators on the array's own device (dropout)
 - ``precision``: the precision policy for float32 products, and its scope
@@ -28,7 +30,18 @@ training step is compiled lives beside the step, in ``anyfc.training.compilers``
 from .devices import device_of, device_token, resolve_device
 from .dtypes import dtype_name, index_dtype, resolve_dtype
 from .floating import quiet
-from .kernels import matmul, scale_add_, subtract_, subtract_scaled_
+from .fused import adam_, fused, set_fused, sgd_
+from .kernels import (
+    affine,
+    matmul,
+    relu_,
+    scale_add_,
+    softmax_rows,
+    subtract_,
+    subtract_scaled_,
+    take_rows,
+    total,
+)
 from .lazy import is_lazy, materialize
 from .namespaces import (
     BACKENDS,
@@ -42,11 +55,17 @@ from .namespaces import (
     namespace_of,
     set_backend,
 )
-from .precision import get_precision, precision_scope, set_precision
+from .precision import get_precision, precision_scope, set_precision, sets_anything
 from .random import host_rng, set_seed
 from .transfers import all_finite, from_host, synchronize, to_backend, to_float, to_numpy
 
 __all__ = [
+    "affine",
+    "relu_",
+    "adam_",
+    "fused",
+    "set_fused",
+    "sgd_",
     "BACKENDS",
     "EXTRAS",
     "available_backends",
@@ -75,8 +94,12 @@ __all__ = [
     "scale_add_",
     "set_backend",
     "set_precision",
+    "sets_anything",
     "subtract_",
+    "softmax_rows",
     "subtract_scaled_",
+    "take_rows",
+    "total",
     "synchronize",
     "to_backend",
     "to_float",

@@ -196,6 +196,13 @@ def scope(backend: str, device: Any = None,
     return contextlib.nullcontext()
 
 
+def sets_anything(xp: ModuleType, device: Any = None) -> bool:
+    """Whether ``precision_scope(xp, device)`` sets anything (JAX, CuPy, torch on CUDA):
+    where it does not, a caller on a hot path may leave the scope out."""
+    backend = backend_name(xp)
+    return backend in ("jax", "cupy") or (backend == "torch" and _is_cuda(device))
+
+
 def precision_scope(xp: ModuleType, device: Any = None, precision: str | None = None
                     ) -> Any:
     """A context manager applying ``precision`` (``None``: ``get_precision()``) to

@@ -208,9 +208,22 @@ class Layer:
         return None
 
     def _placement(self) -> tuple[ModuleType, Any, Any]:
+        # on the hot path (every forward and backward checks its input against it): the
+        # answer is kept with the array it was read from, and read again only when that
+        # array is another object or has another dtype (a reassigned ``w``; every step's
+        # new arrays on JAX)
+        names = self.param_names + self.buffer_names
+        if names:
+            head = getattr(self, names[0], None)
+            placed = self.__dict__.get("_placed")
+            if placed is not None and placed[0] is head and head.dtype == placed[1][2]:
+                return placed[1]
         first = self._first()
         if first is not None:
-            return _backend.namespace_of(first), _backend.device_of(first), first.dtype
+            found = (_backend.namespace_of(first), _backend.device_of(first), first.dtype)
+            if names and first is head:
+                self._placed = (first, found)  # one assignment: safe from other threads
+            return found
         if self._where is None:
             raise TypeError(
                 f"{type(self).__name__} was never placed: a layer's __init__ must call "
@@ -470,6 +483,13 @@ class Layer:
         """
         raise NotImplementedError
 
+    def infer(self, x: Array) -> Array:
+        """``forward(x, training=False)`` for an input the model has already checked (an
+        array of the layer's library, device and dtype, 2-D, as wide as the layer
+        takes): ``Sequential.predict`` calls it. A layer may skip its own input checks
+        here; by default it runs ``forward``, checks included."""
+        return self.forward(x, training=False)
+
     def _check_input(self, x: Array, what: str) -> None:
         """``x`` is an array of the layer's library, device and dtype, with ``n_in``
         features when the layer has a fixed width."""
@@ -519,6 +539,7 @@ class Layer:
         nothing a training forward kept."""
         xp, dev, dt = self._placement()
         state = dict(self.__dict__)
+        state.pop("_placed", None)  # a cache holding an array and a module
         for name in self.cache_names:
             state.pop(name, None)
         hosted = [key for key, value in state.items() if _backend.is_array(value)]

@@ -250,6 +250,14 @@ class Dense(Layer):
             self.u = u if self.activation.uses_u else None
         return y
 
+    def infer(self, x: Array) -> Array:
+        """``forward(x, training=False)`` without the input checks (the model made them);
+        a subclass with its own ``forward`` runs that."""
+        if type(self).forward is not Dense.forward:
+            return self.forward(x, training=False)
+        u = _backend.affine(x, self.w, self.b)  # a new array: the activation may reuse it
+        return self.activation.infer(_backend.namespace_of(x), u)
+
     def backward(self, grad_y: Array, need_grad_x: bool = True) -> Array | None:
         """Set ``grad_w = xᵀ·δ`` and ``grad_b = Σ_rows δ``, with ``δ = grad_y ⊙ f'(u)``.
 

@@ -96,6 +96,68 @@ class StepCompiler:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
+_cache: dict[str, Any] = {"folder": None, "env": None}
+
+
+def set_compilation_cache(folder: str | os.PathLike[str] | None) -> None:
+    """Keep JAX's compiled programs (anyfc's steps, ``predict`` and ``evaluate``, and
+    JAX's own per-operation programs) in ``folder``, so later processes load them
+    instead of compiling again: JAX's persistent compilation cache, opt-in. ``None``
+    turns it off again. Also ``$ANYFC_COMPILATION_CACHE=folder``, read when anyfc first
+    compiles a JAX step. The folder must exist and be writable (anyfc creates no
+    folders); JAX writes there, and trusts what it finds: use a folder only you write.
+    (TorchInductor, behind ``set_step_compiler("torch", "compile")``, keeps its own
+    cache on disk already.)
+
+    >>> set_compilation_cache(None); compilation_cache() is None
+    True
+    """
+    if folder is not None:
+        path = os.path.realpath(os.fspath(folder))
+        if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+            state = ("is not writable" if os.path.isdir(path) else "is not a folder"
+                     if os.path.exists(path) else "does not exist")
+            raise ValueError(f"the compilation cache folder {os.fspath(folder)!r} {state}; "
+                             "create it first (os.makedirs(folder, exist_ok=True))")
+        folder = path
+    _cache["folder"] = folder
+    _apply_cache()
+
+
+def compilation_cache() -> str | None:
+    """The folder of JAX's persistent compilation cache that anyfc set, or ``None``."""
+    return _cache["folder"]
+
+
+def _apply_cache() -> None:
+    import sys
+
+    jax = sys.modules.get("jax")
+    if jax is None:  # applied when anyfc first compiles a JAX step
+        return
+    folder = _cache["folder"]
+    if folder is None:
+        if _cache.get("set"):
+            jax.config.update("jax_compilation_cache_dir", None)
+            _cache["set"] = False
+        return
+    jax.config.update("jax_compilation_cache_dir", folder)
+    # every program, however small and quick to compile: a fit compiles dozens of them
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    _cache["set"] = True
+
+
+def _env_cache() -> None:
+    """``$ANYFC_COMPILATION_CACHE``, applied once per value."""
+    text = os.environ.get("ANYFC_COMPILATION_CACHE", "")
+    if text == _cache["env"]:
+        return
+    _cache["env"] = text
+    if text and _cache["folder"] is None:
+        set_compilation_cache(text)
+
+
 class JaxJit(StepCompiler):
     """``jax.jit``: JAX's arrays are immutable, and XLA fuses the element-wise work into
     few kernels. The default for JAX.
@@ -110,6 +172,8 @@ class JaxJit(StepCompiler):
     def compile(self, fn: Any, device: Device = None) -> Any:
         import jax
 
+        _env_cache()
+        _apply_cache()
         return jax.jit(fn)
 
 

@@ -117,7 +117,7 @@ class InMemory:
                 yield tuple(a[start:stop, ...] for a in self.arrays)
             else:
                 idx = order[start:stop]
-                yield tuple(xp.take(a, idx, axis=0) for a in self.arrays)
+                yield tuple(_backend.take_rows(a, idx) for a in self.arrays)
 
     train = staticmethod(_train_local)
     evaluate = staticmethod(_evaluate_local)

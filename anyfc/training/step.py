@@ -55,10 +55,15 @@ def train_step(model: Model, x: Array, t: Array, w: Array | None,
         keys = (_draws(model, generators, x) if drawn else
                 {k: g.state for k, g in generators.items()})
         current = model.state(rng=False)
+        state = optimizer.state
+        if not state:  # the state the first step would create, so that step and the next
+            # have one input structure and the step compiles once (set only with the
+            # step's results, below)
+            state = optimizer.initial_states(current.params) or state
         # the step count goes in as a float: an int would be a 32-bit integer under JAX's
         # default mode and overflow past 2**31 - 1 steps; the learning rate is a float too
         params, buffers, keys, state, e, y = step(
-            current.params, current.buffers, keys, optimizer.state,
+            current.params, current.buffers, keys, state,
             float(optimizer.t + 1), float(optimizer.learning_rate()), x, t, w)
     model.set_state(ModelState(params, buffers))
     if not drawn:
@@ -110,7 +115,8 @@ def eager_step(model: Model, x: Array, t: Array, w: Array | None, optimizer: Any
     value and gradient travel with the step (the loss object keeps nothing)."""
     e, y = gradients(model, x, t, w)
     optimizer.step(model.layers, lr=lr)
-    _settle(model, optimizer)
+    if _backend.is_lazy(e):  # the loss is lazy exactly when the model's arrays are
+        _settle(model, optimizer)
     return e, y
 
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -66,3 +67,21 @@ def test_a_compiled_step_deletes_nothing_the_caller_holds() -> None:
         np.asarray(old)  # "Array has been deleted" if donated
     assert float(params[0][0, 0]) == 1.0 and float(new_params[0][0, 0]) == 0.5
     assert float(new_state["v"][0]) == 1.0
+
+
+def test_the_compilation_cache_is_opt_in_and_its_folder_checked(tmp_path):
+    """``set_compilation_cache``: a folder that does not exist is refused by name (anyfc
+    creates no folders); an existing one is kept, ``None`` turns it off."""
+    import anyfc
+
+    assert anyfc.compilation_cache() is None  # off unless asked for
+    missing = tmp_path / "nope"
+    with pytest.raises(ValueError, match=r"'.*nope' does not exist; create it first"):
+        anyfc.set_compilation_cache(missing)
+    assert anyfc.compilation_cache() is None
+    try:
+        anyfc.set_compilation_cache(tmp_path)
+        assert anyfc.compilation_cache() == os.path.realpath(tmp_path)
+    finally:
+        anyfc.set_compilation_cache(None)
+    assert anyfc.compilation_cache() is None

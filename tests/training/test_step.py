@@ -325,3 +325,32 @@ def test_jax_trains_past_two_to_the_31_steps():
     opt.t = 2**31 + 5
     model.fit(RNG.standard_normal((8, 4)), RNG.integers(0, 3, 8), optimizer=opt, verbose=0)
     assert opt.t == 2**31 + 6
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Adam(0.01), lambda: anyfc.optimizers.AdamW(0.01), lambda: SGD(0.1),
+    lambda: SGD(0.1, momentum=0.9), lambda: anyfc.optimizers.RMSProp(0.01),
+    lambda: anyfc.optimizers.AdaGrad(0.1)], ids=["adam", "adamw", "sgd", "momentum",
+                                                 "rmsprop", "adagrad"])
+def test_a_fresh_optimizer_compiles_the_jax_step_once(bk, make, restore_settings):
+    """The first step starts from the state it would create (``initial_state``), so it
+    and the next share one input structure: one trace, not two (issue #23); and the
+    state is the eager step's, slot for slot."""
+    if bk.name != "jax":
+        pytest.skip("the compiled step is JAX's")
+    step_module.STEPS.clear()  # nothing compiled yet in this process
+    model, opt = training._model(bk), make()
+    before = step_module.TRACES["jax"]
+    model.fit(training.X, training.Y, epochs=1, batch_size=8, optimizer=opt, seed=0,
+              verbose=0)  # 40 rows: five batches of one shape
+    assert step_module.TRACES["jax"] == before + 1
+    compilers.set_step_compiler("jax", "eager")
+    eager_model, eager_opt = training._model(bk), make()
+    eager_model.fit(training.X, training.Y, epochs=1, batch_size=8, optimizer=eager_opt,
+                    seed=0, verbose=0)
+    assert {k: list(v) for k, v in opt.state.items()} == {
+        k: list(v) for k, v in eager_opt.state.items()}
+    for key, slots in eager_opt.state.items():
+        for name, value in slots.items():
+            np.testing.assert_allclose(anyfc.to_numpy(opt.state[key][name]),
+                                       anyfc.to_numpy(value), rtol=1e-9, atol=1e-12)
