@@ -71,9 +71,21 @@ class Activation:
         return u
 
     def infer(self, xp: ModuleType, u: Array) -> Array:
-        """``forward`` for inference, where ``u`` is a fresh array the caller owns: an
-        activation may write into it (ReLU does on NumPy and torch). By default,
-        ``forward``."""
+        """Compute ``forward`` for inference, possibly in place.
+
+        Parameters
+        ----------
+        xp : module
+            The array namespace.
+        u : array
+            A fresh array the caller owns: an activation may write into it (ReLU does on
+            NumPy and torch).
+
+        Returns
+        -------
+        array
+            ``f(u)``; by default ``forward(xp, u)``.
+        """
         return self.forward(xp, u)
 
     def backward(self, xp: ModuleType, y: Array, grad_y: Array, u: Array = None) -> Array:

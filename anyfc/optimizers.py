@@ -210,14 +210,38 @@ class Optimizer:
             setattr(layer, name, self.update(_backend.namespace_of(p), p, g, state))
 
     def initial_state(self, p: Array) -> State | None:
-        """The state the first step creates for parameter ``p`` (zeros of the slots it
-        uses), or ``None`` where the class cannot tell (the default; anyfc's optimizers
-        tell unless a subclass rewrites their update). A compiled step starts from it,
-        so the first step and the next have one input structure and compile once."""
+        """Return the state the first step creates for parameter ``p``.
+
+        A compiled step starts from it, so the first step and the next have one input
+        structure and compile once.
+
+        Parameters
+        ----------
+        p : array
+            The parameter.
+
+        Returns
+        -------
+        dict or None
+            Zeros of the slots the update uses, or ``None`` where the class cannot tell
+            (the default; anyfc's optimizers tell unless a subclass rewrites their
+            update).
+        """
         return None
 
     def initial_states(self, params: dict[str, Array]) -> dict[str, State] | None:
-        """``initial_state`` of every parameter by path, or ``None`` if any is."""
+        """Return ``initial_state`` of every parameter by path.
+
+        Parameters
+        ----------
+        params : dict
+            The parameters by path (``"layers.0.w"``).
+
+        Returns
+        -------
+        dict or None
+            The states by path, or ``None`` if any parameter's is.
+        """
         out = {}
         for key, p in params.items():
             state = self.initial_state(p)
@@ -227,12 +251,28 @@ class Optimizer:
         return out
 
     def fused_step(self, keys: list[str], params: list[Array], grads: list[Array]) -> bool:
-        """Update every parameter at once, in place, with the library's multi-tensor
-        kernels (``_backend.fused``: torch's ``_foreach_*``), where the optimizer has such
-        a form and the arrays allow it; ``False`` (nothing changed) sends ``step`` to
-        ``update``, parameter by parameter, which is the reference. The rate of the step
-        is ``lr_t``, a number here. (Subclasses that override ``update`` never take the
-        fused form of the class they derive from.)"""
+        """Update every parameter at once, in place, with multi-tensor kernels.
+
+        The library's multi-tensor kernels (``_backend.fused``: torch's ``_foreach_*``),
+        where the optimizer has such a form and the arrays allow it. The rate of the
+        step is ``lr_t``, a number here. (Subclasses that override ``update`` never take
+        the fused form of the class they derive from.)
+
+        Parameters
+        ----------
+        keys : list of str
+            The parameters' paths (``"layers.0.w"``).
+        params : list of array
+            The parameters, updated in place.
+        grads : list of array
+            Their gradients.
+
+        Returns
+        -------
+        bool
+            ``True`` once done; ``False`` (nothing changed) sends ``step`` to ``update``,
+            parameter by parameter, which is the reference.
+        """
         return False
 
     def _clip(self, grads: list[Array]) -> list[Array]:

@@ -484,10 +484,22 @@ class Layer:
         raise NotImplementedError
 
     def infer(self, x: Array) -> Array:
-        """``forward(x, training=False)`` for an input the model has already checked (an
-        array of the layer's library, device and dtype, 2-D, as wide as the layer
-        takes): ``Sequential.predict`` calls it. A layer may skip its own input checks
-        here; by default it runs ``forward``, checks included."""
+        """Compute ``forward(x, training=False)`` for an input the model has checked.
+
+        ``Sequential.predict`` calls it. A layer may skip its own input checks here; by
+        default it runs ``forward``, checks included. It must never write into ``x``.
+
+        Parameters
+        ----------
+        x : array
+            An array of the layer's library, device and dtype, 2-D, as wide as the layer
+            takes.
+
+        Returns
+        -------
+        array
+            The layer's output, keeping nothing on the layer.
+        """
         return self.forward(x, training=False)
 
     def _check_input(self, x: Array, what: str) -> None:

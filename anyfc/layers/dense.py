@@ -251,8 +251,21 @@ class Dense(Layer):
         return y
 
     def infer(self, x: Array) -> Array:
-        """``forward(x, training=False)`` without the input checks (the model made them);
-        a subclass with its own ``forward`` runs that."""
+        """Compute ``forward(x, training=False)`` without the input checks.
+
+        The model made them; a subclass with its own ``forward`` runs that. The bias is
+        added into the product's own (new) array, which the activation may reuse.
+
+        Parameters
+        ----------
+        x : array
+            The checked input, ``(h, n_in)``; never written.
+
+        Returns
+        -------
+        array
+            ``f(x·W + b)``.
+        """
         if type(self).forward is not Dense.forward:
             return self.forward(x, training=False)
         u = _backend.affine(x, self.w, self.b)  # a new array: the activation may reuse it

@@ -100,15 +100,29 @@ _cache: dict[str, Any] = {"folder": None, "env": None}
 
 
 def set_compilation_cache(folder: str | os.PathLike[str] | None) -> None:
-    """Keep JAX's compiled programs (anyfc's steps, ``predict`` and ``evaluate``, and
-    JAX's own per-operation programs) in ``folder``, so later processes load them
-    instead of compiling again: JAX's persistent compilation cache, opt-in. ``None``
-    turns it off again. Also ``$ANYFC_COMPILATION_CACHE=folder``, read when anyfc first
-    compiles a JAX step. The folder must exist and be writable (anyfc creates no
-    folders); JAX writes there, and trusts what it finds: use a folder only you write.
-    (TorchInductor, behind ``set_step_compiler("torch", "compile")``, keeps its own
-    cache on disk already.)
+    """Keep JAX's compiled programs on disk, so later processes load them.
 
+    JAX's persistent compilation cache, opt-in: anyfc's steps, ``predict`` and
+    ``evaluate``, and JAX's own per-operation programs are kept in ``folder`` instead of
+    compiled again in each process. Also ``$ANYFC_COMPILATION_CACHE=folder``, read when
+    anyfc first compiles a JAX step. JAX writes there and trusts what it finds: use a
+    folder only you write. (TorchInductor, behind ``set_step_compiler("torch",
+    "compile")``, keeps its own cache on disk already.)
+
+    Parameters
+    ----------
+    folder : str or os.PathLike or None
+        An existing, writable folder (anyfc creates no folders); ``None`` turns the
+        cache off again.
+
+    Raises
+    ------
+    ValueError
+        A folder that does not exist, is not a folder or is not writable (nothing
+        changes).
+
+    Examples
+    --------
     >>> set_compilation_cache(None); compilation_cache() is None
     True
     """
@@ -125,7 +139,13 @@ def set_compilation_cache(folder: str | os.PathLike[str] | None) -> None:
 
 
 def compilation_cache() -> str | None:
-    """The folder of JAX's persistent compilation cache that anyfc set, or ``None``."""
+    """Return the folder of JAX's persistent compilation cache that anyfc set.
+
+    Returns
+    -------
+    str or None
+        The folder (``set_compilation_cache``), or ``None`` when the cache is off.
+    """
     return _cache["folder"]
 
 
