@@ -1093,7 +1093,8 @@ class _Plan:
                 X, "requires_grad", False):  # a torch graph is cut on the full way
             return None
         shape = X.shape
-        if len(shape) != 2 or shape[1] != self.n_in or not shape[0]:
+        if len(shape) != 2 or shape[1] != self.n_in or type(shape[0]) is not int or not (
+                shape[0]):  # Dask's unknown row count is NaN: the full way names it
             return None
         if _backend.device_of(X) != self.device:
             return None
